@@ -1,0 +1,55 @@
+"""The console script: help, one run into outputs/runs, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def test_help_explains_groups_and_knobs(tmp_path):
+    out = run_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for text in ("data:", "model:", "train:", "truncation:", "num_steps", "state_size", "0.52"):
+        assert text in out.stdout
+
+
+@pytest.mark.parametrize("override,field", [
+    ("num_steps=0", "num_steps"),
+    ("state_size=-2", "state_size"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.epochs=0", "train.epochs"),
+    ("model.backend=nope", "model.backend"),
+    ("train.optimizer.name=nope", "train.optimizer.name"),
+    ("data.dependencies=[{lag:0,effect:0.1}]", "data.dependencies[0].lag"),
+    ("data.base_prob=0.9", "data.dependencies"),
+    ("data.length=100", "train.batch_size"),
+])
+def test_bad_input_one_line_error_no_traceback(tmp_path, override, field):
+    out = run_cli(override, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"rnn-sweep: error: {field}"), out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs" / "runs").exists() or not any((tmp_path / "outputs" / "runs").rglob("summary.json"))
+
+
+def test_type_error_is_hydras_message_not_a_traceback(tmp_path):
+    out = run_cli("num_steps=abc", cwd=tmp_path, timeout=60)
+    assert out.returncode != 0
+    assert "num_steps" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_one_run_writes_results(tmp_path):
+    out = run_cli("data=small", "num_steps=10", "state_size=16", "train.epochs=2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["config"]["num_steps"] == 10 and summary["config"]["state_size"] == 16
+    lines = (run_dir / "losses.csv").read_text().splitlines()
+    # 100,000 steps / 200 rows / 10 = 50 windows per epoch -> one partial block of 50 per epoch
+    assert lines[0] == "epoch,step,loss,block_steps,elapsed_s"
+    assert [ln.split(",")[:2] for ln in lines[1:]] == [["0", "50"], ["1", "100"]]
