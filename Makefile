@@ -13,15 +13,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# conf/experiment/quickstart.yaml: 24 runs into outputs/sweeps/quickstart/; rerunning
+# trains only what is missing. Aggregation runs at the end (a Hydra callback).
 sweep: $(STAMP)
-	$(BIN)/rnn-sweep -m data=small num_steps=2,5,10 state_size=4,16 train.epochs=2 \
-		hydra.sweep.dir=outputs/sweeps/quickstart
+	$(BIN)/rnn-sweep experiment=quickstart
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# rnn-sweep against a literal tf.compat.v1 port of the article's code, same machine, same run
+# (~5-10 min on 2 cores): markdown table on stdout and in benchmarks/results/.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

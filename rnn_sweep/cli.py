@@ -1,34 +1,111 @@
 """Thin Hydra entry points: compose the config, then call the library.
 
-``rnn-sweep`` trains one configuration (or, with ``-m``, every combination of
-a sweep). All logic lives in :mod:`rnn_sweep.train`; this module only turns a
-Hydra ``DictConfig`` into a validated :class:`~rnn_sweep.config.RunConfig`
-(before TensorFlow is imported) and reports errors in one line.
+``rnn-sweep`` trains one configuration (or, with ``-m`` or an experiment file,
+every combination of a sweep). All logic lives in :mod:`rnn_sweep.train` and
+:mod:`rnn_sweep.sweep`; this module turns a Hydra ``DictConfig`` into a
+validated :class:`~rnn_sweep.config.RunConfig` (before TensorFlow is imported),
+reports errors in one line, and holds the Hydra glue: the resolvers used in
+``conf/config.yaml`` and the callback that locks a sweep directory.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_sweep.config import ConfigError, RunConfig, from_dict, validate
+from rnn_sweep.sweep import ConfigMismatch, SweepLock, SweepLocked, run_job
 
 log = logging.getLogger("rnn_sweep")
 ConfigStore.instance().store(name="rnn_sweep_schema", node=RunConfig)
 # The repository's top-level conf/ (an absolute path, so it works from any cwd).
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+NO_EXPERIMENT = "adhoc"  # sweep directory name of a command-line sweep without experiment=
+
+
+def _sweep_name(choice) -> str:
+    return NO_EXPERIMENT if choice in (None, "None", "null", "") else str(choice)
+
+
+def _meta_dir(mode, run_value: str, *, _root_) -> str:
+    """Where Hydra's per-job records go: ``run_value`` in a single run, else outside the run dir."""
+    if getattr(mode, "name", str(mode)) != "MULTIRUN":
+        return run_value
+    sweep = _root_.hydra.sweep
+    meta = Path(sweep.dir).absolute() / ".jobs" / str(sweep.subdir)
+    meta.mkdir(parents=True, exist_ok=True)  # Hydra opens the job log before creating .hydra
+    return str(meta)
+
+
+def _run_subdir(override_dirname) -> str:
+    """A sweep job's directory name: its overrides, or ``base`` when it has none (``-m`` alone)."""
+    return str(override_dirname) or "base"
+
+
+OmegaConf.register_new_resolver("rnn_sweep_name", _sweep_name, replace=True)
+OmegaConf.register_new_resolver("rnn_sweep_subdir", _run_subdir, replace=True)
+OmegaConf.register_new_resolver("rnn_sweep_meta", _meta_dir, replace=True)
+
+
+class SweepLockCallback(Callback):
+    """Holds ``<sweep dir>/.sweep.lock`` from the start to the end of a multirun."""
+
+    def __init__(self) -> None:
+        self.lock: SweepLock | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.lock = SweepLock(config.hydra.sweep.dir)
+        try:
+            self.lock.acquire()
+        except SweepLocked as err:
+            # Hydra turns an Exception raised by a callback into a warning; a sweep
+            # that must not start needs SystemExit.
+            print(f"rnn-sweep: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        atexit.register(self.lock.release)  # also when a failed job ends the sweep early
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def job_threads(train_threads: int) -> int:
+    """TensorFlow intra-op threads for this job: the user's, else a share of the launcher's cores.
+
+    Parallel launchers run several jobs per machine (joblib) or get a fixed CPU
+    allocation (Slurm); giving each job all cores would oversubscribe the CPU.
+    """
+    if train_threads:
+        return train_threads
+    hc = HydraConfig.get()
+    launcher = hc.launcher
+    target = str(launcher.get("_target_", ""))
+    cores = os.cpu_count() or 1
+    if "joblib" in target:
+        n = int(launcher.get("n_jobs") or -1)
+        jobs = n if n > 0 else max(1, cores + 1 + n)  # joblib: -1 = all cores, -2 = all but one
+        return max(1, cores // jobs)
+    if "submitit" in target:
+        return int(launcher.get("cpus_per_task") or 1)
+    if "ray" in target:  # each Ray task reserves ray.remote.num_cpus (Ray's default: 1)
+        return int(OmegaConf.select(launcher, "ray.remote.num_cpus", default=None) or 1)
+    return 0
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Resolve a composed Hydra config into a validated RunConfig (no TensorFlow)."""
     raw = OmegaConf.to_container(cfg, resolve=True)
     raw.pop("hydra", None)
+    raw.pop("force", None)  # +force=true is a sweep option, not part of the run
     run_cfg = from_dict(raw)
     validate(run_cfg)
     return run_cfg
@@ -36,16 +113,27 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def run(cfg: DictConfig) -> float | None:
-    """Train one configuration into Hydra's run (or sweep job) directory."""
+    """Train one configuration into Hydra's run (or sweep job) directory.
+
+    In a sweep a finished run is skipped, an unfinished one retrained, and a
+    failing one recorded (status ``failed``) and raised, so Hydra reports it
+    and exits non-zero after the other jobs (see :func:`rnn_sweep.sweep.run_job`).
+    """
     try:
         run_cfg = to_run_config(cfg)
     except ConfigError as err:
         print(f"rnn-sweep: error: {err}", file=sys.stderr)
         sys.exit(2)
-    run_dir = HydraConfig.get().runtime.output_dir
-    from rnn_sweep.train import train
-
-    summary = train(run_cfg, run_dir)
+    hc = HydraConfig.get()
+    run_dir = hc.runtime.output_dir
+    force = bool(cfg.get("force", False))
+    try:
+        summary = run_job(run_cfg, run_dir, force=force, threads=job_threads(run_cfg.train.threads))
+    except ConfigMismatch as err:
+        if getattr(hc.mode, "name", "") == "MULTIRUN":
+            raise  # recorded by Hydra as this job's failure; the other jobs go on
+        print(f"rnn-sweep: error: {err}", file=sys.stderr)
+        sys.exit(2)
     log.info("%s: final loss %.4f, held-out %.4f (levels %s), learned %s -> %s",
              summary["status"], summary["final_loss"] or float("nan"),
              summary["heldout_loss"] or float("nan"),

@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-BACKENDS = ("scratch",)
-CELLS = ("rnn",)
+BACKENDS = ("scratch", "static", "dynamic", "keras")  # see rnn_sweep/models.py
+CELLS = ("rnn", "gru", "lstm")  # scratch: rnn only (the article's hand-written cell)
 OPTIMIZERS = ("adagrad", "sgd", "adam")
-STYLES = ("tf",)
+STYLES = ("tf", "true")  # BPTT(n, n) and true BPTT(n, 1); see rnn_sweep/truncation.py
 BOUNDARIES = ("pad", "wrap")
 
 
@@ -175,14 +175,16 @@ def validate(cfg: RunConfig) -> None:
     _choice("model.backend", cfg.model.backend, BACKENDS)
     _choice("model.cell", cfg.model.cell, CELLS)
     if cfg.model.backend == "scratch" and cfg.model.cell != "rnn":
-        _fail("model.cell", cfg.model.cell, "the scratch backend is the article's vanilla cell; only 'rnn' is allowed")
+        _fail("model.cell", cfg.model.cell, "model.backend=scratch is the article's hand-written vanilla cell; "
+              "only 'rnn' is allowed (use static, dynamic or keras for gru/lstm)")
     t = cfg.train
     _positive_int("train.epochs", t.epochs)
     _positive_int("train.batch_size", t.batch_size)
     _positive_int("train.log_every", t.log_every)
     _positive_int("train.replicas", t.replicas)
-    if t.replicas != 1:
-        _fail("train.replicas", t.replicas, "only 1 is supported")
+    if t.replicas > 1 and (cfg.model.backend, cfg.truncation.style) != ("scratch", "tf"):
+        _fail("train.replicas", t.replicas, "replicas > 1 need model.backend=scratch and truncation.style=tf "
+              f"(got {cfg.model.backend}, {cfg.truncation.style}); use train.replicas=1 and a seed sweep")
     if isinstance(t.threads, bool) or not isinstance(t.threads, int) or t.threads < 0:
         _fail("train.threads", t.threads, "must be an integer >= 0 (0 = TensorFlow default)")
     if not (isinstance(t.diverge_loss, (int, float)) and t.diverge_loss > 0):
@@ -197,10 +199,7 @@ def validate(cfg: RunConfig) -> None:
         v = getattr(o, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v < 1.0):
             _fail(f"train.optimizer.{name}", v, "must be in [0, 1)")
-    _choice("truncation.style", cfg.truncation.style, STYLES)
-    ue = cfg.truncation.update_every
-    if ue is not None:
-        _positive_int("truncation.update_every", ue)
+    _validate_truncation(cfg)
     for length_field in ("length", "eval_length"):
         length = getattr(cfg.data, length_field)
         columns = length // t.batch_size
@@ -210,6 +209,33 @@ def validate(cfg: RunConfig) -> None:
                 f"gives {columns} columns per row, fewer than num_steps={cfg.num_steps}; "
                 f"need data.{length_field} >= batch_size * num_steps = {t.batch_size * cfg.num_steps}"
             )
+
+
+def _validate_truncation(cfg: RunConfig) -> None:
+    style, ue = cfg.truncation.style, cfg.truncation.update_every
+    if style == "True":  # Hydra parsed a bare `true` as a boolean and the str schema made it "True"
+        _fail("truncation.style", style, "write truncation=true_bptt or truncation.style='true' (quoted); "
+              f"allowed values are {', '.join(STYLES)}")
+    _choice("truncation.style", style, STYLES)
+    # model.fit owns its training loop: one loss per window, no per-step sub-sequences.
+    if style == "true" and cfg.model.backend == "keras":
+        _fail("truncation.style", style, "model.backend='keras' (model.fit) can only do truncation.style=tf; "
+              "use a functional backend (any other model.backend) for true BPTT")
+    if ue is None:
+        return
+    _positive_int("truncation.update_every", ue)
+    if style != "true":
+        _fail("truncation.update_every", ue, "only truncation.style=true uses it (leave it null for tf style)")
+    positions = (cfg.data.length // cfg.train.batch_size) // cfg.num_steps * cfg.num_steps
+    if ue > positions:
+        _fail("truncation.update_every", ue, f"must be <= the {positions} steps per row of an epoch")
+
+
+def updates_per_epoch(cfg: RunConfig) -> int:
+    """Parameter updates per epoch: windows (TF style) or every update_every steps (true style)."""
+    if cfg.truncation.style == "true" and cfg.truncation.update_every is not None:
+        return windows_per_epoch(cfg) * cfg.num_steps // cfg.truncation.update_every
+    return windows_per_epoch(cfg)
 
 
 def windows_per_epoch(cfg: RunConfig) -> int:

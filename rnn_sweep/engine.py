@@ -57,15 +57,27 @@ def _epoch_body(backend, opt_name: str, step_fn):
     return run_epoch
 
 
-def epoch_fn(backend, opt_name: str, style: str = "tf", xla: bool = True, step_fn=None) -> Callable:
+def epoch_fn(backend, opt_name: str, style: str = "tf", xla: bool = True, step_fn=None,
+             update_every: int | None = None) -> Callable:
     """The compiled epoch for a backend/optimizer/style, built once per process.
 
     Returns f(params, opt_state, hp, xs[W,B,n] int8, ys[W,B,n] int8, state) ->
-    (params, opt_state, losses[W], final_state).
+    (params, opt_state, losses[U], final_state). TF style: U = W windows.
+    ``style="true"``: BPTT(n, 1), U = (W*n) // update_every updates (see
+    :mod:`rnn_sweep.truncation`; update_every None = n, so U = W).
     """
-    key = ("epoch", backend.name, backend.cell, backend.state_size, opt_name, style, xla)
+    key = ("epoch", backend.name, backend.cell, backend.state_size, opt_name, style, xla, update_every)
     if key not in _CACHE:
-        _CACHE[key] = tf.function(_epoch_body(backend, opt_name, step_fn or tf_style_step), jit_compile=xla)
+        if style == "true":
+            from rnn_sweep.truncation import true_epoch_body
+
+            body = true_epoch_body(backend, opt_name, update_every)
+        else:
+            body = _epoch_body(backend, opt_name, step_fn or tf_style_step)
+        # autograph=False: the loops are explicit tf.while_loops and the unrolls static
+        # Python loops, so autograph's source conversion only costs tracing time
+        # (about a third of the trace, i.e. of a one-epoch run's overhead; notes/perf.md).
+        _CACHE[key] = tf.function(body, jit_compile=xla, autograph=style == "true")
     return _CACHE[key]
 
 
@@ -88,7 +100,7 @@ def predict_fn(backend, xla: bool = True) -> Callable:
             _, _, out = tf.while_loop(lambda i, *_: i < n_windows, body, (tf.constant(0), state, out))
             return out.stack()
 
-        _CACHE[key] = tf.function(predict, jit_compile=xla)
+        _CACHE[key] = tf.function(predict, jit_compile=xla, autograph=False)  # explicit loop, see epoch_fn
     return _CACHE[key]
 
 

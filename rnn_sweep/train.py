@@ -26,7 +26,7 @@ import numpy as np
 from rnn_sweep import data as data_mod
 from rnn_sweep import probe
 from rnn_sweep.baselines import learning_levels
-from rnn_sweep.config import RunConfig, validate
+from rnn_sweep.config import RunConfig, updates_per_epoch, validate
 
 LOSSES_FILE = "losses.csv"
 SUMMARY_FILE = "summary.json"
@@ -52,6 +52,28 @@ def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+class ResultsWriteError(OSError):
+    """The run directory cannot be created or written (read-only, full disk, ...)."""
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` and prove a file can be written there, before any expensive work."""
+    probe_file = run_dir / f".write-test.{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(probe_file, "w") as f:
+            f.write("ok\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise ResultsWriteError(err.errno, f"cannot write results to {run_dir}: {err.strerror}") from err
+    finally:
+        try:
+            probe_file.unlink()
+        except OSError:
+            pass
 
 
 def _finite_or_none(v: float) -> float | None:
@@ -83,7 +105,9 @@ def evaluate(cfg: RunConfig, backend, params) -> dict:
     b, n = cfg.train.batch_size, cfg.num_steps
     x, y, p_true, lagged = data_mod.generate_full(cfg.data, cfg.data.eval_length, data_mod.rng_for(cfg.seed, data_mod.EVAL_STREAM))
     xs = data_mod.to_windows(data_mod.to_rows(x, b), n)
-    p_win = engine.predict_fn(backend, cfg.train.xla)(params, xs, backend.zero_state(b)).numpy()
+    # Not XLA: one forward pass over the held-out data runs in ~0.1 s as a plain graph,
+    # less than XLA needs to compile it (benchmarks/, notes/perf.md).
+    p_win = engine.predict_fn(backend, xla=False)(params, xs, backend.zero_state(b)).numpy()
     used = xs.shape[0] * n
 
     def rows(a):  # sequence -> the [B, used] positions the windows cover, flattened
@@ -108,11 +132,17 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False) -
             ``summary.json`` raises FileExistsError (finished results are never lost).
 
     Returns:
-        The summary dict also written to ``run_dir/summary.json``.
+        The summary dict also written to ``run_dir/summary.json``. With
+        ``train.replicas`` K > 1: each seed's record goes to ``run_dir/seed=<s>/``
+        and the return value is :func:`rnn_sweep.replicas.combined_summary`.
     """
     validate(cfg)
+    if cfg.train.replicas > 1:  # K seeds as one vectorised computation, one record per seed
+        from rnn_sweep.replicas import combined_summary, train_replicas
+
+        return combined_summary(train_replicas(cfg, run_dir, overwrite))
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(run_dir)
     if (run_dir / SUMMARY_FILE).exists() and not overwrite:
         raise FileExistsError(f"{run_dir / SUMMARY_FILE} exists: this run already finished (pass overwrite to redo it)")
     t_start = time.perf_counter()
@@ -127,11 +157,15 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False) -
     params = {k: tf.constant(v) for k, v in init.items()}
     hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(cfg.train.optimizer).items()}
     opt_state = optim.init_state(cfg.train.optimizer.name, params, hp)
-    fn = engine.epoch_fn(backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla)
+    if hasattr(backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
+        fn = backend.make_epoch_fn(cfg)
+    else:
+        fn = engine.epoch_fn(backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
+                             update_every=cfg.truncation.update_every)
 
     status, diverged_at, step, epoch_times, data_time = "completed", None, 0, [], 0.0
     last_block = float("nan")
-    windows = (cfg.data.length // b) // n
+    windows = updates_per_epoch(cfg)  # = windows for TF style; true style: every update_every steps
     bar = tqdm(total=cfg.train.epochs * windows, unit="step", disable=None if cfg.train.progress else True,
                desc=f"{backend.name} n={n} d={cfg.state_size} seed={cfg.seed}", leave=False)
     t_train = time.perf_counter()

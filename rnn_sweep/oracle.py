@@ -1,0 +1,166 @@
+"""A plain-NumPy oracle for the vanilla RNN: forward pass and truncated BPTT.
+
+Independent of TensorFlow and Keras: every gradient is derived by hand (float64),
+so tests can check any backend against it, and it is itself checked against
+finite differences.
+
+Model (the article's, canonical layout of :func:`rnn_sweep.models.vanilla_init`)::
+
+    a_t = [x_t ; s_{t-1}] W + b        x_t one-hot [B, 2], s_t [B, d]
+    s_t = tanh(a_t)
+    z_t = s_t U + c                    logits [B, 2]
+    L   = mean over (batch, t) of  -log softmax(z_t)[y_t]
+
+Backward pass of one window (T steps, N = B*T terms in the mean)::
+
+    dz_t = (softmax(z_t) - onehot(y_t)) / N
+    dU   = sum_t s_t^T dz_t,    dc = sum_t dz_t
+    ds_t = dz_t U^T + da_{t+1} W[2:]^T     (da_{T} := 0)
+    da_t = ds_t * (1 - s_t^2)
+    dW   = sum_t [x_t ; s_{t-1}]^T da_t,   db = sum_t da_t
+    dL/dx_t = da_t W[:2]^T,                dL/ds_{-1} = da_0 W[2:]^T
+
+TensorFlow-style truncation (BPTT(n, n)) treats the state entering each window
+as a constant; :func:`tf_style_windows` carries it from window to window.
+
+Public API (all arrays NumPy; params is a dict with W [2+d,d], b [d], U [d,2], c [2]):
+
+* ``forward(params, x, s0) -> (logits [B,T,2], states [B,T,d])``
+* ``window_grads(params, x, y, s0) -> WindowResult`` -- loss, parameter
+  gradients, final state, dL/dx (w.r.t. the one-hot inputs) and dL/ds0.
+* ``input_gradients(params, x, y, s0) -> [B,T,2]`` -- dL/dx alone.
+* ``tf_style_windows(params, xs, ys, s0=None) -> list[WindowResult]`` -- several
+  windows with carried state, parameters held fixed.
+* ``train_windows(params, xs, ys, lr, initial_accumulator)`` -- TF1 Adagrad
+  training over windows with carried state (what one compiled epoch does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PARAM_NAMES = ("W", "b", "U", "c")
+
+
+@dataclass
+class WindowResult:
+    """One window's loss and gradients (float64).
+
+    Attributes:
+        loss: mean cross-entropy over the window's B*T positions (nats).
+        grads: dict W, b, U, c -> dL/dparam, shaped like the params.
+        final_state: s_{T-1} [B, d], the state handed to the next window.
+        d_inputs: dL/dx [B, T, 2], gradient w.r.t. the one-hot inputs.
+        d_state0: dL/ds_{-1} [B, d], gradient w.r.t. the state entering the window.
+    """
+
+    loss: float
+    grads: dict[str, np.ndarray]
+    final_state: np.ndarray
+    d_inputs: np.ndarray
+    d_state0: np.ndarray
+
+
+def _as64(params: dict) -> dict[str, np.ndarray]:
+    return {k: np.asarray(params[k], np.float64) for k in PARAM_NAMES}
+
+
+def onehot(x_int: np.ndarray) -> np.ndarray:
+    """Integer inputs [..] in {0, 1} -> one-hot float64 [.., 2]."""
+    return np.eye(2)[np.asarray(x_int, np.int64)]
+
+
+def forward(params: dict, x: np.ndarray, s0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits [B, T, 2] and states s_0..s_{T-1} [B, T, d] for one-hot inputs x [B, T, 2]."""
+    p = _as64(params)
+    s = np.asarray(s0, np.float64)
+    states = []
+    for t in range(x.shape[1]):
+        s = np.tanh(np.concatenate([x[:, t], s], axis=1) @ p["W"] + p["b"])
+        states.append(s)
+    states = np.stack(states, axis=1)
+    return states @ p["U"] + p["c"], states
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def window_grads(params: dict, x: np.ndarray, y: np.ndarray, s0: np.ndarray) -> WindowResult:
+    """Loss and hand-derived gradients of one window (see the module docstring).
+
+    Args:
+        params: W, b, U, c (any float dtype).
+        x: one-hot inputs [B, T, 2] (float; may be non-one-hot for derivative checks).
+        y: integer targets [B, T] in {0, 1}.
+        s0: state entering the window [B, d] (a constant: TF-style truncation).
+    """
+    p = _as64(params)
+    x = np.asarray(x, np.float64)
+    s0 = np.asarray(s0, np.float64)
+    B, T = y.shape
+    logits, states = forward(p, x, s0)
+    probs = _softmax(logits)
+    y_hot = onehot(y)
+    loss = float(-np.mean(np.sum(y_hot * np.log(probs), axis=-1)))
+    dz = (probs - y_hot) / (B * T)
+    grads = {"U": np.einsum("btd,btk->dk", states, dz), "c": dz.sum(axis=(0, 1)),
+             "W": np.zeros_like(p["W"]), "b": np.zeros_like(p["b"])}
+    w_x, w_s = p["W"][:2], p["W"][2:]
+    d_inputs = np.zeros_like(x)
+    da_next = np.zeros_like(s0)
+    for t in reversed(range(T)):
+        ds = dz[:, t] @ p["U"].T + da_next @ w_s.T
+        da = ds * (1.0 - states[:, t] ** 2)
+        s_prev = states[:, t - 1] if t > 0 else s0
+        grads["W"] += np.concatenate([x[:, t], s_prev], axis=1).T @ da
+        grads["b"] += da.sum(axis=0)
+        d_inputs[:, t] = da @ w_x.T
+        da_next = da
+    return WindowResult(loss, grads, states[:, -1], d_inputs, da_next @ w_s.T)
+
+
+def input_gradients(params: dict, x: np.ndarray, y: np.ndarray, s0: np.ndarray) -> np.ndarray:
+    """dL/dx [B, T, 2]: gradient of the window loss w.r.t. the one-hot inputs."""
+    return window_grads(params, x, y, s0).d_inputs
+
+
+def tf_style_windows(params: dict, xs: np.ndarray, ys: np.ndarray, s0: np.ndarray | None = None) -> list[WindowResult]:
+    """Each window's loss and gradients with the state carried between windows.
+
+    Args:
+        params: fixed W, b, U, c (no update between windows).
+        xs: integer inputs [W, B, n]; ys: integer targets [W, B, n].
+        s0: state entering the first window [B, d]; zeros if None.
+    """
+    d = np.asarray(params["W"]).shape[1]
+    s = np.zeros((xs.shape[1], d)) if s0 is None else s0
+    out = []
+    for x, y in zip(xs, ys):
+        res = window_grads(params, onehot(x), y, s)
+        out.append(res)
+        s = res.final_state
+    return out
+
+
+def train_windows(params: dict, xs: np.ndarray, ys: np.ndarray, lr: float = 0.1,
+                  initial_accumulator: float = 0.1) -> tuple[dict[str, np.ndarray], list[float]]:
+    """TF1 Adagrad over windows with carried state, from a zero state (one epoch).
+
+    Returns (trained params float64, per-window losses before each update).
+    """
+    p = _as64(params)
+    acc = {k: np.full_like(v, initial_accumulator) for k, v in p.items()}
+    s = np.zeros((xs.shape[1], p["W"].shape[1]))
+    losses = []
+    for x, y in zip(xs, ys):
+        res = window_grads(p, onehot(x), y, s)
+        for k in PARAM_NAMES:
+            acc[k] += res.grads[k] ** 2
+            p[k] = p[k] - lr * res.grads[k] / np.sqrt(acc[k])
+        losses.append(res.loss)
+        s = res.final_state
+    return p, losses

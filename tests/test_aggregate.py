@@ -1,0 +1,440 @@
+"""Aggregation of sweep directories built by hand in the real file schema.
+
+Expected numbers are derived by hand in this file (binary entropies, medians,
+means), never captured from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from rnn_sweep.aggregate import aggregate, bootstrap_ci, classify_level, onset_steps, read_losses, write_tables
+
+ARTICLE = [{"lag": 3, "effect": 0.5}, {"lag": 8, "effect": -0.25}]
+HEADER = "epoch,step,loss,block_steps,elapsed_s\n"
+VENV_BIN = Path(sys.executable).parent
+
+
+def H(p: float) -> float:
+    """Binary entropy in nats (independent of rnn_sweep.baselines)."""
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+# The article's levels by hand (SEED_NOTES): H(0.625); 0.5 H(0.875) + 0.5 H(0.375); 0.25 ln2 + 0.5 H(0.25).
+L0, L1, L2 = H(0.625), 0.5 * H(0.875) + 0.5 * H(0.375), 0.25 * math.log(2) + 0.5 * H(0.25)
+ARTICLE_LEVELS = [{"name": "none", "lags": [], "loss": L0}, {"name": "lag 3", "lags": [3], "loss": L1},
+                  {"name": "lags 3+8", "lags": [3, 8], "loss": L2}]
+MID01, MID12 = (L0 + L1) / 2, (L1 + L2) / 2  # 0.5904, 0.4868
+# A loss curve with known crossings: blocks of 10 steps; a one-block spike at step 20;
+# lag 3 learned from step 60 (first 0.52 block), lags 3+8 from step 100 (first 0.455 block).
+CURVE = [0.69, 0.40, 0.69, 0.69, 0.69, 0.52, 0.52, 0.52, 0.52, 0.455, 0.455, 0.455, 0.455, 0.455]
+
+
+def config(num_steps=5, state_size=4, seed=0, style="tf", deps=ARTICLE, base_prob=0.5, backend="scratch",
+           lr=0.1) -> dict:
+    """A resolved run config, as summary.json['config'] / .hydra/config.yaml hold it."""
+    return {
+        "data": {"input_prob": 0.5, "base_prob": base_prob, "dependencies": deps, "length": 100000,
+                 "eval_length": 50000, "boundary": "pad"},
+        "model": {"backend": backend, "cell": "rnn"},
+        "train": {"epochs": 1, "batch_size": 200, "log_every": 10,
+                  "optimizer": {"name": "adagrad", "lr": lr, "initial_accumulator": 0.1, "beta1": 0.9,
+                                "beta2": 0.999, "epsilon": 1e-8},
+                  "xla": True, "threads": 0, "progress": seed % 2 == 0, "replicas": 1, "diverge_loss": 10.0},
+        "truncation": {"style": style, "update_every": None},
+        "num_steps": num_steps, "state_size": state_size, "seed": seed,
+    }
+
+
+def write_losses(run_dir: Path, losses, epoch_of=lambda i: 0) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{epoch_of(i)},{10 * (i + 1)},{v!r},10,{0.5 * (i + 1):.4f}\n" for i, v in enumerate(losses))
+    (run_dir / "losses.csv").write_text(HEADER + rows)
+
+
+def write_run(run_dir: Path, cfg: dict, losses=CURVE, learned=(1.0, 0.0), heldout=0.52, levels=ARTICLE_LEVELS,
+              status="completed", total_s=2.0, summary=True, hydra=True) -> Path:
+    """One run directory in the real schema (summary.json, losses.csv, .hydra/config.yaml)."""
+    if losses is not None:
+        write_losses(run_dir, losses)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if hydra:
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if summary:
+        lags = [d["lag"] for d in cfg["data"]["dependencies"]]
+        s = {"status": status, "backend": cfg["model"]["backend"], "cell": "rnn",
+             "style": cfg["truncation"]["style"], "num_steps": cfg["num_steps"],
+             "state_size": cfg["state_size"], "seed": cfg["seed"],
+             "final_loss": losses[-1] if losses else None, "heldout_loss": heldout, "heldout_optimal_loss": 0.455,
+             "learned_fraction": {str(lag): v for lag, v in zip(lags, learned)}, "levels": levels,
+             "steps": 10 * len(losses) if losses else 0, "epochs_completed": 1, "diverged_at_step": None,
+             "timings": {"total_s": total_s}, "versions": {}, "config": cfg, "error": None}
+        (run_dir / "summary.json").write_text(json.dumps(s))
+    return run_dir
+
+
+def test_levels_by_hand_match_the_article():
+    assert (round(L0, 4), round(L1, 4), round(L2, 4)) == (0.6616, 0.5192, 0.4545)
+
+
+@pytest.mark.parametrize("loss,expected", [
+    (0.52, (1, True)),    # 0.0008 above lag 3; 25% of the gap to none is 0.036
+    (0.544, (1, True)),   # 0.025 above lag 3: the margin is measured towards none (0.036), not 3+8 (0.016)
+    (0.50, (1, False)),   # nearest lag 3 (0.019 away) but 25% of the gap to 3+8 is only 0.016
+    (0.46, (2, True)),    # 0.0055 above 3+8
+    (0.44, (2, True)),    # below the last level: 0.0145 <= 0.016
+    (0.70, (0, False)),   # above none by 0.038 > 0.036
+    (0.60, (0, False)),   # between none and lag 3, nearer none
+])
+def test_classify_level_nearest_with_margin(loss, expected):
+    assert classify_level(loss, [L0, L1, L2], margin=0.25) == expected
+
+
+def test_onset_uses_the_smoothed_loss_and_the_level_midpoints():
+    steps = np.arange(1, len(CURVE) + 1) * 10
+    # A centred median of 5 ignores the spike at step 20 (step 60: 0.69 0.69 0.52 0.52 0.52 -> 0.52).
+    assert onset_steps(steps, np.array(CURVE), [L0, L1, L2], window=5) == [60.0, 100.0]
+    # Unsmoothed, the spike (0.40, below both midpoints) is the onset of both.
+    assert onset_steps(steps, np.array(CURVE), [L0, L1, L2], window=1) == [20.0, 20.0]
+    never = onset_steps(steps, np.full(len(CURVE), 0.6), [L0, L1, L2], window=5)
+    assert all(math.isnan(v) for v in never)
+
+
+def test_bootstrap_ci_by_hand():
+    # Two values 1 and 3: resampled means are 1, 2, 3 with probability 1/4, 1/2, 1/4,
+    # so the 2.5% and 97.5% percentiles are 1 and 3. One value: no spread. None: NaN.
+    mean, low, high = bootstrap_ci(np.array([[1.0, 3.0, np.nan], [5.0, np.nan, np.nan], [np.nan] * 3]))
+    assert list(mean[:2]) == [2.0, 5.0] and list(low[:2]) == [1.0, 5.0] and list(high[:2]) == [3.0, 5.0]
+    assert np.isnan([mean[2], low[2], high[2]]).all()
+    # Many values: close to the normal interval mean +- 1.96 s / sqrt(n).
+    x = np.random.default_rng(1).normal(size=(1, 400))
+    _, low, high = bootstrap_ci(x, n_boot=4000)
+    half = 1.96 * x.std(ddof=1) / 20
+    assert (high[0] - low[0]) / 2 == pytest.approx(half, rel=0.1)
+
+
+def test_runs_table_exact(tmp_path):
+    # 2 num_steps x 2 seeds at state_size 4: learned (lag3, lag8), held-out loss chosen by hand.
+    spec = {(5, 0): ((1.0, 0.0), 0.52), (5, 1): ((0.9, 0.1), 0.50),
+            (10, 0): ((1.0, 1.0), 0.46), (10, 1): ((1.0, 0.8), 0.70)}
+    for (n, seed), (learned, heldout) in spec.items():
+        write_run(tmp_path / f"num_steps={n},seed={seed}", config(n, 4, seed), learned=learned, heldout=heldout,
+                  total_s=n + seed)
+    agg = aggregate(tmp_path)
+    assert agg.warnings == []
+    assert agg.config_cols == ["num_steps", "state_size"]  # train.progress differs but never splits a sweep
+    assert list(agg.runs.columns) == [
+        "run_id", "rule", "backend", "style", "num_steps", "state_size", "seed", "status", "problem", "steps",
+        "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss", "baseline_0", "baseline_1",
+        "baseline_2", "level", "level_k", "level_clear", "level_from", "learned_lag3", "learned_lag8",
+        "onset_lag3", "onset_lag8", "wall_s"]
+    r = agg.runs
+    assert list(r["run_id"]) == ["num_steps=5,seed=0", "num_steps=5,seed=1", "num_steps=10,seed=0",
+                                 "num_steps=10,seed=1"]  # numeric order of num_steps, then seed
+    assert list(r["level"]) == ["lag 3", "lag 3", "lags 3+8", "none"]
+    assert list(r["level_k"]) == [1, 1, 2, 0]
+    assert list(r["level_clear"]) == [True, False, True, False]
+    assert list(r["learned_lag8"]) == [0.0, 0.1, 1.0, 0.8]
+    assert list(r["onset_lag3"]) == [60.0] * 4 and list(r["onset_lag8"]) == [100.0] * 4
+    assert list(r["wall_s"]) == [5.0, 6.0, 10.0, 11.0]
+    assert list(r["steps"]) == [140] * 4 and set(r["status"]) == {"completed"}
+    assert np.allclose(r[["baseline_0", "baseline_1", "baseline_2"]].to_numpy(), [[L0, L1, L2]] * 4)
+    assert r["rule"].iloc[0] == "P(Y=1)=0.5 +0.5·X[t-3] -0.25·X[t-8]; P(X=1)=0.5"
+
+
+def test_grid_and_curves_exact(tmp_path):
+    for n, seed, learned, heldout in [(5, 0, (1.0, 0.0), 0.52), (5, 1, (0.5, 0.2), 0.53),
+                                      (10, 0, (1.0, 1.0), 0.46), (10, 1, (1.0, 0.6), 0.50)]:
+        write_run(tmp_path / f"n{n}_s{seed}", config(n, 16, seed), learned=learned, heldout=heldout)
+    agg = aggregate(tmp_path)
+    g = agg.grid.set_index(["num_steps", "lag"])
+    assert list(agg.grid.columns[:3]) == ["num_steps", "state_size", "lag"]
+    assert len(agg.grid) == 4 and set(agg.grid["n_runs"]) == {2}
+    assert g.loc[(5, 3), "learned_mean"] == pytest.approx(0.75)
+    assert g.loc[(5, 3), "learned_std"] == pytest.approx(math.sqrt(0.125))  # sample std of 1.0, 0.5
+    assert (g.loc[(5, 8), "learned_min"], g.loc[(5, 8), "learned_max"]) == (0.0, 0.2)
+    assert g.loc[(10, 8), "learned_mean"] == pytest.approx(0.8)
+    assert g.loc[(10, 3), "heldout_loss_mean"] == pytest.approx(0.48)
+    # n=10: 0.46 sits nearest 3+8 and 0.50 nearest lag 3: a tie goes to fewer dependencies.
+    assert g.loc[(5, 3), "level"] == "lag 3" and g.loc[(10, 3), "level"] == "lag 3"
+    assert g.loc[(10, 8), "level_k_mean"] == pytest.approx(1.5)
+    assert g.loc[(10, 8), "onset_mean"] == 100.0 and g.loc[(10, 8), "n_onset"] == 2
+    c = agg.curves
+    assert list(c.columns) == ["run_id", "num_steps", "state_size", "seed", "epoch", "step", "loss"]
+    assert len(c) == 4 * len(CURVE)
+    one = c[c["run_id"] == "n10_s1"]
+    assert list(one["step"]) == [10 * (i + 1) for i in range(len(CURVE))] and list(one["loss"]) == CURVE
+    assert set(one["num_steps"]) == {10} and set(one["seed"]) == {1}
+    lv = agg.levels
+    assert list(lv["level"]) == ["none", "lag 3", "lags 3+8"] and list(lv["lags"]) == ["", "3", "3+8"]
+
+
+def test_read_losses_drops_a_truncated_last_line(tmp_path):
+    path = tmp_path / "losses.csv"
+    path.write_text(HEADER + "0,10,0.69,10,0.5\n0,20,0.60,10,1.0\n0,30,0.5")  # killed mid-write
+    frame, problems = read_losses(path)
+    assert list(frame["step"]) == [10, 20] and list(frame["loss"]) == [0.69, 0.60]
+    assert problems == ["losses.csv: dropped 1 malformed line(s): its last line (truncated write?)"]
+    path.write_text(HEADER + "0,10,0.69,10,0.5\ngarbage\n0,30,0.5,10,1.5\n")
+    frame, problems = read_losses(path)
+    assert list(frame["step"]) == [10, 30] and problems == ["losses.csv: dropped 1 malformed line(s): lines [3]"]
+    path.write_text("")
+    frame, problems = read_losses(path)
+    assert frame.empty and problems == ["losses.csv is empty"]
+
+
+def _broken_sweep(root: Path) -> None:
+    write_run(root / "ok", config(5, 4, 0), learned=(1.0, 0.0), heldout=0.52)
+    # Crashed/running: losses only; Hydra's record is in <sweep>/.jobs/<run>/config.yaml (sweep layout).
+    write_run(root / "running", config(5, 4, 1), losses=CURVE[:7], summary=False, hydra=False)
+    (root / ".jobs" / "running").mkdir(parents=True)
+    (root / ".jobs" / "running" / "config.yaml").write_text(yaml.safe_dump(config(5, 4, 1)))
+    # Truncated losses.csv (the last line cut) with a finished summary.
+    write_run(root / "truncated", config(10, 4, 0), learned=(1.0, 1.0), heldout=0.46)
+    with open(root / "truncated" / "losses.csv", "a") as f:
+        f.write("0,150,0.4")
+    # Corrupt summary.json: falls back to losses + .hydra/config.yaml.
+    write_run(root / "corrupt", config(10, 4, 1), losses=CURVE[:3])
+    (root / "corrupt" / "summary.json").write_text('{"status": "compl')
+    # A job Hydra started that has written nothing yet.
+    (root / ".jobs" / "pending").mkdir(parents=True)
+    (root / ".jobs" / "pending" / "config.yaml").write_text(yaml.safe_dump(config(10, 4, 2)))
+    # A directory with an empty losses.csv and nothing else: nothing to aggregate.
+    (root / "empty_run").mkdir()
+    (root / "empty_run" / "losses.csv").write_text("")
+    # A failed run: summary with status failed and the error.
+    write_run(root / "failed", config(5, 4, 2), losses=None, learned=(), heldout=None, status="failed")
+    s = json.loads((root / "failed" / "summary.json").read_text())
+    (root / "failed" / "summary.json").write_text(json.dumps({**s, "error": "RuntimeError: boom"}))
+
+
+def test_broken_runs_are_warned_never_raised(tmp_path):
+    _broken_sweep(tmp_path)
+    agg = aggregate(tmp_path)
+    r = agg.runs.set_index("run_id")
+    assert sorted(r.index) == ["corrupt", "failed", "ok", "running", "truncated"]
+    assert dict(r["status"]) == {"corrupt": "incomplete", "failed": "failed", "ok": "completed",
+                                 "running": "incomplete", "truncated": "completed"}
+    w = {line.split(":")[0]: line for line in agg.warnings}
+    assert "no summary.json (crashed, or still running)" in w["running"]
+    assert "summary.json unreadable (JSONDecodeError" in w["corrupt"]
+    assert "dropped 1 malformed line(s): its last line" in w["truncated"]
+    assert "started" in w["pending"] and "failed: RuntimeError: boom" in w["failed"]
+    assert w["empty_run"] == "empty_run: skipped, nothing to aggregate: no summary.json and no logged loss; " \
+                             "losses.csv is empty"
+    assert len(agg.warnings) == 6
+    # The running run: levels recomputed from Hydra's config; final loss = last block; level from training.
+    run = r.loc["running"]
+    assert (run["baseline_0"], run["baseline_2"]) == (pytest.approx(L0), pytest.approx(L2))
+    assert run["final_loss"] == 0.52 and run["level_from"] == "train" and run["level"] == "lag 3"
+    # At the end the centred window is cut short: step 60 sees 0.69 0.69 0.52 0.52 (median 0.605),
+    # step 70 sees 0.69 0.52 0.52 (0.52): the onset is 70.
+    assert run["onset_lag3"] == 70.0 and math.isnan(run["onset_lag8"]) and math.isnan(run["learned_lag3"])
+    assert run["wall_s"] == 3.5 and run["seed"] == 1 and run["steps"] == 70  # elapsed_s of the last block
+    assert r.loc["truncated", "steps"] == 140 and r.loc["corrupt", "seed"] == 1
+    assert r.loc["corrupt", "problem"].startswith("summary.json unreadable")
+    # The failed run has no losses: it is listed, with no level.
+    assert pd.isna(r.loc["failed", "level"])
+
+
+def test_mixed_rules_get_their_own_levels(tmp_path):
+    write_run(tmp_path / "article", config(5, 4, 0), learned=(1.0, 0.0), heldout=0.52)
+    # Another rule, no summary: P(Y=1) = 0.3 + 0.4 X_{t-2}; levels none = H(0.5), lag 2 = H(0.3).
+    other = config(5, 4, 0, deps=[{"lag": 2, "effect": 0.4}], base_prob=0.3)
+    write_run(tmp_path / "other", other, losses=[0.69, 0.69, 0.65, 0.62, 0.61, 0.61], summary=False)
+    agg = aggregate(tmp_path)
+    assert any("2 different data rules" in w for w in agg.warnings)
+    assert agg.config_cols == ["rule", "num_steps", "state_size"]
+    r = agg.runs.set_index("run_id")
+    assert r.loc["other", "baseline_0"] == pytest.approx(math.log(2))
+    assert r.loc["other", "baseline_1"] == pytest.approx(H(0.3)) and pd.isna(r.loc["other", "baseline_2"])
+    # Midpoint (ln2 + H(0.3)) / 2 = 0.652; at step 30 the centred median of 0.69 0.69 0.65 0.62 0.61 is 0.65.
+    assert r.loc["other", "onset_lag2"] == 30.0 and pd.isna(r.loc["other", "onset_lag3"])
+    assert r.loc["other", "level"] == "lag 2"
+    assert sorted(agg.grid["lag"]) == [2, 3, 8] and agg.grid["rule"].nunique() == 2
+    assert sorted(agg.levels.groupby("rule").size()) == [2, 3]
+
+
+def test_replica_directories_and_varying_fields(tmp_path):
+    job = tmp_path / "num_steps=5,train.optimizer.lr=0.3"
+    for seed in (3, 4):
+        write_run(job / f"seed={seed}", config(5, 4, seed, lr=0.3), hydra=False)
+    write_run(job / "seed=5", config(5, 4, 5, lr=0.3), losses=CURVE[:2], summary=False, hydra=False)
+    (tmp_path / ".jobs" / job.name).mkdir(parents=True)
+    (tmp_path / ".jobs" / job.name / "config.yaml").write_text(yaml.safe_dump(config(5, 4, 3, lr=0.3)))
+    write_run(tmp_path / "num_steps=5,train.optimizer.lr=0.1", config(5, 4, 3))
+    agg = aggregate(tmp_path)
+    r = agg.runs
+    assert agg.config_cols == ["train.optimizer.lr", "num_steps", "state_size"]
+    assert list(r.columns[:3]) == ["run_id", "train.optimizer.lr", "rule"]
+    assert list(r["train.optimizer.lr"]) == [0.1, 0.3, 0.3, 0.3] and list(r["seed"]) == [3, 3, 4, 5]
+    assert list(r["status"]) == ["completed", "completed", "completed", "incomplete"]
+    assert list(agg.grid.query("lag == 3")["n_runs"]) == [1, 3]
+    assert not any("started" in w for w in agg.warnings)  # the job's runs are its replica directories
+
+
+def test_empty_directory(tmp_path):
+    agg = aggregate(tmp_path)
+    assert agg.runs.empty and agg.grid.empty and agg.curves.empty
+    assert agg.warnings == [f"no runs under {tmp_path}: no directory holds summary.json or losses.csv"]
+    written = write_tables(agg, tmp_path / "out")
+    assert [p.name for p in written] == ["runs.csv", "curves.csv", "grid.csv", "levels.csv", "warnings.txt"]
+
+
+def test_write_tables_round_trip(tmp_path):
+    write_run(tmp_path / "sweep" / "a", config(5, 4, 0), learned=(0.25, 0.5))
+    agg = aggregate(tmp_path / "sweep")
+    write_tables(agg, tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert runs.loc[0, "learned_lag3"] == 0.25 and runs.loc[0, "onset_lag8"] == 100
+    grid = pd.read_csv(tmp_path / "out" / "grid.csv")
+    assert list(grid["lag"]) == [3, 8] and list(grid["learned_mean"]) == [0.25, 0.5]
+    assert (tmp_path / "out" / "warnings.txt").read_text() == ""
+
+
+def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "rnn-sweep-aggregate"), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _main(*args) -> int:
+    from rnn_sweep.aggregate_cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    return exc.value.code
+
+
+def test_cli_arguments_in_process(tmp_path, capsys):
+    assert _main("--help") == 0 and "runs.csv" in capsys.readouterr().out
+    assert _main(tmp_path / "missing") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"rnn-sweep-aggregate: error: SWEEP_DIR='{tmp_path / 'missing'}' is invalid: not an existing directory"]
+    assert _main(tmp_path, "--format", "png,tiff") == 2
+    assert "--format='png,tiff' is invalid: comma-separated values among png, pdf, svg, eps" in capsys.readouterr().err
+    assert _main(tmp_path, "--margin", "2") == 2 and "--margin=2.0 is invalid" in capsys.readouterr().err
+    _broken_sweep(tmp_path / "sweep")
+    assert _main(tmp_path / "sweep", "--no-figures") == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("rnn-sweep-aggregate: warning:") == 6 and "aggregated 5 runs" in captured.out
+    produced = sorted(p.name for p in (tmp_path / "sweep" / "aggregate").iterdir())
+    assert produced == ["curves.csv", "grid.csv", "levels.csv", "runs.csv", "warnings.txt"]
+    # Rerunning into the sweep does not pick up its own output as runs.
+    assert _main(tmp_path / "sweep", "--no-figures", "--out", tmp_path / "sweep" / "aggregate") == 0
+    assert "aggregated 5 runs" in capsys.readouterr().out
+
+
+def test_console_script_exit_codes(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = _cli(tmp_path / "empty", cwd=tmp_path)
+    assert out.returncode == 1 and "no runs under" in out.stderr and "Traceback" not in out.stderr
+    write_run(tmp_path / "sweep" / "a", config(5, 4, 0))
+    out = _cli(tmp_path / "sweep", "--out", tmp_path / "figs", "--format", "png,svg", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    produced = {p.name for p in (tmp_path / "figs").iterdir()}
+    assert {"runs.csv", "grid.png", "grid.svg", "curves.png", "curves.svg", "onset.png"} <= produced
+    assert "truncation.png" not in produced  # one truncation style: nothing to compare
+    (tmp_path / "figs" / "truncation.png").write_text("stale")  # e.g. from an earlier aggregation
+    out = _cli(tmp_path / "sweep", "--out", tmp_path / "figs", "--format", "png", cwd=tmp_path)
+    produced = {p.name for p in (tmp_path / "figs").iterdir()}
+    assert out.returncode == 0 and "grid.svg" not in produced and "truncation.png" not in produced
+
+
+def test_library_never_imports_tensorflow_or_hydra():
+    code = ("import sys, rnn_sweep.aggregate, rnn_sweep.plots, rnn_sweep.aggregate_cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'hydra', 'keras')]; "
+            "assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_200_run_sweep(tmp_path, record_property):
+    rng = np.random.default_rng(0)
+    for n in range(1, 11):
+        for d in (2, 4, 8, 16, 32):
+            for seed in range(4):
+                decay = L2 + (L0 - L2) * np.exp(-np.arange(50) / (2 + n)) + rng.normal(0, 0.003, 50)
+                losses = [float(v) for v in np.round(decay, 5)]
+                write_run(tmp_path / f"n{n}_d{d}" / f"seed={seed}", config(n, d, seed),
+                          losses=losses, learned=(min(1.0, n / 8), n / 10), heldout=0.5, hydra=False)
+    t0 = time.perf_counter()
+    agg = aggregate(tmp_path)
+    elapsed = time.perf_counter() - t0
+    record_property("aggregate_200_runs_s", elapsed)
+    print(f"aggregated 200 runs in {elapsed:.2f} s")
+    assert len(agg.runs) == 200 and len(agg.curves) == 200 * 50 and len(agg.grid) == 10 * 5 * 2
+    g = agg.grid.set_index(["num_steps", "state_size", "lag"])
+    assert g.loc[(4, 8, 3), "learned_mean"] == 0.5 and g.loc[(4, 8, 8), "learned_mean"] == 0.4
+    assert set(agg.grid["n_runs"]) == {4} and set(agg.grid["learned_std"]) == {0.0}
+
+
+def test_callback_aggregates_and_never_raises(tmp_path, caplog):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import rnn_sweep.cli  # noqa: F401  (registers the schema and resolvers conf/ uses)
+    from rnn_sweep.callbacks import AggregateCallback
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True)
+    callback = instantiate(cfg.hydra.callbacks.aggregate)  # registered in conf/config.yaml
+    assert isinstance(callback, AggregateCallback) and callback.out == "aggregate"
+    write_run(tmp_path / "a", config(5, 4, 0))
+    sweep = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    AggregateCallback(formats="png").on_multirun_end(sweep)
+    assert pd.read_csv(tmp_path / "aggregate" / "runs.csv")["run_id"].tolist() == ["a"]
+    assert (tmp_path / "aggregate" / "grid.png").exists()
+    AggregateCallback(formats="tiff").on_multirun_end(sweep)  # a bad setting is logged, not raised
+    assert "aggregating" in caplog.text and "failed" in caplog.text
+
+
+@pytest.mark.slow
+def test_real_sweep_is_aggregated_when_it_ends(tmp_path):
+    from conftest import run_cli
+
+    out = run_cli("-m", "data=small", "num_steps=3,9", "seed=0", "train.progress=false",
+                  f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = pd.read_csv(tmp_path / "sweep" / "aggregate" / "runs.csv")
+    assert list(runs["num_steps"]) == [3, 9] and set(runs["status"]) == {"completed"}
+    for _, row in runs.iterrows():
+        summary = json.loads((tmp_path / "sweep" / row["run_id"] / "summary.json").read_text())
+        assert row["heldout_loss"] == pytest.approx(summary["heldout_loss"], rel=1e-12)
+        assert row["learned_lag8"] == pytest.approx(summary["learned_fraction"]["8"], rel=1e-12)
+    produced = {p.name for p in (tmp_path / "sweep" / "aggregate").iterdir()}
+    assert {"grid.png", "grid.pdf", "curves.png", "curves.pdf"} <= produced
+
+
+def test_summary_with_the_wrong_schema_is_skipped_with_a_reason(tmp_path):
+    write_run(tmp_path / "good", config(5, 4, 0))
+    bad = write_run(tmp_path / "bad", config(5, 4, 1))
+    s = json.loads((bad / "summary.json").read_text())
+    (bad / "summary.json").write_text(json.dumps({**s, "levels": [{"name": "none", "lags": [], "loss": "high"}]}))
+    agg = aggregate(tmp_path)
+    assert list(agg.runs["run_id"]) == ["good"] and set(agg.curves["run_id"]) == {"good"}
+    assert len(agg.warnings) == 1 and agg.warnings[0].startswith("bad: skipped, summary.json does not follow")
+
+
+def test_run_without_any_config_is_skipped_and_missing_fields_do_not_split(tmp_path):
+    write_run(tmp_path / "a", config(5, 4, 0))
+    old = config(5, 4, 1)
+    del old["data"]["boundary"]  # an older schema without this field: unknown, not a second value
+    write_run(tmp_path / "b", old)
+    write_run(tmp_path / "orphan", config(5, 4, 2), losses=CURVE[:4], summary=False, hydra=False)
+    agg = aggregate(tmp_path)
+    assert list(agg.runs["run_id"]) == ["a", "b"] and agg.config_cols == ["num_steps", "state_size"]
+    assert agg.warnings == ["orphan: skipped: no summary.json and no Hydra config record (.hydra/config.yaml or "
+                            ".jobs/), so its configuration is unknown"]
+    assert str(agg.runs["num_steps"].dtype) == "Int64"

@@ -1,0 +1,91 @@
+"""Faults around a run: full disk, read-only output, command-line mistakes.
+
+Disk faults use real small tmpfs mounts (root only; skipped with the reason
+otherwise), so the errors are the kernel's own ENOSPC / EROFS.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, small_cfg
+from rnn_sweep.train import ResultsWriteError, train, write_json_atomic
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 256 KiB tmpfs mounted at tmp_path/mnt; yields a function to fill/freeze it."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill(mnt: Path, leave_bytes: int) -> None:
+    """Fill the filesystem until about ``leave_bytes`` are free."""
+    st = os.statvfs(mnt)
+    free = st.f_bavail * st.f_frsize
+    with open(mnt / "filler", "wb") as f:
+        f.write(b"\0" * max(free - leave_bytes, 0))
+    with open(mnt / "filler", "ab") as f:  # top up to the byte if page rounding left more
+        try:
+            while os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize > leave_bytes:
+                f.write(b"\0" * 512)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_full_disk_during_training_leaves_no_complete_looking_run(tmpfs):
+    fill(tmpfs, 4096)
+    run_dir = tmpfs / "run"
+    cfg = small_cfg("train.log_every=1", "train.epochs=2")  # ~1000 loss rows: more than 4 KiB
+    with pytest.raises(OSError) as err:
+        train(cfg, run_dir)
+    assert err.value.errno == errno.ENOSPC
+    assert not (run_dir / "summary.json").exists()
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_full_disk_when_writing_summary_keeps_old_file_intact(tmpfs):
+    target = tmpfs / "summary.json"
+    target.write_text(json.dumps({"status": "completed", "final_loss": 0.52}))
+    fill(tmpfs, 0)
+    with pytest.raises(OSError) as err:
+        write_json_atomic(target, {"status": "completed", "payload": "x" * 100_000})
+    assert err.value.errno == errno.ENOSPC
+    assert json.loads(target.read_text()) == {"status": "completed", "final_loss": 0.52}
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler", "summary.json"]
+
+
+def test_read_only_output_fails_before_training(tmpfs):
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    with pytest.raises(ResultsWriteError, match=r"cannot write results to .*/run: Read-only file system"):
+        train(small_cfg(), tmpfs / "run")
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["no_such_key=1"], "no_such_key"),
+    (["+no_such_key=1"], "no_such_key"),
+    (["train.optimiser.lr=0.1"], "optimiser"),
+    (["state_size=abc"], "state_size"),
+    (["train.optimizer.lr=fast"], "lr"),
+    (["model=scrach"], "scrach"),
+    (["data=r2rtt"], "r2rtt"),
+])
+def test_command_line_mistakes_give_a_clear_message(tmp_path, args, expect):
+    out = run_cli(*args, cwd=tmp_path, timeout=60)
+    assert out.returncode != 0
+    assert expect in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))

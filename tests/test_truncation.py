@@ -1,0 +1,307 @@
+"""Truncation styles: which inputs each loss reaches, and exact parameter updates.
+
+The references here are independent: a NumPy BPTT written out per loss (no
+batching of sub-sequences, no masking tricks), and the definitions of the two
+styles read straight from r2rt / Williams & Peng:
+
+* TF style BPTT(n, n): windows of n, state carried with the gradient stopped;
+  loss at window position j reaches the j+1 inputs of its window only.
+* true BPTT(n, 1): loss at step t reaches exactly x_{t-n+1..t} (x_{0..t} near a
+  row start), from the stopped state S_{t-n}; one update per u steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnn_sweep.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig, validate
+
+# ----------------------------------------------------------------------------- NumPy reference
+
+
+def np_cell(P, x_t, s):
+    """One step of the article's cell: tanh([onehot(x_t); s] W + b)."""
+    return np.tanh(np.concatenate([np.eye(2)[x_t], s], axis=1) @ P["W"] + P["b"])
+
+
+def np_bptt(P, x, s0, y, weight):
+    """Gradients of sum_t weight[:, t] * CE_t over one unrolled segment, by hand.
+
+    x, y int [B, T]; s0 [B, d] (a constant); weight [B, T].
+    Returns (dict of gradients, summed weighted loss, final state).
+    """
+    W, U, c = P["W"], P["U"], P["c"]
+    states, s = [s0], s0
+    for t in range(x.shape[1]):
+        s = np_cell(P, x[:, t], s)
+        states.append(s)
+    g = {k: np.zeros_like(v) for k, v in P.items()}
+    ds_next, total = np.zeros_like(s0), 0.0
+    for t in reversed(range(x.shape[1])):
+        s_t, s_prev = states[t + 1], states[t]
+        z = s_t @ U + c
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        total += float(np.sum(weight[:, t] * -np.log(p[np.arange(len(p)), y[:, t]])))
+        dz = (p - np.eye(2)[y[:, t]]) * weight[:, t, None]
+        g["U"] += s_t.T @ dz
+        g["c"] += dz.sum(0)
+        da = (dz @ U.T + ds_next) * (1 - s_t ** 2)
+        g["W"] += np.concatenate([np.eye(2)[x[:, t]], s_prev], axis=1).T @ da
+        g["b"] += da.sum(0)
+        ds_next = da @ W[2:].T
+    return g, total, states[-1]
+
+
+def np_tf_style_epoch(P, rows_x, rows_y, n, lr):
+    """SGD over TF-style windows; returns (params, losses per window)."""
+    P = {k: v.copy() for k, v in P.items()}
+    b, L = rows_x.shape
+    s, losses = np.zeros((b, P["b"].size)), []
+    for w in range(L // n):
+        sl = slice(w * n, (w + 1) * n)
+        g, loss, s_new = np_bptt(P, rows_x[:, sl], s, rows_y[:, sl], np.full((b, n), 1 / (b * n)))
+        P = {k: P[k] - lr * g[k] for k in P}
+        s, losses = s_new, losses + [loss]
+    return P, losses
+
+
+def np_true_epoch(P, rows_x, rows_y, n, u, lr):
+    """SGD with true BPTT(n, 1), one loss at a time; returns (params, losses per update).
+
+    Start states: a forward pass lagging n steps behind the losses, carried
+    across updates, run with the parameters of the current update.
+    """
+    P = {k: v.copy() for k, v in P.items()}
+    b, L = rows_x.shape
+    carry, losses = np.zeros((b, P["b"].size)), []
+    for k in range(L // u):
+        t0, starts = k * u, []
+        for j in range(u):
+            if t0 - n + j >= 0:
+                carry = np_cell(P, rows_x[:, t0 - n + j], carry)
+            starts.append(carry)
+        g_sum, loss_sum = {key: np.zeros_like(v) for key, v in P.items()}, 0.0
+        for j in range(u):
+            t = t0 + j
+            lo = max(t - n + 1, 0)  # history before the row start does not exist
+            s0 = starts[j] if lo > 0 else np.zeros_like(carry)
+            weight = np.zeros((b, t + 1 - lo))
+            weight[:, -1] = 1 / (b * u)
+            g, loss, _ = np_bptt(P, rows_x[:, lo:t + 1], s0, rows_y[:, lo:t + 1], weight)
+            g_sum = {key: g_sum[key] + g[key] for key in P}
+            loss_sum += loss
+        P = {key: P[key] - lr * g_sum[key] for key in P}
+        losses.append(loss_sum)
+    return P, losses
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def _params(d, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"W": rng.normal(0, 0.8, (2 + d, d)), "b": rng.normal(0, 0.3, d),
+            "U": rng.normal(0, 0.8, (d, 2)), "c": rng.normal(0, 0.3, 2)}
+
+
+def _data(b, length, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2, (b, length)).astype(np.int8), rng.integers(0, 2, (b, length)).astype(np.int8)
+
+
+def _windows(rows, n):
+    b, length = rows.shape
+    return rows.reshape(b, length // n, n).transpose(1, 0, 2).copy()
+
+
+def _backend(name, d, cell="rnn"):
+    from rnn_sweep.models import build_backend
+
+    return build_backend(ModelConfig(backend=name, cell=cell), d)
+
+
+def _run_epoch(backend, style, P, rows_x, rows_y, n, lr, update_every=None, xla=False):
+    import tensorflow as tf
+
+    from rnn_sweep import engine, optim
+
+    params = {k: tf.constant(v, tf.float32) for k, v in P.items()}
+    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(OptimizerConfig(name="sgd", lr=lr)).items()}
+    fn = engine.epoch_fn(backend, "sgd", style, xla, update_every=update_every)
+    new, _, losses, _ = fn(params, optim.init_state("sgd", params, hp), hp, _windows(rows_x, n),
+                           _windows(rows_y, n), backend.zero_state(rows_x.shape[0]))
+    return {k: v.numpy() for k, v in new.items()}, losses.numpy()
+
+
+# ----------------------------------------------------------------------------- parameter updates
+
+
+@pytest.mark.parametrize("n, windows", [(1, 5), (3, 4), (5, 3)])
+def test_tf_style_epoch_matches_numpy_bptt(n, windows):
+    P = _params(3)
+    rows_x, rows_y = _data(4, n * windows)
+    new, losses = _run_epoch(_backend("scratch", 3), "tf", P, rows_x, rows_y, n, lr=0.3)
+    ref, ref_losses = np_tf_style_epoch(P, rows_x, rows_y, n, lr=0.3)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for k in P:
+        assert not np.allclose(ref[k], P[k])  # every parameter moved: the comparison has teeth
+        np.testing.assert_allclose(new[k], ref[k], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("n, windows, update_every, xla", [
+    (1, 6, None, False), (3, 4, None, False), (4, 5, None, True),  # u = n (default)
+    (5, 3, 2, False),  # u < n: start states come from earlier updates' positions
+    (2, 6, 3, False),  # u > n, and u does not divide the row (leftover steps dropped)
+])
+def test_true_style_epoch_matches_numpy_per_loss_bptt(n, windows, update_every, xla):
+    P = _params(3)
+    rows_x, rows_y = _data(4, n * windows)
+    u = update_every or n
+    new, losses = _run_epoch(_backend("scratch", 3), "true", P, rows_x, rows_y, n, 0.3, update_every, xla)
+    ref, ref_losses = np_true_epoch(P, rows_x, rows_y, n, u, lr=0.3)
+    assert len(losses) == (n * windows) // u
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for k in P:
+        assert not np.allclose(ref[k], P[k])
+        np.testing.assert_allclose(new[k], ref[k], rtol=1e-4, atol=1e-6)
+
+
+def test_styles_agree_on_a_rows_first_window_and_differ_after():
+    """At a row start both styles see only x_0..x_t, so the first update is the same;
+    from the second window on, true BPTT sends errors further back."""
+    P = _params(3)
+    rows_x, rows_y = _data(4, 8)
+    be = _backend("scratch", 3)
+    for length, same in ((4, True), (8, False)):
+        a, _ = _run_epoch(be, "tf", P, rows_x[:, :length], rows_y[:, :length], 4, 0.3)
+        b, _ = _run_epoch(be, "true", P, rows_x[:, :length], rows_y[:, :length], 4, 0.3)
+        assert np.allclose(a["W"], b["W"], rtol=1e-5, atol=1e-7) == same
+
+
+@pytest.mark.parametrize("backend", ["static", "dynamic"])
+def test_true_style_runs_on_keras_cell_backends(backend):
+    """The Keras-cell backends (canonical rnn layout) give the NumPy reference's updates too."""
+    P = _params(3)
+    rows_x, rows_y = _data(3, 12)
+    new, losses = _run_epoch(_backend(backend, 3), "true", P, rows_x, rows_y, 3, 0.3)
+    ref, ref_losses = np_true_epoch(P, rows_x, rows_y, 3, 3, lr=0.3)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for k in P:
+        np.testing.assert_allclose(new[k], ref[k], rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- which inputs each loss reaches
+
+
+def _reach(grad):
+    """[B, L, 2] input gradient -> bool [B, L]: positions with any non-zero gradient."""
+    return np.any(grad != 0.0, axis=-1)
+
+
+def test_tf_style_loss_reaches_only_its_window_prefix():
+    import tensorflow as tf
+
+    from rnn_sweep import engine
+
+    n, b = 4, 3
+    be = _backend("scratch", 3)
+    params = {k: tf.constant(v, tf.float32) for k, v in _params(3).items()}
+    rows_x, rows_y = _data(b, 2 * n)
+    x = tf.one_hot(rows_x.astype(np.int32), 2)  # [B, 2n, 2]: windows 0 and 1
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        _, _, state = engine.tf_style_step(be, params, x[:, :n], rows_y[:, :n].astype(np.int32), be.zero_state(b))
+        logits, _ = be.unroll(params, x[:, n:], state)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=rows_y[:, n:].astype(np.int32), logits=logits)
+        per_loss = [ce[i, j] for i in range(b) for j in range(n)]
+    for (i, j), loss in zip([(i, j) for i in range(b) for j in range(n)], per_loss):
+        reach = _reach(tape.gradient(loss, x).numpy())
+        expected = np.zeros((b, 2 * n), bool)
+        expected[i, n:n + j + 1] = True  # k = 0..j inside the window; nothing earlier
+        np.testing.assert_array_equal(reach, expected, err_msg=f"row {i}, window position {j}")
+
+
+@pytest.mark.parametrize("n, u, t0, backend, cell", [
+    (4, 4, 0, "scratch", "rnn"),   # row start: shorter history for t < n-1
+    (4, 4, 8, "scratch", "rnn"),
+    (5, 2, 6, "scratch", "rnn"),   # u < n
+    (2, 5, 4, "scratch", "rnn"),   # u > n
+    (3, 3, 3, "static", "lstm"),   # two-tensor state
+    (3, 3, 6, "dynamic", "gru"),
+])
+def test_true_style_loss_reaches_exactly_n_inputs(n, u, t0, backend, cell):
+    import tensorflow as tf
+
+    from rnn_sweep.truncation import start_states, true_step_losses
+
+    b, length, d = 2, 14, 3
+    be = _backend(backend, d, cell)
+    params = {k: tf.constant(v) for k, v in be.init_params(0).items()}
+    rows_x, rows_y = _data(b, length)
+    x = tf.one_hot(rows_x.astype(np.int32), 2)
+    state = tuple(tf.random.stateless_uniform(s.shape, [1, 2], -0.5, 0.5) for s in be.zero_state(b))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        starts, _ = start_states(be, params, x, state, t0, u, n)
+        losses = true_step_losses(be, params, x, rows_y.astype(np.int32), starts, t0, u, n)  # [u, B]
+        per_loss = {(j, i): losses[j, i] for j in range(u) for i in range(b)}
+    for (j, i), loss in per_loss.items():
+        t = t0 + j
+        expected = np.zeros((b, length), bool)
+        expected[i, max(t - n + 1, 0):t + 1] = True  # 0 <= k < n; exactly zero for k >= n
+        np.testing.assert_array_equal(_reach(tape.gradient(loss, x).numpy()), expected,
+                                      err_msg=f"t={t}, row {i}")
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def test_true_style_config_composes_and_validates():
+    from conftest import small_cfg
+
+    cfg = small_cfg("truncation=true_bptt", "num_steps=7")
+    assert cfg.truncation.style == "true" and cfg.truncation.update_every is None
+    assert small_cfg("truncation=true_bptt", "truncation.update_every=3").truncation.update_every == 3
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model": ModelConfig(backend="keras"), "style": "true"},
+     "truncation.style='true' is invalid: model.backend='keras'"),
+    ({"style": "True"}, "truncation.style='True' is invalid: write truncation=true_bptt"),
+    ({"style": "tff"}, "truncation.style='tff' is invalid: allowed values are tf, true"),
+    ({"style": "tf", "update_every": 4}, "truncation.update_every=4 is invalid: only truncation.style=true"),
+    ({"style": "true", "update_every": 0}, "truncation.update_every=0 is invalid: must be a positive integer"),
+    ({"style": "true", "update_every": 10**6}, "truncation.update_every=1000000 is invalid: must be <="),
+])
+def test_bad_truncation_settings_fail_with_one_line(overrides, message):
+    cfg = RunConfig()
+    cfg.model = overrides.get("model", cfg.model)
+    cfg.truncation.style = overrides["style"]
+    cfg.truncation.update_every = overrides.get("update_every")
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")) as err:
+        validate(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_keras_fit_backend_still_takes_tf_style():
+    cfg = RunConfig()
+    cfg.model = ModelConfig(backend="keras")
+    validate(cfg)
+
+
+def test_train_runs_true_style_with_its_own_update_count(tmp_path):
+    """End to end through train(): u=3 steps per update on rows of 1000 -> 333 updates."""
+    import pandas as pd
+
+    from conftest import small_cfg
+    from rnn_sweep.train import train
+
+    cfg = small_cfg("truncation=true_bptt", "num_steps=5", "truncation.update_every=3", "state_size=3",
+                    "data.length=20000", "data.eval_length=2000", "train.batch_size=20")
+    summary = train(cfg, tmp_path)
+    losses = pd.read_csv(tmp_path / "losses.csv")
+    assert summary["style"] == "true" and summary["status"] == "completed"
+    assert summary["steps"] == 333 == losses["block_steps"].sum()
+    assert losses["step"].iloc[-1] == 333 and np.all(np.isfinite(losses["loss"]))
