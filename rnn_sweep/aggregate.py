@@ -441,7 +441,7 @@ def grid_table(runs_df: pd.DataFrame, deps: pd.DataFrame, config_cols: list[str]
     merged = deps.merge(runs_df[["run_id", *config_cols, "heldout_loss", "level", "level_k"]], on="run_id")
     out = []
     for key, g in merged.groupby([*config_cols, "lag"], dropna=False, sort=True):
-        levels = Counter((k, name) for k, name in zip(g["level_k"], g["level"]) if name is not None)
+        levels = Counter((k, name) for k, name in zip(g["level_k"], g["level"]) if pd.notna(name) and pd.notna(k))
         top = max(levels.values(), default=0)
         learned, onset = g["learned"].astype(float), g["onset"].astype(float)
         out.append({**dict(zip([*config_cols, "lag"], key)), "n_runs": len(g), "n_probed": int(learned.count()),

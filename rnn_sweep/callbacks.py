@@ -4,7 +4,8 @@ Registered in ``conf/config.yaml`` under ``hydra.callbacks.aggregate``. Thin on
 purpose: the work is :func:`rnn_sweep.aggregate_cli.run`, the same code as the
 ``rnn-sweep-aggregate`` command. An aggregation problem is logged and never
 fails the sweep: the runs are the valuable part and the command can be rerun.
-Hydra skips ``on_multirun_end`` when a job failed; run the command by hand then.
+A sweep with failed jobs is aggregated too (jobs record failures instead of
+raising, see ``rnn_sweep.cli.record_failure``); the failed runs show in the warnings.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_sweep.config import ConfigError, RunConfig, from_dict, validate
-from rnn_sweep.sweep import ConfigMismatch, SweepLock, SweepLocked, run_job
+from rnn_sweep.sweep import ConfigMismatch, RunFailed, SweepLock, SweepLocked, run_job
 
 log = logging.getLogger("rnn_sweep")
 ConfigStore.instance().store(name="rnn_sweep_schema", node=RunConfig)
@@ -56,8 +56,28 @@ OmegaConf.register_new_resolver("rnn_sweep_subdir", _run_subdir, replace=True)
 OmegaConf.register_new_resolver("rnn_sweep_meta", _meta_dir, replace=True)
 
 
+FAILURES_FILE = ".failures"  # in the sweep dir: one line per job that failed in this launch
+SWEEP_FAILURES: list[str] = []  # filled at the end of a multirun, read by main() for the exit status
+
+
+def record_failure(message: str) -> None:
+    """Note a failed job in ``<sweep dir>/.failures`` (shared by every launcher's workers).
+
+    Jobs do not raise (Hydra would then skip ``on_multirun_end``: no aggregation,
+    no lock release); the sweep's exit status comes from this file instead.
+    """
+    print(f"rnn-sweep: job failed: {message}", file=sys.stderr)
+    path = Path(str(HydraConfig.get().sweep.dir)) / FAILURES_FILE
+    with open(path, "a") as f:  # O_APPEND: concurrent short lines do not interleave
+        f.write(" ".join(message.split()) + "\n")
+
+
 class SweepLockCallback(Callback):
-    """Holds ``<sweep dir>/.sweep.lock`` from the start to the end of a multirun."""
+    """Holds ``<sweep dir>/.sweep.lock`` from the start to the end of a multirun.
+
+    It also collects the jobs that failed in this launch (``.failures``) so that
+    :func:`main` can exit non-zero after every job ran and the sweep was aggregated.
+    """
 
     def __init__(self) -> None:
         self.lock: SweepLock | None = None
@@ -71,9 +91,13 @@ class SweepLockCallback(Callback):
             # that must not start needs SystemExit.
             print(f"rnn-sweep: error: {err}", file=sys.stderr)
             sys.exit(2)
-        atexit.register(self.lock.release)  # also when a failed job ends the sweep early
+        atexit.register(self.lock.release)  # also when the sweep ends early (Ctrl-C, launcher error)
+        (Path(str(config.hydra.sweep.dir)) / FAILURES_FILE).unlink(missing_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        path = Path(str(config.hydra.sweep.dir)) / FAILURES_FILE
+        if path.exists():
+            SWEEP_FAILURES.extend(line for line in path.read_text().splitlines() if line.strip())
         if self.lock is not None:
             self.lock.release()
 
@@ -127,13 +151,21 @@ def run(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     force = bool(cfg.get("force", False))
+    multirun = getattr(hc.mode, "name", "") == "MULTIRUN"
     try:
         summary = run_job(run_cfg, run_dir, force=force, threads=job_threads(run_cfg.train.threads))
-    except ConfigMismatch as err:
-        if getattr(hc.mode, "name", "") == "MULTIRUN":
-            raise  # recorded by Hydra as this job's failure; the other jobs go on
+    except (ConfigMismatch, RunFailed) as err:
+        if multirun:  # the other jobs go on; main() exits non-zero at the end
+            record_failure(str(err))
+            return None
+        print(f"rnn-sweep: error: {err}", file=sys.stderr)  # the traceback is in the job's log
+        sys.exit(1 if isinstance(err, RunFailed) else 2)
+    except OSError as err:  # e.g. an unwritable or full output directory
+        if multirun:
+            record_failure(f"{run_dir}: {err}")
+            return None
         print(f"rnn-sweep: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1)
     log.info("%s: final loss %.4f, held-out %.4f (levels %s), learned %s -> %s",
              summary["status"], summary["final_loss"] or float("nan"),
              summary["heldout_loss"] or float("nan"),
@@ -143,8 +175,14 @@ def run(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console script ``rnn-sweep``."""
+    """Console script ``rnn-sweep``: exits 1 when any job of a sweep failed."""
     run()
+    if SWEEP_FAILURES:
+        print(f"rnn-sweep: {len(SWEEP_FAILURES)} job(s) failed; their summary.json records the error, "
+              "and rerunning the sweep retries them:", file=sys.stderr)
+        for line in SWEEP_FAILURES:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

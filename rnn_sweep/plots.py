@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only: no display needed (sweeps run on servers)
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rnn_sweep.aggregate import Aggregation, bootstrap_ci  # noqa: E402
 
@@ -222,6 +223,7 @@ def truncation_panel(longest: pd.DataFrame, ax=None, legend: bool = True):
     ax.set_ylim(-0.1, 1.15)
     lag = longest["lag"].iloc[0]
     ax.set_xlabel("num_steps (truncation length n)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # n is an integer
     ax.set_ylabel(f"learned fraction of lag {lag}\n(1 = fully learned)")
     ax.axvline(lag, color="0.6", linewidth=0.8, linestyle=":")  # n = lag: the window just spans it
     if legend:
@@ -255,6 +257,7 @@ def onset_panel(deps: pd.DataFrame, ax=None, legend: bool = True):
     ci_lines(ax, deps, "num_steps", "onset", "lag", lags, {lg: dependency_color(lg, lags) for lg in lags},
              labels=names, marker="o")
     ax.set_xlabel("num_steps (truncation length n)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # n is an integer
     ax.set_ylabel("learn-onset step\n(smoothed loss crosses the level midpoint)")
     ax.set_ylim(bottom=0)
     if legend:

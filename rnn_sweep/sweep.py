@@ -85,15 +85,27 @@ def read_summary(run_dir: Path) -> dict | None:
 def plan(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> str:
     """Decide what a sweep job does with ``run_dir``: ``"skip"`` or ``"train"``.
 
+    A replicated job (``train.replicas`` K > 1) is finished when all K per-seed
+    records ``run_dir/seed=<s>/summary.json`` are.
+
     Raises:
         ConfigMismatch: a completed or diverged run with another config is there
             and ``force`` is false.
     """
     run_dir = Path(run_dir)
-    summary = read_summary(run_dir)
-    if summary is None or summary.get("status") not in FINISHED:
-        return "train"
-    diff = first_difference(identity(summary.get("config") or {}), identity(cfg))
+    if cfg.train.replicas > 1:  # K records in run_dir/seed=<s>/ (see rnn_sweep.replicas)
+        records = [(run_dir / f"seed={cfg.seed + k}",
+                    dataclasses.replace(cfg, seed=cfg.seed + k, train=dataclasses.replace(cfg.train, replicas=1)))
+                   for k in range(cfg.train.replicas)]
+    else:
+        records = [(run_dir, cfg)]
+    diffs = []
+    for record_dir, record_cfg in records:
+        summary = read_summary(record_dir)
+        if summary is None or summary.get("status") not in FINISHED:
+            return "train"
+        diffs.append(first_difference(identity(summary.get("config") or {}), identity(record_cfg)))
+    diff = next((d for d in diffs if d is not None), None)
     if diff is None and not force:
         return "skip"
     if diff is not None and not force:
@@ -181,6 +193,10 @@ def run_job(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False, thr
     run_dir = Path(run_dir)
     if plan(cfg, run_dir, force) == "skip":
         log.info("skipping %s: already finished with the same config", run_dir)
+        if cfg.train.replicas > 1:
+            from rnn_sweep.replicas import combined_summary
+
+            return combined_summary([read_summary(run_dir / f"seed={cfg.seed + k}") for k in range(cfg.train.replicas)])
         return read_summary(run_dir)
     removed = clear_partial(run_dir)
     if removed:

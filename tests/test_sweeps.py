@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, VENV_BIN, run_cli
+import rnn_sweep.cli  # noqa: F401  (registers the config schema for compose)
 from rnn_sweep import sweep as sw
 
 # Aggregation (a callback at the end of a sweep, tested elsewhere) is left on in the
@@ -164,11 +165,16 @@ T.train = train
 
 @pytest.mark.slow
 def test_failing_job_is_recorded_others_finish_exit_status_nonzero_then_retried(tmp_path):
-    proc = popen_cli("experiment=smoke", NO_AGG, "num_steps=2", cwd=tmp_path, prelude=FAIL_SEED_1)
+    proc = popen_cli("experiment=smoke", "num_steps=2", cwd=tmp_path, prelude=FAIL_SEED_1)
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode != 0
-    assert "injected failure for seed 1" in stderr
+    assert proc.returncode == 1
+    assert "injected failure for seed 1" in stderr and "1 job(s) failed" in stderr
     sweep = sweep_dir(tmp_path)
+    # the sweep is still aggregated, the failed run listed with its status
+    runs = {r["seed"]: r["status"] for r in
+            __import__("pandas").read_csv(sweep / "aggregate" / "runs.csv").to_dict("records")}
+    assert runs == {0: "completed", 1: "failed"}
+    assert not (sweep / ".sweep.lock").exists()
     ok = json.loads((sweep / "num_steps=2,seed=0" / "summary.json").read_text())
     failed = json.loads((sweep / "num_steps=2,seed=1" / "summary.json").read_text())
     assert ok["status"] == "completed"
@@ -309,5 +315,6 @@ def test_sweep_directories_and_experiment_grids(tmp_path):
     assert _sweep_name(grid.hydra.runtime.choices.experiment) == "r2rt_grid"
     assert _sweep_name(adhoc.hydra.runtime.choices.get("experiment")) == "adhoc"
     assert set(adhoc.hydra.job.config.override_dirname.exclude_keys) >= {"experiment", "force"}
-    assert compose(["experiment=quickstart"]).data.length == 100_000
+    qs = compose(["experiment=quickstart"])  # the article's data and optimizer, 2 epochs
+    assert (qs.data.length, qs.train.epochs, qs.train.batch_size, qs.train.optimizer.lr) == (1_000_000, 2, 200, 0.1)
     assert VENV_BIN.exists()
