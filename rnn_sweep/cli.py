@@ -72,6 +72,17 @@ def record_failure(message: str) -> None:
         f.write(" ".join(message.split()) + "\n")
 
 
+def _require_writable(directory: str) -> None:
+    """Stop with one line (not Hydra's traceback) when the output directory cannot be written."""
+    from rnn_sweep.train import check_writable
+
+    try:
+        check_writable(Path(str(directory)))
+    except OSError as err:
+        print(f"rnn-sweep: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
 class SweepLockCallback(Callback):
     """Holds ``<sweep dir>/.sweep.lock`` from the start to the end of a multirun.
 
@@ -82,7 +93,11 @@ class SweepLockCallback(Callback):
     def __init__(self) -> None:
         self.lock: SweepLock | None = None
 
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _require_writable(config.hydra.run.dir)
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _require_writable(config.hydra.sweep.dir)
         self.lock = SweepLock(config.hydra.sweep.dir)
         try:
             self.lock.acquire()

@@ -57,6 +57,9 @@ def _json_default(o):
 class ResultsWriteError(OSError):
     """The run directory cannot be created or written (read-only, full disk, ...)."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]" prefix
+        return str(self.strerror)
+
 
 def check_writable(run_dir: Path) -> None:
     """Create ``run_dir`` and prove a file can be written there, before any expensive work."""

@@ -89,3 +89,14 @@ def test_command_line_mistakes_give_a_clear_message(tmp_path, args, expect):
     assert out.returncode != 0
     assert expect in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_read_only_output_at_the_command_line_is_one_line(tmpfs, mode):
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    args = ([f"hydra.run.dir={tmpfs}/run"] if mode == "run"
+            else ["-m", f"hydra.sweep.dir={tmpfs}/sweep", "seed=0,1"])
+    out = run_cli(*args, "data=small", cwd=tmpfs.parent, timeout=60)
+    assert out.returncode == 1
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert lines == [f"rnn-sweep: error: cannot write results to {tmpfs}/{mode}: Read-only file system"], out.stderr

@@ -250,6 +250,19 @@ def _write_summary(run_dir: Path, status: str, cfg) -> None:
     (run_dir / "summary.json").write_text(json.dumps({"status": status, "config": dataclasses.asdict(cfg)}))
 
 
+def test_plan_replicated_job_is_finished_when_every_seed_record_is(tmp_path, cfg_factory):
+    cfg = cfg_factory("num_steps=3", "seed=5", "train.replicas=3")
+    job = tmp_path / "job"
+    for s in (5, 6):  # two of the three per-seed records, as written by rnn_sweep.replicas
+        _write_summary(job / f"seed={s}", "completed", cfg_factory("num_steps=3", f"seed={s}"))
+    assert sw.plan(cfg, job) == "train"  # seed 7 missing (e.g. killed mid-write)
+    _write_summary(job / "seed=7", "completed", cfg_factory("num_steps=3", "seed=7"))
+    assert sw.plan(cfg, job) == "skip"
+    _write_summary(job / "seed=7", "completed", cfg_factory("num_steps=3", "seed=7", "train.optimizer.lr=0.3"))
+    with pytest.raises(sw.ConfigMismatch, match=r"train\.optimizer\.lr"):
+        sw.plan(cfg, job)
+
+
 def test_plan_skip_train_mismatch_force(tmp_path, cfg_factory):
     cfg = cfg_factory("num_steps=3")
     assert sw.plan(cfg, tmp_path / "none") == "train"
