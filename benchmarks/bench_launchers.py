@@ -58,7 +58,7 @@ def main() -> None:
         extra = [f"hydra.launcher.batch_size={a.batch_size}"] if a.batch_size else []
         joblib = run_sweep(Path(tmp) / "joblib", data, a.epochs,
                            ["hydra/launcher=cores", f"hydra.launcher.n_jobs={a.n_jobs}", *extra])
-    print(f"| launcher | wall s | runs/min |\n|---|---|---|")
+    print("| launcher | wall s | runs/min |\n|---|---|---|")
     print(f"| basic (sequential) | {basic:.1f} | {8 * 60 / basic:.1f} |")
     print(f"| joblib, n_jobs={a.n_jobs}, batch_size={a.batch_size or 'preset'} | {joblib:.1f} | {8 * 60 / joblib:.1f} |")
     print(f"speedup (basic / joblib): {basic / joblib:.2f}x; load average after {os.getloadavg()[0]:.2f}")

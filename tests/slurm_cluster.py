@@ -128,7 +128,7 @@ class SlurmCluster:
         """Cancel every job, wait for the queue to drain, then stop the daemons."""
         env = self.env()
         if self.conf.exists():
-            subprocess.run(["scancel", "--full", f"--partition=test"], env=env, capture_output=True)
+            subprocess.run(["scancel", "--full", "--partition=test"], env=env, capture_output=True)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 q = subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True)

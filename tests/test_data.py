@@ -59,7 +59,7 @@ def test_pad_mode_targets_never_depend_on_end_of_sequence():
     x, y, p, lagged = data.generate_full(rule, 50, rng)
     # Reconstruct the padded inputs with the same generator and check every lag by hand.
     rng = np.random.default_rng(2)
-    x_full = (rng.random(58) < 0.5).astype(np.int8)
+    x_full = (rng.random(58, dtype=np.float32) < 0.5).astype(np.int8)
     np.testing.assert_array_equal(x, x_full[8:])
     for t in range(50):
         expected = 0.5 + 0.5 * x_full[8 + t - 3] - 0.25 * x_full[8 + t - 8]
