@@ -272,6 +272,15 @@ def plot_onset(agg: Aggregation) -> plt.Figure | None:
     deps = _deps_with_config(agg)
     # Every panel has its own legend: it counts the runs that crossed in that panel.
     fig = _facet(deps, agg.panel_cols, lambda ax, cell, part, first: onset_panel(cell, ax=ax, legend=True))
+    # Panels share y, and each panel's set_ylim(bottom=0) froze the top at the data seen so
+    # far: rescale over every panel's lines and bands once all are drawn.
+    tops = []
+    for ax in fig.axes:
+        ax.relim()
+        ax.autoscale(axis="y")
+        tops.append(ax.get_ylim()[1])
+    for ax in fig.axes:
+        ax.set_ylim(0, max(tops))
     fig.suptitle(f"When each dependency is learned (runs that never cross are left out): {_swept(agg)}\n"
                  f"{_fixed_settings(agg)}", fontsize=11)
     return fig
