@@ -38,21 +38,31 @@ def tf_style_step(backend, params, x, y, state):
     return loss, grads, tuple(tf.stop_gradient(s) for s in new_state)
 
 
+def update_loop(num_updates, opt_name: str, hp, params, opt_state, state, grad_step):
+    """``num_updates`` optimizer updates as one ``tf.while_loop`` (shared by every style).
+
+    ``grad_step(k, params, state) -> (loss, grads, state)`` computes update k's loss
+    and gradients; returns (params, opt_state, losses[num_updates], state).
+    """
+    losses = tf.TensorArray(tf.float32, size=num_updates)
+
+    def body(k, params, opt_state, state, losses):
+        loss, grads, state = grad_step(k, params, state)
+        params, opt_state = optim.apply(opt_name, params, grads, opt_state, hp)
+        return k + 1, params, opt_state, state, losses.write(k, loss)
+
+    _, params, opt_state, state, losses = tf.while_loop(
+        lambda k, *_: k < num_updates, body, (tf.constant(0), params, opt_state, state, losses))
+    return params, opt_state, losses.stack(), state
+
+
 def _epoch_body(backend, opt_name: str, step_fn):
     def run_epoch(params, opt_state, hp, xs, ys, state):
-        n_windows = tf.shape(xs)[0]
-        losses = tf.TensorArray(tf.float32, size=n_windows)
-
-        def body(i, params, opt_state, state, losses):
+        def grad_step(i, params, state):
             x = tf.one_hot(tf.cast(xs[i], tf.int32), 2, dtype=tf.float32)
-            y = tf.cast(ys[i], tf.int32)
-            loss, grads, state = step_fn(backend, params, x, y, state)
-            params, opt_state = optim.apply(opt_name, params, grads, opt_state, hp)
-            return i + 1, params, opt_state, state, losses.write(i, loss)
+            return step_fn(backend, params, x, tf.cast(ys[i], tf.int32), state)
 
-        _, params, opt_state, state, losses = tf.while_loop(
-            lambda i, *_: i < n_windows, body, (tf.constant(0), params, opt_state, state, losses))
-        return params, opt_state, losses.stack(), state
+        return update_loop(tf.shape(xs)[0], opt_name, hp, params, opt_state, state, grad_step)
 
     return run_epoch
 

@@ -36,7 +36,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from rnn_sweep import optim
+from rnn_sweep.engine import update_loop
 
 
 def windows_to_rows(xs):
@@ -113,20 +113,15 @@ def true_epoch_body(backend, opt_name: str, update_every: int | None = None) -> 
         rows_y = windows_to_rows(ys)
         rows_1h = tf.one_hot(tf.cast(windows_to_rows(xs), tf.int32), 2, dtype=tf.float32)  # [B, L, 2]
         num_updates = int(rows_y.shape[1]) // u
-        losses = tf.TensorArray(tf.float32, size=num_updates)
 
-        def body(k, params, opt_state, state, losses):
+        def grad_step(k, params, state):
             t0 = k * u
             starts, state = start_states(backend, params, rows_1h, state, t0, u, n)
             with tf.GradientTape() as tape:
                 tape.watch(params)
                 loss = tf.reduce_mean(true_step_losses(backend, params, rows_1h, rows_y, starts, t0, u, n))
-            grads = tape.gradient(loss, params)
-            params, opt_state = optim.apply(opt_name, params, grads, opt_state, hp)
-            return k + 1, params, opt_state, state, losses.write(k, loss)
+            return loss, tape.gradient(loss, params), state
 
-        _, params, opt_state, state, losses = tf.while_loop(
-            lambda k, *_: k < num_updates, body, (tf.constant(0), params, opt_state, state, losses))
-        return params, opt_state, losses.stack(), state
+        return update_loop(num_updates, opt_name, hp, params, opt_state, state, grad_step)
 
     return run_epoch
