@@ -1,10 +1,51 @@
-"""Importing and configuring TensorFlow once per process."""
+"""Importing and configuring TensorFlow once per process, quietly."""
 
 from __future__ import annotations
 
 import os
 import platform
 import sys
+import tempfile
+import time
+
+# Set this (or run with hydra.verbose=true / -v) to see TensorFlow's own start-up lines.
+VERBOSE_ENV = "RNN_SWEEP_VERBOSE"
+IMPORT_SECONDS: dict[str, float] = {}  # {"tensorflow": s} once this process imported it here
+
+
+def verbose() -> bool:
+    """Whether the user asked for TensorFlow's native log lines (RNN_SWEEP_VERBOSE=1)."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _import_tensorflow_quietly():
+    """``import tensorflow`` with the C++ start-up banner hidden, unless verbose.
+
+    TensorFlow's native code prints "All log messages before absl::InitializeLog()"
+    and the oneDNN notice straight to file descriptor 2 while it loads, before
+    TF_CPP_MIN_LOG_LEVEL is read, so the variable cannot hide them. We point fd 2
+    at a temporary file for the import only; if the import fails, what it wrote is
+    replayed to the real stderr so no error is lost.
+    """
+    if "tensorflow" in sys.modules or verbose():
+        import tensorflow as tf
+
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow as tf
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            os.write(2, sink.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return tf
 
 
 def import_tf(threads: int = 0):
@@ -13,9 +54,15 @@ def import_tf(threads: int = 0):
     Thread settings only take effect before TensorFlow's runtime starts; a
     process that already ran TensorFlow keeps its first setting.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose() else "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import tensorflow as tf
+    t0 = time.perf_counter()
+    first = "tensorflow" not in sys.modules
+    tf = _import_tensorflow_quietly()
+    if first:
+        IMPORT_SECONDS["tensorflow"] = time.perf_counter() - t0
+    if not verbose():
+        tf.get_logger().setLevel("ERROR")  # retracing and AutoGraph warnings (Python logger)
 
     if threads:
         try:
