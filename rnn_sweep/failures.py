@@ -75,8 +75,9 @@ def message(err: BaseException) -> str:
     text = one_line(str(err)) or type(err).__name__
     if getattr(err, "override", None):  # Hydra's OverrideParseException: say which override
         text = f"cannot parse the override {err.override!r}: {text}"
-    cause = err.__cause__
-    if cause is not None and str(cause) and one_line(str(cause)) not in text:
+    cause = err.__cause__  # Hydra wraps OmegaConf's error (which names the key) in its own
+    if type(err).__module__.startswith("hydra.") and cause is not None and str(cause) \
+            and one_line(str(cause)) not in text:
         text += f" ({one_line(str(cause))})"
     if "Interpolation key" in text and "--cfg" in sys.argv and "hydra" in sys.argv:
         text += ("; --cfg hydra cannot resolve hydra.run.dir, which names values of the run's config: "
