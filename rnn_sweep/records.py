@@ -213,7 +213,7 @@ def is_sweep_dir(path: Path) -> bool:
 
 def _listing(path: Path) -> list[str]:
     try:
-        return sorted(p.name for p in Path(path).expanduser().iterdir())
+        return sorted(p.name for p in Path(path).expanduser().resolve().iterdir())
     except OSError:
         return []
 
