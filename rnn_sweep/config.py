@@ -249,7 +249,7 @@ def thread_limit() -> int:
 
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per cell
-BASE_BYTES = 700 * 2**20  # Python + TensorFlow runtime + compiled programs (measured: docs/reliability.md)
+BASE_BYTES = 750 * 2**20  # Python + TensorFlow runtime + compiled programs (measured: docs/reliability.md)
 
 
 def memory_terms(cfg: RunConfig) -> dict[str, int]:
@@ -257,20 +257,23 @@ def memory_terms(cfg: RunConfig) -> dict[str, int]:
 
     The terms (calibrated against measured peak RSS, docs/reliability.md):
 
-    * ``state_size`` -- parameters, their gradients and up to two optimizer
-      slots (Adam), float32, times replicas: ``4 * 4 * K * P`` with
-      ``P = gates * ((2 + d) * d + d) + 2 * d + 2``.
-    * ``num_steps`` -- activations of one window kept for backprop (states,
-      pre-activations, their gradients ~ 4 copies): ``4 * 4 * K * gates * B * n * d``;
-      true BPTT holds ``u`` such windows at once (u = update_every or n).
+    * ``state_size`` -- parameters: ``48 * K * P`` bytes with
+      ``P = gates * ((2 + d) * d + d) + 2 * d + 2``: 12 float32 copies
+      (params, gradients, optimizer slots, the NumPy initial values, XLA's
+      buffers; measured 46 bytes per parameter at d=3000).
+    * ``num_steps`` -- activations of one window kept for backprop:
+      ``32 * K * gates * B * n * d`` (8 float32 copies: states, pre-activations,
+      their gradients, XLA's buffers); true BPTT holds ``u`` such windows at once
+      (u = update_every or n; measured 30 bytes per value at n=u=20, d=64).
     * ``data.length`` -- one epoch's data: float32 uniforms for inputs and
       targets, float32 P(Y=1), int8 inputs/targets and their windows, and the
       float32 one-hot rows of true BPTT: ``16 * L`` (+ ``8 * L`` true style,
       + ``L`` per dependency with wrap, whose lagged copies are rolled).
     * ``data.eval_length`` -- held-out data plus float32 predictions and the
       float64 copies of the probe: ``64 * E``.
-    * ``data.dependencies`` -- the padding of max(lag) inputs drawn before each
-      sequence (float32 uniforms + int8): ``2 * 5 * max_lag``.
+    * ``data.dependencies`` -- the padding of max(lag) inputs drawn before a
+      sequence (float32 uniforms + int8, train and eval data never at once):
+      ``6 * max_lag`` (measured 5.6 bytes per step of lag at lag 2e8).
     """
     k, d, n, b = cfg.train.replicas, cfg.state_size, cfg.num_steps, cfg.train.batch_size
     gates = GATES.get(cfg.model.cell, 4)
@@ -280,11 +283,11 @@ def memory_terms(cfg: RunConfig) -> dict[str, int]:
     true_rows = 8 if cfg.truncation.style == "true" else 0
     wrap_copies = len(lags) if cfg.data.boundary == "wrap" else 0
     return {
-        "state_size": 16 * k * params,
-        "num_steps": 16 * k * gates * b * n * d * u,
+        "state_size": 48 * k * params,
+        "num_steps": 32 * k * gates * b * n * d * u,
         "data.length": (16 + true_rows + wrap_copies) * cfg.data.length,
         "data.eval_length": 64 * cfg.data.eval_length,
-        "data.dependencies": 0 if cfg.data.boundary == "wrap" else 10 * max(lags, default=0),
+        "data.dependencies": 0 if cfg.data.boundary == "wrap" else 6 * max(lags, default=0),
     }
 
 

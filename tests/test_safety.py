@@ -218,9 +218,9 @@ def test_memory_limit_names_estimate_and_available(tmp_path):
     out = run_cli("state_size=20000", cwd=tmp_path, timeout=60, env={"RNN_SWEEP_MEMORY_LIMIT": "2G"})
     assert out.returncode == 2
     line = one_error_line(out)
-    # weights (2 + 20000) x 20000 float32 = 1.49 GiB, x 4 copies (params, grads, 2 optimizer slots)
-    # = 5.96 GiB; + base 0.68 GiB + activations 16*200*5*20000 B = 0.30 GiB + data ~ 7.0 GiB
-    assert "state_size=20000 is too large for this machine: the run needs about 7.0 GiB (6.0 GiB from " \
+    # P = (2 + 20000) * 20000 + 20000 + 2 * 20000 + 2 = 400,100,002 weights x 48 B = 17.9 GiB;
+    # + base 0.73 GiB + activations 32*200*5*20000 B = 0.60 GiB + data 0.03 GiB = 19.2 GiB
+    assert "state_size=20000 is too large for this machine: the run needs about 19.2 GiB (17.9 GiB from " \
            "state_size)" in line, line
     assert "and 2.0 GiB is available" in line and "RNN_SWEEP_MEMORY_LIMIT" in line
     assert list(tmp_path.iterdir()) == []
@@ -232,10 +232,10 @@ def test_memory_estimate_formula_by_hand():
 
     cfg = small_cfg("num_steps=5", "state_size=4")  # data=small: 100k train, 50k eval, lags 3 and 8, pad
     params = (2 + 4) * 4 + 4 + 2 * 4 + 2  # W (2+d) x d, b_s, U d x 2, b_p
-    by_hand = 16 * params + 16 * 200 * 5 * 4 + 16 * 100_000 + 64 * 50_000 + 10 * 8
+    by_hand = 48 * params + 32 * 200 * 5 * 4 + 16 * 100_000 + 64 * 50_000 + 6 * 8
     assert estimate_memory_bytes(cfg) == BASE_BYTES + by_hand
     true = small_cfg("num_steps=5", "state_size=4", "truncation=true_bptt", "truncation.update_every=2")
-    assert estimate_memory_bytes(true) - estimate_memory_bytes(cfg) == 16 * 200 * 5 * 4 * (2 - 1) + 8 * 100_000
+    assert estimate_memory_bytes(true) - estimate_memory_bytes(cfg) == 32 * 200 * 5 * 4 * (2 - 1) + 8 * 100_000
 
 
 def test_long_run_directory_names_are_shortened_deterministically():
