@@ -320,8 +320,8 @@ def main() -> None:
         _exit(stop.code if isinstance(stop.code, int) else (0 if stop.code is None else failures.RUN_FAILED))
     code = failures.OK
     if SWEEP_FAILURES:
-        print(f"rnn-sweep: {len(SWEEP_FAILURES)} job(s) failed; a failed run's summary.json records the error, "
-              "and rerunning the sweep retries them:", file=sys.stderr)
+        print(f"rnn-sweep: {len(SWEEP_FAILURES)} job(s) failed (a training error is also in the run's "
+              "summary.json); rerunning the sweep retries them:", file=sys.stderr)
         for _, line in SWEEP_FAILURES:
             print(f"  {line}", file=sys.stderr)
         code = max(c for c, _ in SWEEP_FAILURES)
