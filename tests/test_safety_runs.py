@@ -22,6 +22,12 @@ TINY = ("data=small", "data.length=8000", "data.eval_length=4000", "train.log_ev
 NO_AGG = "hydra.callbacks.aggregate.enabled=false"
 
 
+def job_dir(sweep: Path, override: str) -> Path:
+    """The one run directory of ``sweep`` whose name (Hydra's override_dirname) holds ``override``."""
+    (found,) = [p for p in sweep.iterdir() if p.is_dir() and override in p.name.split(",")]
+    return found
+
+
 def error_lines(stderr: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if ln.startswith("rnn-sweep:")]
 
@@ -96,7 +102,8 @@ def test_kill_9_of_a_joblib_sweep_leaves_no_worker_and_a_rerun_completes(tmp_pat
         assert "removing stale sweep lock" in out.stdout + out.stderr
         for n in (2, 5):
             for s in (0, 1):
-                summary = json.loads((sweep / f"num_steps={n},seed={s}" / "summary.json").read_text())
+                (run,) = [p for p in sweep.iterdir() if {f"num_steps={n}", f"seed={s}"} <= set(p.name.split(","))]
+                summary = json.loads((run / "summary.json").read_text())
                 assert summary["status"] == "completed" and summary["steps"] == 60 * (40 // n)
     finally:
         if proc is not None and proc.poll() is None:
@@ -156,14 +163,15 @@ def test_malformed_finished_records_are_retrained_each_reported(tmp_path):
     bad = {0: lambda s: {k: v for k, v in s.items() if k != "levels"}, 1: lambda s: [s],
            2: lambda s: {**s, "final_loss": "0.52"}}
     for seed, corrupt in bad.items():
-        path = sweep / f"seed={seed}" / "summary.json"
+        path = job_dir(sweep, f"seed={seed}") / "summary.json"
         path.write_text(json.dumps(corrupt(json.loads(path.read_text()))))
     again = run_cli(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     log = again.stdout + again.stderr
     for seed, reason in ((0, "levels is not a list"), (1, "is a JSON list"), (2, "final_loss='0.52' is not a number")):
-        assert f"{(sweep / f'seed={seed}' / 'summary.json').resolve()} is malformed: " in log and reason in log
-        summary = json.loads((sweep / f"seed={seed}" / "summary.json").read_text())
+        path = job_dir(sweep, f"seed={seed}") / "summary.json"
+        assert f"{path.resolve()} is malformed: " in log and reason in log
+        summary = json.loads(path.read_text())
         assert summary["status"] == "completed" and isinstance(summary["levels"], list)
     assert "KeyError" not in log and "Traceback" not in log
 
