@@ -223,7 +223,8 @@ def check_sweep_dir(sweep_dir: str | os.PathLike, aggregate_dir: str = "aggregat
 
     Each sub-directory must be a run directory holding only run records (Hydra
     keeps a sweep's per-job records in ``.jobs/``, so run directories have none),
-    or the aggregator's output folder ``aggregate_dir``.
+    folders of such run directories (a nested ``hydra.sweep.subdir``), or the
+    aggregator's output folder ``aggregate_dir``.
 
     Raises:
         UnsafeDirectory: one line naming the path and the files at risk.
@@ -247,11 +248,26 @@ def check_sweep_dir(sweep_dir: str | os.PathLike, aggregate_dir: str = "aggregat
         elif entry.is_dir() and (name in SWEEP_HIDDEN_DIRS or name == aggregate_dir):
             continue
         elif entry.is_dir():
-            foreign += [f"{name}/{p}" for p in foreign_entries(entry)]
+            foreign += _tree_foreign(entry, name)
         else:
             foreign.append(name)
     if foreign:
         raise _refusal(path, "sweep directory", "it holds files rnn-sweep did not write", foreign)
+
+
+def _tree_foreign(directory: Path, rel: str) -> list[str]:
+    """Foreign entries below a sweep's sub-directory: a run directory, or folders of them (nested subdirs)."""
+    entries = sorted(directory.iterdir())
+    if any((e.is_file() and (_RUN_FILE.match(e.name) or e.name == RUN_LOCK)) or
+           (e.is_dir() and _SEED_DIR.match(e.name)) for e in entries):
+        return [f"{rel}/{x}" for x in foreign_entries(directory)]
+    out = []
+    for e in entries:  # no run record here: only more folders may follow
+        if e.is_dir() and not e.is_symlink():
+            out += _tree_foreign(e, f"{rel}/{e.name}")
+        else:
+            out.append(f"{rel}/{e.name}")
+    return out
 
 
 def clear_unfinished(run_dir: str | os.PathLike) -> list[str]:

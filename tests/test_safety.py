@@ -126,6 +126,26 @@ def test_foreign_entries_and_what_clearing_removes(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [".hydra", ".run.lock", "cli.log"]
 
 
+def test_sweep_dir_rules(tmp_path):
+    sweep = tmp_path / "sw"
+    for rel in ("multirun.yaml", ".sweep.lock", ".failures", ".jobs/a/config.yaml", ".workers/h-1",
+                "num_steps=2,seed=0/losses.csv", "num_steps=2,seed=0/summary.json", "empty_job/.keep_dir/",
+                "2/0/losses.csv", "2/1/summary.json", "aggregate/runs.csv", "rep/seed=4/summary.json"):
+        target = sweep / rel
+        if rel.endswith("/"):
+            target.mkdir(parents=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("x")
+    records.check_sweep_dir(sweep)  # nested subdirs, empty dirs, replicas, Hydra/submitit records: ours
+    (sweep / "2" / "plot.py").write_text("x")
+    (sweep / "num_steps=2,seed=0" / "ckpt.npz").write_text("x")
+    with pytest.raises(records.UnsafeDirectory, match=r"files at risk: 2/plot\.py, num_steps=2,seed=0/ckpt\.npz"):
+        records.check_sweep_dir(sweep)
+    with pytest.raises(records.UnsafeDirectory, match="files at risk: .*aggregate/runs.csv"):
+        records.check_sweep_dir(sweep, aggregate_dir="figures")
+
+
 def test_override_dirname_excludes_match_records():
     import yaml
 
