@@ -82,13 +82,13 @@ def plan(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> str
     """
     run_dir = Path(run_dir)
     if cfg.train.replicas > 1:  # K records in run_dir/seed=<s>/ (see rnn_sweep.replicas)
-        records = [(run_dir / f"seed={cfg.seed + k}",
+        per_seed = [(run_dir / f"seed={cfg.seed + k}",
                     dataclasses.replace(cfg, seed=cfg.seed + k, train=dataclasses.replace(cfg.train, replicas=1)))
                    for k in range(cfg.train.replicas)]
     else:
-        records = [(run_dir, cfg)]
+        per_seed = [(run_dir, cfg)]
     diffs = []
-    for record_dir, record_cfg in records:
+    for record_dir, record_cfg in per_seed:
         summary = read_summary(record_dir)
         if summary is None or summary.get("status") not in FINISHED:
             return "train"
