@@ -3,14 +3,16 @@
 ``rnn-sweep`` trains one configuration (or, with ``-m`` or an experiment file,
 every combination of a sweep). All logic lives in :mod:`rnn_sweep.train` and
 :mod:`rnn_sweep.sweep`; this module turns a Hydra ``DictConfig`` into a
-validated :class:`~rnn_sweep.config.RunConfig` (before TensorFlow is imported),
-reports errors in one line, and holds the Hydra glue: the resolvers used in
-``conf/config.yaml`` and the callback that locks a sweep directory.
+validated :class:`~rnn_sweep.config.RunConfig` (before TensorFlow is imported)
+and holds the Hydra glue: the resolvers used in ``conf/config.yaml`` and the
+callback that checks and locks a run or sweep directory before any work.
+What an error prints and which exit code it gives is :mod:`rnn_sweep.failures`'.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
 import os
 import sys
@@ -22,14 +24,21 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rnn_sweep import failures, records
 from rnn_sweep.config import ConfigError, RunConfig, from_dict, validate
-from rnn_sweep.sweep import ConfigMismatch, RunFailed, SweepLock, SweepLocked, run_job
+from rnn_sweep.locks import Locked
+from rnn_sweep.sweep import ConfigMismatch, RunFailed, SweepLock, guard_worker, run_job, run_lock
 
 log = logging.getLogger("rnn_sweep")
 ConfigStore.instance().store(name="rnn_sweep_schema", node=RunConfig)
 # The repository's top-level conf/ (an absolute path, so it works from any cwd).
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 NO_EXPERIMENT = "adhoc"  # sweep directory name of a command-line sweep without experiment=
+NAME_MAX = 255  # bytes per path component on Linux/macOS file systems
+SWEEP_PID_ENV = "RNN_SWEEP_SWEEP_PID"  # the sweep process, for its workers (rnn_sweep.sweep.guard_worker)
+# Run directories of this process's sweep jobs, and whether each existed before
+# Hydra created it: only a directory this launch created may be removed again.
+_EXISTED_BEFORE: dict[str, bool] = {}
 
 
 def _sweep_name(choice) -> str:
@@ -41,14 +50,39 @@ def _meta_dir(mode, run_value: str, *, _root_) -> str:
     if getattr(mode, "name", str(mode)) != "MULTIRUN":
         return run_value
     sweep = _root_.hydra.sweep
-    meta = Path(sweep.dir).absolute() / ".jobs" / str(sweep.subdir)
+    meta = Path(sweep.dir).absolute() / records.JOBS_DIR / str(sweep.subdir)
     meta.mkdir(parents=True, exist_ok=True)  # Hydra opens the job log before creating .hydra
     return str(meta)
 
 
-def _run_subdir(override_dirname) -> str:
-    """A sweep job's directory name: its overrides, or ``base`` when it has none (``-m`` alone)."""
-    return str(override_dirname) or "base"
+def short_name(name: str, limit: int = NAME_MAX) -> str:
+    """``name`` if it fits one path component, else a readable prefix + ``~`` + a hash of all of it.
+
+    Deterministic, so a resumed sweep finds the same directory; the prefix ends
+    at an override boundary (``,``) where it can.
+    """
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    room = limit - len(digest) - 1
+    prefix = name.encode()[:room].decode(errors="ignore")
+    if "," in prefix:
+        prefix = prefix[:prefix.rindex(",")]
+    return f"{prefix}~{digest}"
+
+
+def _run_subdir(override_dirname, *, _root_=None) -> str:
+    """A sweep job's directory name: its overrides (shortened past 255 bytes), or ``base`` without any.
+
+    Hydra resolves this just before it creates the job's directory; noting
+    whether the directory existed then lets an invalid job remove what its
+    launch created, and nothing else.
+    """
+    name = short_name(str(override_dirname) or "base")
+    if _root_ is not None:
+        path = os.path.abspath(os.path.join(str(_root_.hydra.sweep.dir), name))
+        _EXISTED_BEFORE.setdefault(path, os.path.exists(path))
+    return name
 
 
 OmegaConf.register_new_resolver("rnn_sweep_name", _sweep_name, replace=True)
@@ -56,63 +90,108 @@ OmegaConf.register_new_resolver("rnn_sweep_subdir", _run_subdir, replace=True)
 OmegaConf.register_new_resolver("rnn_sweep_meta", _meta_dir, replace=True)
 
 
-FAILURES_FILE = ".failures"  # in the sweep dir: one line per job that failed in this launch
-SWEEP_FAILURES: list[str] = []  # filled at the end of a multirun, read by main() for the exit status
+FAILURES_FILE = records.FAILURES_FILE
+SWEEP_FAILURES: list[tuple[int, str]] = []  # (exit code, line), filled at the end of a multirun
 
 
-def record_failure(message: str) -> None:
+def record_failure(message: str, code: int = failures.RUN_FAILED) -> None:
     """Note a failed job in ``<sweep dir>/.failures`` (shared by every launcher's workers).
 
     Jobs do not raise (Hydra would then skip ``on_multirun_end``: no aggregation,
-    no lock release); the sweep's exit status comes from this file instead.
+    no lock release); the sweep's exit status comes from this file instead:
+    ``code`` 2 for a job whose input was invalid, 1 for a run that failed.
     """
-    print(f"rnn-sweep: job failed: {message}", file=sys.stderr)
+    print(f"rnn-sweep: job failed: {' '.join(message.split())}", file=sys.stderr)
     path = Path(str(HydraConfig.get().sweep.dir)) / FAILURES_FILE
     with open(path, "a") as f:  # O_APPEND: concurrent short lines do not interleave
-        f.write(" ".join(message.split()) + "\n")
+        f.write(f"{code}\t{' '.join(message.split())}\n")
+
+
+def read_failures(sweep_dir: str | os.PathLike) -> list[tuple[int, str]]:
+    """The (exit code, message) lines of ``<sweep dir>/.failures`` (code 1 for lines without one)."""
+    path = Path(sweep_dir) / FAILURES_FILE
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        code, sep, text = line.partition("\t")
+        out.append((int(code), text) if sep and code.isdigit() else (failures.RUN_FAILED, line))
+    return [(c, t) for c, t in out if t.strip()]
+
+
+def _discard_new_job_dirs(run_dir: str) -> None:
+    """Remove what Hydra created for an invalid sweep job: its empty run dir (if new), its records."""
+    hc = HydraConfig.get()
+    path = Path(run_dir)
+    if _EXISTED_BEFORE.pop(os.path.abspath(run_dir), True) is False and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+    meta = Path(str(hc.sweep.dir)).absolute() / records.JOBS_DIR / str(hc.sweep.subdir)
+    for name in (*records.HYDRA_FILES, f"{hc.job.name}.log"):
+        (meta / name).unlink(missing_ok=True)
+    if meta.is_dir() and not any(meta.iterdir()):
+        meta.rmdir()
 
 
 def _require_writable(directory: str) -> None:
     """Stop with one line (not Hydra's traceback) when the output directory cannot be written."""
-    from rnn_sweep.train import check_writable
-
     try:
-        check_writable(Path(str(directory)))
+        records.check_writable(Path(str(directory)))
     except OSError as err:
-        print(f"rnn-sweep: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        failures.fail(err)
 
 
 class SweepLockCallback(Callback):
-    """Holds ``<sweep dir>/.sweep.lock`` from the start to the end of a multirun.
+    """Checks and locks the output before any work: the run dir of a run, the sweep dir of a sweep.
 
-    It also collects the jobs that failed in this launch (``.failures``) so that
-    :func:`main` can exit non-zero after every job ran and the sweep was aggregated.
+    A single run is validated and its run directory checked (no foreign files,
+    not ``.``/``~``/``/``, not a sweep) before Hydra creates it, then locked
+    (``.run.lock``) until it ends. A multirun holds ``<sweep dir>/.sweep.lock``
+    from start to end and collects the jobs that failed in this launch
+    (``.failures``), so that :func:`main` exits non-zero after every job ran and
+    the sweep was aggregated.
     """
 
     def __init__(self) -> None:
-        self.lock: SweepLock | None = None
+        self.lock = None
+
+    def _hold(self, lock) -> None:
+        try:
+            lock.acquire()
+        except Locked as err:
+            # Hydra turns an Exception raised by a callback into a warning; a launch
+            # that must not start needs SystemExit.
+            failures.fail(err)
+        self.lock = lock
+        atexit.register(lock.release)  # also when the run ends early (Ctrl-C, launcher error)
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _require_writable(config.hydra.run.dir)
+        run_dir = str(config.hydra.run.dir)
+        try:
+            to_run_config(config)
+            records.check_run_dir(run_dir)
+        except (ConfigError, records.UnsafeDirectory) as err:
+            failures.fail(err)  # before Hydra creates the run directory: nothing is left behind
+        _require_writable(run_dir)
+        self._hold(run_lock(run_dir))
+        failures.STARTED = True
+
+    def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        _require_writable(config.hydra.sweep.dir)
-        self.lock = SweepLock(config.hydra.sweep.dir)
+        sweep_dir = str(config.hydra.sweep.dir)
+        aggregate_out = OmegaConf.select(config, "hydra.callbacks.aggregate.out", default="aggregate")
         try:
-            self.lock.acquire()
-        except SweepLocked as err:
-            # Hydra turns an Exception raised by a callback into a warning; a sweep
-            # that must not start needs SystemExit.
-            print(f"rnn-sweep: error: {err}", file=sys.stderr)
-            sys.exit(2)
-        atexit.register(self.lock.release)  # also when the sweep ends early (Ctrl-C, launcher error)
-        (Path(str(config.hydra.sweep.dir)) / FAILURES_FILE).unlink(missing_ok=True)
+            records.check_sweep_dir(sweep_dir, aggregate_dir=str(aggregate_out))
+        except records.UnsafeDirectory as err:
+            failures.fail(err)
+        _require_writable(sweep_dir)
+        self._hold(SweepLock(sweep_dir))
+        os.environ[SWEEP_PID_ENV] = str(os.getpid())  # inherited by the workers launched next
+        (Path(sweep_dir) / FAILURES_FILE).unlink(missing_ok=True)
+        failures.STARTED = True
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        path = Path(str(config.hydra.sweep.dir)) / FAILURES_FILE
-        if path.exists():
-            SWEEP_FAILURES.extend(line for line in path.read_text().splitlines() if line.strip())
+        SWEEP_FAILURES.extend(read_failures(str(config.hydra.sweep.dir)))
         if self.lock is not None:
             self.lock.release()
 
@@ -141,13 +220,34 @@ def job_threads(train_threads: int) -> int:
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
-    """Resolve a composed Hydra config into a validated RunConfig (no TensorFlow)."""
-    raw = OmegaConf.to_container(cfg, resolve=True)
-    raw.pop("hydra", None)
-    raw.pop("force", None)  # +force=true is a sweep option, not part of the run
+    """Resolve a composed Hydra config into a validated RunConfig (no TensorFlow).
+
+    Only the run's own keys are resolved: ``hydra`` (whose run-time values may not
+    be set yet, e.g. in a callback) and ``force`` (a sweep option) are left out.
+    """
+    raw = {}
+    for key in cfg:
+        if key in ("hydra", "force"):
+            continue
+        value = cfg[key]
+        raw[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     run_cfg = from_dict(raw)
     validate(run_cfg)
     return run_cfg
+
+
+def _job_failed(err: BaseException, run_dir: str, multirun: bool) -> None:
+    """A sweep job records its failure and returns (the other jobs go on); a single run exits."""
+    if not multirun:
+        failures.fail(err)
+    record_failure(str(err) if str(run_dir) in str(err) else f"{run_dir}: {err}", failures.exit_code(err))
+
+
+def _report(summary: dict, run_dir: str) -> None:
+    levels = " / ".join(f"{lv['name']} {lv['loss']:.4f}" for lv in summary.get("levels") or [])
+    log.info("%s: final loss %.4f, held-out %.4f (levels %s), learned %s -> %s",
+             summary.get("status"), summary.get("final_loss") or float("nan"),
+             summary.get("heldout_loss") or float("nan"), levels, summary.get("learned_fraction"), run_dir)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -155,50 +255,76 @@ def run(cfg: DictConfig) -> float | None:
     """Train one configuration into Hydra's run (or sweep job) directory.
 
     In a sweep a finished run is skipped, an unfinished one retrained, and a
-    failing one recorded (status ``failed``) and raised, so Hydra reports it
-    and exits non-zero after the other jobs (see :func:`rnn_sweep.sweep.run_job`).
+    failing or invalid one recorded (``.failures``; a training error also in the
+    run's summary.json) while the other jobs go on (see
+    :func:`rnn_sweep.sweep.run_job`); :func:`main` exits non-zero at the end.
     """
+    hc = HydraConfig.get()
+    run_dir = hc.runtime.output_dir
+    multirun = getattr(hc.mode, "name", "") == "MULTIRUN"
+    if multirun:
+        guard_worker(hc.sweep.dir, int(os.environ.get(SWEEP_PID_ENV, os.getpid())))
     try:
         run_cfg = to_run_config(cfg)
     except ConfigError as err:
-        print(f"rnn-sweep: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    hc = HydraConfig.get()
-    run_dir = hc.runtime.output_dir
+        if multirun:
+            _discard_new_job_dirs(run_dir)  # an invalid job leaves no directory behind
+        _job_failed(err, run_dir, multirun)
+        return None
     force = bool(cfg.get("force", False))
-    multirun = getattr(hc.mode, "name", "") == "MULTIRUN"
     try:
         summary = run_job(run_cfg, run_dir, force=force, threads=job_threads(run_cfg.train.threads))
-    except (ConfigMismatch, RunFailed) as err:
-        if multirun:  # the other jobs go on; main() exits non-zero at the end
-            record_failure(str(err))
-            return None
-        print(f"rnn-sweep: error: {err}", file=sys.stderr)  # the traceback is in the job's log
-        sys.exit(1 if isinstance(err, RunFailed) else 2)
-    except OSError as err:  # e.g. an unwritable or full output directory
-        if multirun:
-            record_failure(f"{run_dir}: {err}")
-            return None
-        print(f"rnn-sweep: error: {err}", file=sys.stderr)
-        sys.exit(1)
-    log.info("%s: final loss %.4f, held-out %.4f (levels %s), learned %s -> %s",
-             summary["status"], summary["final_loss"] or float("nan"),
-             summary["heldout_loss"] or float("nan"),
-             " / ".join(f"{lv['name']} {lv['loss']:.4f}" for lv in summary["levels"]),
-             summary["learned_fraction"], run_dir)
-    return summary["heldout_loss"]
+    except (ConfigMismatch, RunFailed, records.UnsafeDirectory, OSError) as err:
+        _job_failed(err, run_dir, multirun)  # a training traceback is in the job's log
+        return None
+    _report(summary, run_dir)
+    if summary.get("status") == "diverged" and not multirun:
+        failures.refuse(f"the run diverged at step {summary.get('diverged_at_step')} (a loss block above "
+                        f"train.diverge_loss={run_cfg.train.diverge_loss} or not finite); its record is in "
+                        f"{run_dir}", code=failures.RUN_FAILED)
+    return summary.get("heldout_loss")
+
+
+def _group_given_a_boolean(argv: list[str]) -> str | None:
+    """A config group set to true/false on the command line (YAML makes it a boolean): the message."""
+    conf = Path(CONF_DIR)
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or not (conf / key).is_dir():
+            continue
+        if any(v.strip().lower() in ("true", "false", "on", "off", "yes", "no") for v in value.split(",")):
+            options = sorted(p.stem for p in (conf / key).glob("*.yaml"))
+            return (f"{key}={value} is invalid: YAML reads {value!r} as a boolean, and {key} takes one of "
+                    f"its options: {', '.join(options)}"
+                    + (" (true BPTT is truncation=true_bptt)" if key == "truncation" else ""))
+    return None
 
 
 def main() -> None:
-    """Console script ``rnn-sweep``: exits 1 when any job of a sweep failed."""
-    run()
-    code = 0
+    """Console script ``rnn-sweep``; exit codes are :mod:`rnn_sweep.failures`' (0 ok, 1 failed, 2 bad input)."""
+    bad = _group_given_a_boolean(sys.argv[1:])
+    if bad:
+        failures.refuse(bad)
+    user_wants_trace = "HYDRA_FULL_ERROR" in os.environ
+    # Hydra prints its own errors with a traceback and exits 1; asked for the full
+    # error it raises instead, and failures.fail turns it into one line and an exit code.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        try:
+            run()
+        except Exception as err:  # noqa: BLE001 -- the one place an error becomes a message and a code
+            if user_wants_trace:
+                raise
+            failures.fail(err)
+    except SystemExit as stop:  # ours (failures.fail/refuse), Hydra's (--help: 0), argparse's (2)
+        _exit(stop.code if isinstance(stop.code, int) else (0 if stop.code is None else failures.RUN_FAILED))
+    code = failures.OK
     if SWEEP_FAILURES:
-        print(f"rnn-sweep: {len(SWEEP_FAILURES)} job(s) failed; their summary.json records the error, "
-              "and rerunning the sweep retries them:", file=sys.stderr)
-        for line in SWEEP_FAILURES:
+        print(f"rnn-sweep: {len(SWEEP_FAILURES)} job(s) failed (a training error is also in the run's "
+              "summary.json); rerunning the sweep retries them:", file=sys.stderr)
+        for _, line in SWEEP_FAILURES:
             print(f"  {line}", file=sys.stderr)
-        code = 1
+        code = max(c for c, _ in SWEEP_FAILURES)
     _exit(code)
 
 

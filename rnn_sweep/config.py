@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -19,6 +20,10 @@ CELLS = ("rnn", "gru", "lstm")  # scratch: rnn only (the article's hand-written 
 OPTIMIZERS = ("adagrad", "sgd", "adam")
 STYLES = ("tf", "true")  # BPTT(n, n) and true BPTT(n, 1); see rnn_sweep/truncation.py
 BOUNDARIES = ("pad", "wrap")
+REQUIRED = "???"  # a field without default (OmegaConf's marker for a mandatory value)
+SEED_LIMIT = 2**32  # Keras/NumPy legacy seeding take 32-bit seeds (keras.utils.set_random_seed)
+MAX_THREADS = 1024  # never more TF threads than this, whatever the machine (100000 hung)
+MEMORY_LIMIT_ENV = "RNN_SWEEP_MEMORY_LIMIT"  # bytes (suffix K/M/G allowed) or "off"
 
 
 class ConfigError(ValueError):
@@ -29,8 +34,8 @@ class ConfigError(ValueError):
 class Dependency:
     """Y_t depends on X_{t-lag}: P(Y_t=1) gains ``effect`` when X_{t-lag}=1."""
 
-    lag: int = 1
-    effect: float = 0.0
+    lag: int = REQUIRED  # type: ignore[assignment]  (no default: a missing lag is an error)
+    effect: float = REQUIRED  # type: ignore[assignment]
 
 
 def _article_dependencies() -> list[Dependency]:
@@ -151,6 +156,9 @@ def validate_data(data: DataConfig) -> None:
             _fail(f"data.dependencies[{i}].lag", lag, "must be an integer >= 1 (Y_t depends on X_{t-lag})")
         if not isinstance(dep.effect, (int, float)) or isinstance(dep.effect, bool) or not math.isfinite(dep.effect):
             _fail(f"data.dependencies[{i}].effect", dep.effect, "must be a finite number")
+        if data.boundary == "wrap" and lag >= min(data.length, data.eval_length):
+            _fail(f"data.dependencies[{i}].lag", lag, "with data.boundary=wrap a lag must be below data.length="
+                  f"{data.length} and data.eval_length={data.eval_length} (X[t-lag] would wrap onto itself)")
         lags.append(lag)
     if len(set(lags)) != len(lags):
         _fail("data.dependencies", lags, "lags must be distinct")
@@ -172,6 +180,8 @@ def validate(cfg: RunConfig) -> None:
     _positive_int("state_size", cfg.state_size)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         _fail("seed", cfg.seed, "must be a non-negative integer")
+    if isinstance(cfg.train.replicas, int) and cfg.seed + max(cfg.train.replicas, 1) - 1 >= SEED_LIMIT:
+        _fail("seed", cfg.seed, f"must be below 2**32 = {SEED_LIMIT} (with train.replicas K: seed + K - 1 too)")
     _choice("model.backend", cfg.model.backend, BACKENDS)
     _choice("model.cell", cfg.model.cell, CELLS)
     if cfg.model.backend == "scratch" and cfg.model.cell != "rnn":
@@ -185,8 +195,9 @@ def validate(cfg: RunConfig) -> None:
     if t.replicas > 1 and (cfg.model.backend, cfg.truncation.style) != ("scratch", "tf"):
         _fail("train.replicas", t.replicas, "replicas > 1 need model.backend=scratch and truncation.style=tf "
               f"(got {cfg.model.backend}, {cfg.truncation.style}); use train.replicas=1 and a seed sweep")
-    if isinstance(t.threads, bool) or not isinstance(t.threads, int) or t.threads < 0:
-        _fail("train.threads", t.threads, "must be an integer >= 0 (0 = TensorFlow default)")
+    if isinstance(t.threads, bool) or not isinstance(t.threads, int) or not 0 <= t.threads <= thread_limit():
+        _fail("train.threads", t.threads, f"must be an integer from 0 (TensorFlow default) to {thread_limit()} "
+              f"(4 x this machine's {os.cpu_count()} cores, at most {MAX_THREADS})")
     if not (isinstance(t.diverge_loss, (int, float)) and t.diverge_loss > 0):
         _fail("train.diverge_loss", t.diverge_loss, "must be a positive number")
     o = t.optimizer
@@ -209,6 +220,7 @@ def validate(cfg: RunConfig) -> None:
                 f"gives {columns} columns per row, fewer than num_steps={cfg.num_steps}; "
                 f"need data.{length_field} >= batch_size * num_steps = {t.batch_size * cfg.num_steps}"
             )
+    check_memory(cfg)
 
 
 def _validate_truncation(cfg: RunConfig) -> None:
@@ -231,6 +243,104 @@ def _validate_truncation(cfg: RunConfig) -> None:
         _fail("truncation.update_every", ue, f"must be <= the {positions} steps per row of an epoch")
 
 
+def thread_limit() -> int:
+    """The most TensorFlow threads a run may ask for: 4 per core of this machine, at most 1024."""
+    return min(MAX_THREADS, 4 * (os.cpu_count() or 1))
+
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per cell
+BASE_BYTES = 750 * 2**20  # Python + TensorFlow runtime + compiled programs (measured: docs/reliability.md)
+
+
+def memory_terms(cfg: RunConfig) -> dict[str, int]:
+    """Estimated peak bytes of one run, by the field that drives each term.
+
+    The terms (calibrated against measured peak RSS, docs/reliability.md):
+
+    * ``state_size`` -- parameters: ``48 * K * P`` bytes with
+      ``P = gates * ((2 + d) * d + d) + 2 * d + 2``: 12 float32 copies
+      (params, gradients, optimizer slots, the NumPy initial values, XLA's
+      buffers; measured 46 bytes per parameter at d=3000).
+    * ``num_steps`` -- activations of one window kept for backprop:
+      ``32 * K * gates * B * n * d`` (8 float32 copies: states, pre-activations,
+      their gradients, XLA's buffers); true BPTT holds ``u`` such windows at once
+      (u = update_every or n; measured 30 bytes per value at n=u=20, d=64).
+    * ``data.length`` -- one epoch's data: float32 uniforms for inputs and
+      targets, float32 P(Y=1), int8 inputs/targets and their windows, and the
+      float32 one-hot rows of true BPTT: ``16 * L`` (+ ``8 * L`` true style,
+      + ``L`` per dependency with wrap, whose lagged copies are rolled).
+    * ``data.eval_length`` -- held-out data plus float32 predictions and the
+      float64 copies of the probe: ``64 * E``.
+    * ``data.dependencies`` -- the padding of max(lag) inputs drawn before a
+      sequence (float32 uniforms + int8, train and eval data never at once):
+      ``6 * max_lag`` (measured 5.6 bytes per step of lag at lag 2e8).
+    """
+    k, d, n, b = cfg.train.replicas, cfg.state_size, cfg.num_steps, cfg.train.batch_size
+    gates = GATES.get(cfg.model.cell, 4)
+    params = gates * ((2 + d) * d + d) + 2 * d + 2
+    u = (cfg.truncation.update_every or n) if cfg.truncation.style == "true" else 1
+    lags = [dep.lag for dep in cfg.data.dependencies]
+    true_rows = 8 if cfg.truncation.style == "true" else 0
+    wrap_copies = len(lags) if cfg.data.boundary == "wrap" else 0
+    return {
+        "state_size": 48 * k * params,
+        "num_steps": 32 * k * gates * b * n * d * u,
+        "data.length": (16 + true_rows + wrap_copies) * cfg.data.length,
+        "data.eval_length": 64 * cfg.data.eval_length,
+        "data.dependencies": 0 if cfg.data.boundary == "wrap" else 6 * max(lags, default=0),
+    }
+
+
+def estimate_memory_bytes(cfg: RunConfig) -> int:
+    """Estimated peak resident memory of one run in bytes (see :func:`memory_terms`)."""
+    return BASE_BYTES + sum(memory_terms(cfg).values())
+
+
+def available_memory_bytes() -> int | None:
+    """The memory a run may use: ``$RNN_SWEEP_MEMORY_LIMIT`` if set, else MemAvailable; None = unknown/off."""
+    limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if limit.lower() == "off":
+        return None
+    if limit:
+        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        scale = units.get(limit[-1].upper(), 1)
+        try:
+            return int(float(limit[:-1] if scale > 1 else limit) * scale)
+        except ValueError:
+            raise ConfigError(f"{MEMORY_LIMIT_ENV}={limit!r} is invalid: bytes with an optional K/M/G/T suffix, "
+                              "or off") from None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None  # not Linux: no check
+
+
+def check_memory(cfg: RunConfig) -> None:
+    """Refuse a run whose estimated memory exceeds what this machine has available (one line)."""
+    available = available_memory_bytes()
+    if available is None:
+        return
+    terms = memory_terms(cfg)
+    need = BASE_BYTES + sum(terms.values())
+    if need <= available:
+        return
+    worst = max(terms, key=terms.get)
+    name, value = worst, {"state_size": cfg.state_size, "num_steps": cfg.num_steps, "data.length": cfg.data.length,
+                          "data.eval_length": cfg.data.eval_length}.get(worst)
+    if worst == "data.dependencies":
+        i = max(range(len(cfg.data.dependencies)), key=lambda j: cfg.data.dependencies[j].lag)
+        name, value = f"data.dependencies[{i}].lag", cfg.data.dependencies[i].lag
+    gb = 2**30
+    raise ConfigError(
+        f"{name}={value} is too large for this machine: the run needs about {need / gb:.1f} GiB "
+        f"({terms[worst] / gb:.1f} GiB from {worst}) and {available / gb:.1f} GiB is available; "
+        f"it must fit (set {MEMORY_LIMIT_ENV} to override the limit)")
+
+
 def updates_per_epoch(cfg: RunConfig) -> int:
     """Parameter updates per epoch: windows (TF style) or every update_every steps (true style)."""
     if cfg.truncation.style == "true" and cfg.truncation.update_every is not None:
@@ -246,7 +356,8 @@ def windows_per_epoch(cfg: RunConfig) -> int:
 def from_dict(raw: dict) -> RunConfig:
     """Build a RunConfig from a plain nested dict (e.g. a resolved Hydra config).
 
-    Unknown keys raise ConfigError naming them; missing keys take defaults.
+    Unknown keys raise ConfigError naming them; missing keys take defaults,
+    except a dependency's ``lag`` and ``effect``, which have none.
     """
     def build(cls, values: dict, prefix: str):
         import dataclasses
@@ -258,6 +369,10 @@ def from_dict(raw: dict) -> RunConfig:
         if unknown:
             _fail(prefix + unknown[0], values[unknown[0]], f"unknown key; known keys are {', '.join(fields)}")
         kwargs = {}
+        for name, f in fields.items():  # fields without default (Dependency.lag/effect) must be given
+            if f.default == REQUIRED and values.get(name, REQUIRED) == REQUIRED:
+                raise ConfigError(f"{prefix}{name} is missing: it must be given (e.g. data.dependencies="
+                                  "[{lag:3,effect:0.5}]), it has no default")
         for name, value in values.items():
             sub = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
                    "truncation": TruncationConfig, "optimizer": OptimizerConfig}.get(name)

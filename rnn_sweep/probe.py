@@ -3,12 +3,25 @@
 For a dependency with lag L the captured effect is
 E[p_model | X_{t-L}=1] - E[p_model | X_{t-L}=0], divided by the same
 difference of the true probability on the same positions: 1 means the model
-has the full effect, 0 none. Works for any rule (NumPy only).
+has the full effect, 0 none. A dependency whose true effect on those positions
+cannot be told from zero (``effect: 0`` -- then the measured difference is
+sampling noise of the other dependencies, and a ratio of noises means nothing
+-- or no position with X_{t-L}=1) has no fraction: it is None (JSON ``null``),
+never NaN, and :func:`undefined_fractions` says why. Works for any rule (NumPy only).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+NOISE_SE = 4.0  # a true effect within 4 standard errors of zero is not measurable
+
+
+def _standard_error(p: np.ndarray, lagged: np.ndarray) -> float:
+    """Standard error of :func:`effect` (difference of two means of independent groups)."""
+    on, off = p[lagged == 1], p[lagged == 0]
+    return float(np.sqrt(on.var() / len(on) + off.var() / len(off)))
 
 
 def effect(p: np.ndarray, lagged: np.ndarray) -> float:
@@ -20,15 +33,28 @@ def effect(p: np.ndarray, lagged: np.ndarray) -> float:
 
 
 def learned_fractions(p_model: np.ndarray, p_true: np.ndarray, lagged: list[np.ndarray],
-                      lags: list[int]) -> dict[str, float]:
-    """Captured fraction of each dependency's effect, keyed by str(lag).
+                      lags: list[int]) -> dict[str, float | None]:
+    """Captured fraction of each dependency's effect, keyed by str(lag); None where it is undefined.
 
     All arrays are aligned 1-D over the same positions.
     """
+    out: dict[str, float | None] = {}
+    undefined = undefined_fractions(p_true, lagged, lags)
+    for lag, xl in zip(lags, lagged):
+        out[str(lag)] = None if str(lag) in undefined else effect(p_model, xl) / effect(p_true, xl)
+    return out
+
+
+def undefined_fractions(p_true: np.ndarray, lagged: list[np.ndarray], lags: list[int]) -> dict[str, str]:
+    """Why a dependency's learned fraction is None, keyed by str(lag) (only the undefined ones)."""
     out = {}
     for lag, xl in zip(lags, lagged):
         true_eff = effect(p_true, xl)
-        out[str(lag)] = float("nan") if not true_eff else effect(p_model, xl) / true_eff
+        if np.isnan(true_eff):
+            out[str(lag)] = "X_{t-lag} takes only one value on the held-out data: no effect can be measured"
+        elif abs(true_eff) <= NOISE_SE * _standard_error(p_true, xl):
+            out[str(lag)] = ("the dependency has no effect on the held-out data (E[p|X=1] - E[p|X=0] is within "
+                             f"{NOISE_SE:g} standard errors of 0): nothing to learn")
     return out
 
 

@@ -11,29 +11,34 @@ Plain functions with no Hydra, so every rule here is testable on its own:
   seeds), trains, and turns a training exception into a ``failed``
   ``summary.json`` before re-raising it as :class:`RunFailed`.
 * :class:`SweepLock` keeps two sweeps out of one directory (lock file holding
-  host and pid; a lock whose process is gone is stale and taken over).
+  host and pid; a lock whose process and workers are gone is stale and taken
+  over), :func:`run_lock` two single runs out of one run directory.
+* :func:`die_with_parent` makes a parallel launcher's worker process die with
+  the sweep that started it (a killed sweep leaves no worker training).
+
+What may be deleted, and the record's file names, are :mod:`rnn_sweep.records`'.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
-import json
 import logging
 import os
-import shutil
-import socket
+import signal
+import sys
+import threading
 from pathlib import Path
 
+from rnn_sweep import records
 from rnn_sweep.config import RunConfig
+from rnn_sweep.locks import DirLock, Locked, register_worker
+from rnn_sweep.records import EXECUTION_KEYS, FINISHED, SUMMARY_FILE, identity  # noqa: F401  (re-exported)
 
 log = logging.getLogger("rnn_sweep.sweep")
 
-SUMMARY_FILE = "summary.json"  # same name as rnn_sweep.train.SUMMARY_FILE (no TF import here)
-LOCK_FILE = ".sweep.lock"
-FINISHED = ("completed", "diverged")  # results a rerun keeps; "failed" is retried
-# Execution settings: they do not change what a run computes, so a finished run
-# with other values still counts as the same run.
-EXECUTION_KEYS = (("train", "progress"), ("train", "threads"))
+LOCK_FILE = records.SWEEP_LOCK
+SweepLocked = Locked  # another live sweep (or a killed sweep's live workers) holds the directory
 
 
 class ConfigMismatch(RuntimeError):
@@ -42,19 +47,6 @@ class ConfigMismatch(RuntimeError):
 
 class RunFailed(RuntimeError):
     """Training raised; the failure is recorded in the run's summary.json."""
-
-
-class SweepLocked(RuntimeError):
-    """Another live sweep holds the lock on this sweep directory."""
-
-
-def identity(cfg: RunConfig | dict) -> dict:
-    """The JSON form of a run config with execution-only keys removed (what a run *is*)."""
-    raw = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
-    out = json.loads(json.dumps(raw))
-    for section, key in EXECUTION_KEYS:
-        out.get(section, {}).pop(key, None)
-    return out
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
@@ -71,15 +63,11 @@ def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
 
 
 def read_summary(run_dir: Path) -> dict | None:
-    """The run's summary.json, or None when absent or unreadable (not a finished result)."""
-    path = run_dir / SUMMARY_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        log.warning("%s is unreadable (%s): treating the run as unfinished", path, err)
-        return None
+    """The run's summary.json, or None when absent, unreadable or malformed (not a finished result)."""
+    summary, problem = records.read_summary(run_dir)
+    if problem is not None:
+        log.warning("%s: treating the run as unfinished", problem)
+    return summary
 
 
 def plan(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> str:
@@ -94,13 +82,13 @@ def plan(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> str
     """
     run_dir = Path(run_dir)
     if cfg.train.replicas > 1:  # K records in run_dir/seed=<s>/ (see rnn_sweep.replicas)
-        records = [(run_dir / f"seed={cfg.seed + k}",
+        per_seed = [(run_dir / f"seed={cfg.seed + k}",
                     dataclasses.replace(cfg, seed=cfg.seed + k, train=dataclasses.replace(cfg.train, replicas=1)))
                    for k in range(cfg.train.replicas)]
     else:
-        records = [(run_dir, cfg)]
+        per_seed = [(run_dir, cfg)]
     diffs = []
-    for record_dir, record_cfg in records:
+    for record_dir, record_cfg in per_seed:
         summary = read_summary(record_dir)
         if summary is None or summary.get("status") not in FINISHED:
             return "train"
@@ -116,25 +104,13 @@ def plan(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> str
 
 
 def clear_partial(run_dir: Path) -> list[str]:
-    """Delete what an unfinished (crashed, killed, failed or forced) run left; return the names.
+    """Delete the files an unfinished (crashed, killed, failed or forced) run left; return the names.
 
-    Hydra's records of the current launch (``.hydra/``, ``*.log``: a single run
-    keeps them in its run directory, already open) are left alone.
+    Only rnn-sweep's own files (:func:`rnn_sweep.records.clear_unfinished`):
+    a directory holding anything else raises UnsafeDirectory and nothing is
+    deleted. Hydra's records of the current launch are kept.
     """
-    removed = []
-    if not run_dir.is_dir():
-        return removed
-    if (run_dir / LOCK_FILE).exists() or (run_dir / "multirun.yaml").exists():
-        raise RuntimeError(f"{run_dir} is a sweep directory, not a run directory: refusing to clear it")
-    for entry in sorted(run_dir.iterdir()):
-        if entry.name == ".hydra" or entry.suffix == ".log":
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-        removed.append(entry.name)
-    return removed
+    return records.clear_unfinished(run_dir)
 
 
 def prepare_worker(seed: int, threads: int) -> None:
@@ -188,6 +164,7 @@ def run_job(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False, thr
 
     Raises:
         ConfigMismatch: see :func:`plan`.
+        UnsafeDirectory: ``run_dir`` holds files rnn-sweep did not write (nothing is deleted).
         RunFailed: training raised; ``summary.json`` records status ``failed``.
     """
     run_dir = Path(run_dir)
@@ -201,7 +178,7 @@ def run_job(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False, thr
     removed = clear_partial(run_dir)
     if removed:
         log.info("retraining %s from scratch (removed %s)", run_dir, ", ".join(removed))
-    from rnn_sweep.train import train, write_json_atomic
+    from rnn_sweep.train import train
 
     try:
         prepare_worker(cfg.seed, threads)
@@ -209,80 +186,61 @@ def run_job(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False, thr
     except Exception as err:  # noqa: BLE001 -- any training error becomes a recorded failure
         log.exception("run %s failed", run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / SUMMARY_FILE, failure_summary(cfg, err))
+        records.write_json_atomic(run_dir / SUMMARY_FILE, failure_summary(cfg, err))
         raise RunFailed(f"{run_dir}: {type(err).__name__}: {err} (recorded in summary.json)") from err
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class SweepLock(DirLock):
+    """An exclusive lock file ``<sweep dir>/.sweep.lock`` holding ``host pid`` (see rnn_sweep.locks).
 
-
-class SweepLock:
-    """An exclusive lock file ``<sweep dir>/.sweep.lock`` holding ``host pid``.
-
-    Created with O_EXCL, so of two sweeps starting together exactly one wins. A
-    lock left by a dead process on this host (a killed sweep) is stale and taken
-    over; a lock from another host cannot be checked and is respected.
+    Stale (taken over) only when its holder *and* every worker the sweep
+    registered (:func:`guard_worker`) are gone.
     """
 
-    def __init__(self, sweep_dir: str | os.PathLike):
-        self.path = Path(sweep_dir) / LOCK_FILE
-        self.owner = f"{socket.gethostname()} {os.getpid()}"
+    def __init__(self, sweep_dir: str | os.PathLike) -> None:
+        super().__init__(sweep_dir, LOCK_FILE, "sweep", "wait for it to finish, or choose another hydra.sweep.dir")
 
-    def acquire(self) -> None:
-        """Take the lock, or raise SweepLocked naming the live holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if not self._remove_if_stale():
-                    raise SweepLocked(self._held_message()) from None
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(self.owner + "\n")
-            return
-        raise SweepLocked(self._held_message())
 
-    def release(self) -> None:
-        """Remove the lock if this process still holds it."""
+def run_lock(run_dir: str | os.PathLike) -> DirLock:
+    """The lock that keeps a second single run out of ``run_dir`` while one trains there."""
+    return DirLock(run_dir, records.RUN_LOCK, "run", "wait for it to finish, or choose another hydra.run.dir")
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this worker process exit when ``parent_pid`` (the sweep process that forked it) dies.
+
+    Loky (joblib) and submitit's local executor start workers from the sweep
+    process; a ``kill -9`` of the sweep left them training for minutes and
+    writing into run directories a rerun was retraining. Two guards: the
+    kernel's parent-death signal (Linux: SIGKILL as soon as the parent dies)
+    and a watchdog thread that exits within a second of being re-parented
+    (platforms without prctl).
+    """
+    if os.getppid() != parent_pid:
+        return  # not a direct child (Slurm, Ray): those workers belong to their scheduler
+    if sys.platform.startswith("linux"):
         try:
-            if self.path.read_text().strip() == self.owner:
-                self.path.unlink()
-        except FileNotFoundError:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
             pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
 
-    def _holder(self) -> tuple[str, int] | None:
-        try:
-            host, pid = self.path.read_text().split()
-            return host, int(pid)
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            return ("?", -1)  # being written right now, or garbage: treat as held
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            threading.Event().wait(1.0)
+        os._exit(1)
 
-    def _remove_if_stale(self) -> bool:
-        holder = self._holder()
-        if holder is None:
-            return True  # released meanwhile: try again
-        host, pid = holder
-        if host != socket.gethostname() or pid < 0 or _pid_alive(pid):
-            return False
-        log.warning("removing stale sweep lock %s (process %d is gone)", self.path, pid)
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-        return True
+    if not any(t.name == "rnn-sweep-parent-watchdog" for t in threading.enumerate()):
+        threading.Thread(target=watch, name="rnn-sweep-parent-watchdog", daemon=True).start()
 
-    def _held_message(self) -> str:
-        holder = self._holder()
-        who = f"process {holder[1]} on {holder[0]}" if holder else "another process"
-        return (f"another sweep ({who}) is running in {self.path.parent}; wait for it to finish, "
-                f"or choose another hydra.sweep.dir (if that process is gone, delete {self.path})")
+
+def guard_worker(sweep_dir: str | os.PathLike, sweep_pid: int) -> None:
+    """In a sweep job: if this is a worker process, register it with the sweep lock and tie it to the sweep."""
+    if os.getpid() == sweep_pid:
+        return  # in-process launcher: the sweep lock's holder is this process
+    register_worker(sweep_dir)
+    die_with_parent(sweep_pid)

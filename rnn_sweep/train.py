@@ -15,7 +15,6 @@ Files written into ``run_dir``:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -27,56 +26,8 @@ from rnn_sweep import data as data_mod
 from rnn_sweep import probe
 from rnn_sweep.baselines import learning_levels
 from rnn_sweep.config import RunConfig, updates_per_epoch, validate
-
-LOSSES_FILE = "losses.csv"
-SUMMARY_FILE = "summary.json"
-LOSS_HEADER = "epoch,step,loss,block_steps,elapsed_s\n"
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON to ``path`` via a temp file in the same directory + rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-class ResultsWriteError(OSError):
-    """The run directory cannot be created or written (read-only, full disk, ...)."""
-
-    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]" prefix
-        return str(self.strerror)
-
-
-def check_writable(run_dir: Path) -> None:
-    """Create ``run_dir`` and prove a file can be written there, before any expensive work."""
-    probe_file = run_dir / f".write-test.{os.getpid()}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(probe_file, "w") as f:
-            f.write("ok\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as err:
-        raise ResultsWriteError(err.errno, f"cannot write results to {run_dir}: {err.strerror}") from err
-    finally:
-        try:
-            probe_file.unlink()
-        except OSError:
-            pass
+from rnn_sweep.records import (  # noqa: F401  (the run record lives in rnn_sweep.records; re-exported)
+    LOSS_HEADER, LOSSES_FILE, SUMMARY_FILE, ResultsWriteError, check_writable, write_json_atomic)
 
 
 def _finite_or_none(v: float) -> float | None:

@@ -86,9 +86,11 @@ def test_read_only_output_fails_before_training(tmpfs):
 ])
 def test_command_line_mistakes_give_a_clear_message(tmp_path, args, expect):
     out = run_cli(*args, cwd=tmp_path, timeout=60)
-    assert out.returncode != 0
+    assert out.returncode == 2  # Hydra's errors are bad input too
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rnn-sweep: error: "), out.stderr
     assert expect in out.stderr and "Traceback" not in out.stderr, out.stderr
-    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))
+    assert not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize("mode", ["run", "sweep"])

@@ -10,6 +10,7 @@ accepted. The case counts are printed (run with -s) and asserted.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +19,13 @@ from hypothesis import strategies as st
 from rnn_sweep import config as C
 
 COUNTS: Counter = Counter()
+THREAD_LIMIT = min(1024, 4 * (os.cpu_count() or 1))  # documented in docs/reliability.md
+
+
+def mem_available() -> int:
+    """MemAvailable of this machine in bytes, read independently of rnn_sweep.config."""
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
 
 POSITIVE_INTS = ["num_steps", "state_size", "train.epochs", "train.batch_size", "train.log_every"]
 POSITIVE_FLOATS = ["train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.epsilon"]
@@ -46,15 +54,18 @@ def valid_raw(draw) -> dict:
     n = draw(st.integers(1, 25))
     batch = draw(st.integers(1, 300))
     length = draw(st.integers(batch * n, batch * n * 40))
+    eval_length = draw(st.integers(batch * n, batch * n * 10))
+    boundary = draw(st.sampled_from(C.BOUNDARIES))
+    if boundary == "wrap" and lags and max(lags) >= min(length, eval_length):
+        boundary = "pad"  # wrap needs every lag below both lengths (else X[t-lag] wraps onto itself)
     return {
         "num_steps": n, "state_size": draw(st.integers(1, 64)), "seed": draw(st.integers(0, 2**31)),
         "data": {"input_prob": draw(st.floats(0, 1)), "base_prob": base, "length": length,
-                 "eval_length": draw(st.integers(batch * n, batch * n * 10)),
-                 "boundary": draw(st.sampled_from(C.BOUNDARIES)),
+                 "eval_length": eval_length, "boundary": boundary,
                  "dependencies": [{"lag": lg, "effect": e} for lg, e in zip(lags, effects)]},
         "model": {"backend": "scratch", "cell": "rnn"},
         "train": {"epochs": draw(st.integers(1, 5)), "batch_size": batch, "log_every": draw(st.integers(1, 500)),
-                  "threads": draw(st.integers(0, 8)), "diverge_loss": draw(st.floats(0.01, 100)),
+                  "threads": draw(st.integers(0, THREAD_LIMIT)), "diverge_loss": draw(st.floats(0.01, 100)),
                   "optimizer": {"name": draw(st.sampled_from(C.OPTIMIZERS)), "lr": draw(st.floats(1e-5, 10)),
                                 "initial_accumulator": draw(st.floats(1e-4, 1)),
                                 "beta1": draw(st.floats(0, 0.999)), "beta2": draw(st.floats(0, 0.9999)),
@@ -74,7 +85,17 @@ def _set(raw: dict, dotted: str, value) -> None:
 def mutated(draw) -> tuple[dict, str | None]:
     """(raw config, the field expected in the error or None if valid)."""
     raw = draw(valid_raw())
-    kind = draw(st.sampled_from(["valid", "int", "float", "unit", "beta", "choice", "lag", "effect", "fit", "dup"]))
+    kind = draw(st.sampled_from(["valid", "int", "float", "unit", "beta", "choice", "lag", "effect", "fit", "dup",
+                                 "seed", "threads", "wrap", "missing", "memory"]))
+    if kind == "seed":  # Keras seeds are 32-bit
+        raw["seed"] = draw(st.integers(2**32, 2**64))
+        return raw, "seed"
+    if kind == "threads":
+        raw["train"]["threads"] = draw(st.integers(THREAD_LIMIT + 1, 10**6))
+        return raw, "train.threads"
+    if kind == "memory":  # float32 weights alone: 4 * d^2 bytes, more than this machine has
+        raw["state_size"] = draw(st.integers(math.isqrt(mem_available() // 4) + 1, 10**7))
+        return raw, "state_size"
     if kind == "int":
         f = draw(st.sampled_from(POSITIVE_INTS))
         _set(raw, f, draw(st.one_of(st.integers(-100, 0), st.just(True), st.just(2.5), st.just("5"))))
@@ -108,7 +129,19 @@ def mutated(draw) -> tuple[dict, str | None]:
     if kind == "dup" and deps:
         deps.append({"lag": deps[0]["lag"], "effect": 0.0})
         return raw, "data.dependencies"
+    if kind == "wrap" and deps:  # a lag reaching past the data it would wrap around
+        data = raw["data"]
+        data["boundary"] = "wrap"
+        deps.append({"lag": draw(st.integers(min(data["length"], data["eval_length"]), 10**6)), "effect": 0.0})
+        if len({d["lag"] for d in deps}) < len(deps) or any(d["lag"] >= min(data["length"], data["eval_length"])
+                                                           for d in deps[:-1]):
+            deps[:-1] = []  # keep the added one the first (and only) offending lag
+        return raw, f"data.dependencies[{len(deps) - 1}].lag"
+    if kind == "missing" and deps:
+        del deps[0][draw(st.sampled_from(["lag", "effect"]))]
+        return raw, "data.dependencies[0]."
     if kind == "fit" and raw["train"]["batch_size"] * raw["num_steps"] > 1:
+        raw["data"]["boundary"] = "pad"  # the fit rule alone (a wrap lag could now reach past the data)
         which = draw(st.sampled_from(["length", "eval_length"]))
         raw["data"][which] = draw(st.integers(1, raw["train"]["batch_size"] * raw["num_steps"] - 1))
         return raw, f"data.{which}"

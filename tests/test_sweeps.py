@@ -244,10 +244,14 @@ def test_lock_is_exclusive_and_a_dead_holders_lock_is_taken_over(tmp_path):
 # --- planning (no TensorFlow) -----------------------------------------------------------
 
 def _write_summary(run_dir: Path, status: str, cfg) -> None:
+    """A well-formed record (the keys rnn_sweep.records.summary_problems checks), by hand."""
     import dataclasses
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps({"status": status, "config": dataclasses.asdict(cfg)}))
+    loss = 0.52 if status == "completed" else None
+    (run_dir / "summary.json").write_text(json.dumps({
+        "status": status, "config": dataclasses.asdict(cfg), "final_loss": loss, "heldout_loss": loss,
+        "levels": [{"name": "nothing", "loss": 0.66}], "learned_fraction": {"3": 1.0, "8": None}}))
 
 
 def test_plan_replicated_job_is_finished_when_every_seed_record_is(tmp_path, cfg_factory):
@@ -282,21 +286,34 @@ def test_plan_skip_train_mismatch_force(tmp_path, cfg_factory):
     assert sw.plan(cfg, tmp_path / "bad") == "train"
 
 
-def test_clear_partial_keeps_hydra_records(tmp_path):
-    for name in ("losses.csv", ".summary.json.123.tmp", "cli.log"):
+def test_clear_partial_removes_only_run_files_and_refuses_foreign_ones(tmp_path):
+    from rnn_sweep.records import UnsafeDirectory
+
+    for name in ("losses.csv", ".summary.json.123.tmp", "summary.json", "cli.log"):
         (tmp_path / name).write_text("x")
     (tmp_path / ".hydra").mkdir()
-    (tmp_path / "ckpt").mkdir()
-    assert sw.clear_partial(tmp_path) == [".summary.json.123.tmp", "ckpt", "losses.csv"]
+    (tmp_path / ".hydra" / "config.yaml").write_text("x")
+    assert sw.clear_partial(tmp_path) == [".summary.json.123.tmp", "losses.csv", "summary.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "cli.log"]
+    # Anything a run does not write (a checkpoint folder, a user's notes) stops the clearing
+    # before a single file is removed.
+    (tmp_path / "losses.csv").write_text("x")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / ".hydra" / "mine.txt").write_text("x")
+    with pytest.raises(UnsafeDirectory, match=r"files at risk: \.hydra/mine\.txt, ckpt"):
+        sw.clear_partial(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "ckpt", "cli.log", "losses.csv"]
     # A job without overrides gets its own directory, never the sweep directory itself,
     # and a sweep directory is never cleared as if it were a run.
     from rnn_sweep.cli import _run_subdir
 
     assert _run_subdir("") == "base" and _run_subdir("num_steps=2") == "num_steps=2"
-    (tmp_path / "multirun.yaml").write_text("x")
-    with pytest.raises(RuntimeError, match="is a sweep directory"):
-        sw.clear_partial(tmp_path)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("x")
+    with pytest.raises(UnsafeDirectory, match="it is a sweep directory"):
+        sw.clear_partial(sweep)
+    assert (sweep / "multirun.yaml").exists()
 
 
 # --- command-line mistakes -----------------------------------------------------------------

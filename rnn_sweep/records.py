@@ -1,0 +1,352 @@
+"""The run record: which files a run writes, how they are written, what may be deleted.
+
+This is the one place that knows the names of rnn-sweep's own files. Everything
+that removes or replaces a file asks this module first, so the rule "only
+rnn-sweep's own files are ever removed or overwritten" is written down once:
+
+* a **run directory** may hold ``losses.csv``, ``summary.json``, their temp
+  files (``.summary.json.<pid>.tmp``), the write test ``.write-test.<pid>``, the
+  run lock ``.run.lock``, Hydra's per-run records (``.hydra/{config,hydra,
+  overrides}.yaml`` and the job log ``cli.log``) and, for a replicated job,
+  ``seed=<s>/`` directories holding the same records. Retraining removes exactly
+  the run's own files (never Hydra's records of the current launch); a directory
+  holding anything else is refused before any work (:func:`check_run_dir`).
+* a **sweep directory** may hold run directories, ``.sweep.lock``,
+  ``.failures``, ``multirun.yaml``, Hydra's ``.jobs/``, submitit's
+  ``.submitit/``, the worker registry ``.workers/``, and the aggregator's output folder (:func:`check_sweep_dir`).
+* the current directory, its parents, ``~`` and ``/`` are never a run or sweep
+  directory.
+
+It also owns the atomic JSON writer (strict JSON: non-finite floats become
+``null``), the execution-only keys of a config, a run's ``identity`` and the
+strict reader of ``summary.json`` (:func:`summary_problems`). No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+LOSSES_FILE = "losses.csv"
+SUMMARY_FILE = "summary.json"
+LOSS_HEADER = "epoch,step,loss,block_steps,elapsed_s\n"
+RUN_LOCK = ".run.lock"
+SWEEP_LOCK = ".sweep.lock"
+FAILURES_FILE = ".failures"  # in the sweep dir: one line per job that failed in this launch
+HYDRA_DIR = ".hydra"
+HYDRA_FILES = frozenset({"config.yaml", "hydra.yaml", "overrides.yaml"})
+JOB_LOG = "cli.log"  # Hydra's job log: hydra.job.name is the module of @hydra.main (rnn_sweep/cli.py)
+JOBS_DIR = ".jobs"  # a sweep's Hydra records, one folder per job (conf/config.yaml: rnn_sweep_meta)
+SWEEP_FILES = frozenset({SWEEP_LOCK, FAILURES_FILE, "multirun.yaml"})
+SWEEP_HIDDEN_DIRS = frozenset({JOBS_DIR, ".submitit", ".workers"})  # .workers: rnn_sweep.locks
+_RUN_FILE = re.compile(r"^(losses\.csv|summary\.json|\.summary\.json\.\d+\.tmp|\.write-test\.\d+)$")
+_SEED_DIR = re.compile(r"^seed=\d+$")  # a replicated job's per-seed records (rnn_sweep.replicas)
+
+# Settings that change how a run executes, not what it computes: a finished run
+# with other values is the same run. Dotted keys; conf/config.yaml's
+# hydra.job.config.override_dirname.exclude_keys lists them too (a test checks).
+EXECUTION_KEYS = ("train.progress", "train.threads")
+# Keys that never name a sweep job's directory: the sweep's name and +force, plus the above.
+DIRNAME_EXCLUDED_KEYS = ("experiment", "force", *EXECUTION_KEYS)
+
+
+class UnsafeDirectory(RuntimeError):
+    """A directory rnn-sweep would write into holds files it did not write (or is ., ~, /)."""
+
+
+class ResultsWriteError(OSError):
+    """The run directory cannot be created or written (read-only, full disk, ...)."""
+
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]" prefix
+        return str(self.strerror)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def _strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None and NumPy scalars made plain."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
+        obj = obj.item()  # NumPy scalar (no NumPy import here)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # strict JSON has no NaN/Infinity; null means "not a number"
+    return obj
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write strict JSON to ``path`` via a temp file in the same directory + rename.
+
+    NaN and infinities become ``null`` (``allow_nan=False`` guards the rest), so
+    any JSON parser can read the file; readers of a crash see the old file or
+    the new one, never half of one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(_strict(obj), f, indent=2, sort_keys=False, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` and prove a file can be written there, before any expensive work."""
+    run_dir = Path(run_dir)
+    probe_file = run_dir / f".write-test.{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(probe_file, "w") as f:
+            f.write("ok\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise ResultsWriteError(err.errno, f"cannot write results to {run_dir}: {err.strerror}") from err
+    finally:
+        try:
+            probe_file.unlink()
+        except OSError:
+            pass
+
+
+# --- identity -----------------------------------------------------------------------------
+
+def identity(cfg: Any) -> dict:
+    """The JSON form of a run config (dataclass or dict) without execution-only keys: what a run *is*."""
+    import dataclasses
+
+    raw = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    out = json.loads(json.dumps(raw))
+    for dotted in EXECUTION_KEYS:
+        section, key = dotted.split(".")
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
+
+# --- what may be deleted ------------------------------------------------------------------
+
+def _protected(path: Path) -> str | None:
+    """Why ``path`` can never be a run or sweep directory, or None."""
+    resolved = path.expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == Path(resolved.anchor):
+        return "it is the file-system root"
+    if resolved == Path.home().resolve():
+        return "it is your home directory"
+    if resolved == cwd or resolved in cwd.parents:
+        return "it is the current directory or one of its parents"
+    return None
+
+
+def foreign_entries(run_dir: Path, hydra_records: bool = True) -> list[str]:
+    """Entries of ``run_dir`` (relative names) that no rnn-sweep run writes, sorted.
+
+    Args:
+        run_dir: a run directory (need not exist).
+        hydra_records: accept Hydra's per-run records (``.hydra/``, ``cli.log``);
+            a replica's ``seed=<s>/`` directory never holds them.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return [] if not run_dir.exists() else [run_dir.name]
+    out = []
+    for entry in sorted(run_dir.iterdir()):
+        name = entry.name
+        if entry.is_symlink():
+            out.append(name)  # a link may point at anything: never ours
+        elif entry.is_file() and (_RUN_FILE.match(name) or name == RUN_LOCK
+                                  or (hydra_records and name == JOB_LOG)):
+            continue
+        elif entry.is_dir() and hydra_records and name == HYDRA_DIR:
+            out += [f"{name}/{p.name}" for p in sorted(entry.iterdir())
+                    if p.name not in HYDRA_FILES or not p.is_file() or p.is_symlink()]
+        elif entry.is_dir() and hydra_records and _SEED_DIR.match(name):
+            out += [f"{name}/{p}" for p in foreign_entries(entry, hydra_records=False)]
+        else:
+            out.append(name)
+    return out
+
+
+def _refusal(path: Path, what: str, reason: str, at_risk: list[str]) -> UnsafeDirectory:
+    shown = ", ".join(at_risk[:5]) + (f" and {len(at_risk) - 5} more" if len(at_risk) > 5 else "")
+    risk = f" (files at risk: {shown})" if at_risk else ""
+    return UnsafeDirectory(f"refusing to use {path} as a {what}: {reason}{risk}; "
+                           f"choose an empty or new directory")
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> None:
+    """Refuse a run directory that holds files rnn-sweep did not write, or is ``.``, ``~``, ``/``, empty.
+
+    Raises:
+        UnsafeDirectory: one line naming the path and the files at risk.
+    """
+    if str(run_dir).strip() == "":
+        raise UnsafeDirectory("refusing to use an empty hydra.run.dir (it means the current directory); "
+                              "choose an empty or new directory")
+    path = Path(run_dir)
+    reason = _protected(path)
+    if reason is None and is_sweep_dir(path):
+        reason = "it is a sweep directory (it holds .sweep.lock, multirun.yaml or .jobs/)"
+    if reason is not None:
+        raise _refusal(path, "run directory", reason, _listing(path))
+    foreign = foreign_entries(path)
+    if foreign:
+        raise _refusal(path, "run directory", "it holds files rnn-sweep did not write", foreign)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """Whether ``path`` looks like a sweep directory (lock, Hydra's multirun.yaml or job records)."""
+    return any((Path(path) / name).exists() for name in (SWEEP_LOCK, "multirun.yaml", JOBS_DIR))
+
+
+def _listing(path: Path) -> list[str]:
+    try:
+        return sorted(p.name for p in Path(path).expanduser().resolve().iterdir())
+    except OSError:
+        return []
+
+
+def check_sweep_dir(sweep_dir: str | os.PathLike, aggregate_dir: str = "aggregate") -> None:
+    """Refuse a sweep directory holding anything but rnn-sweep's records, or being ``.``, ``~``, ``/``.
+
+    Each sub-directory must be a run directory holding only run records (Hydra
+    keeps a sweep's per-job records in ``.jobs/``, so run directories have none),
+    folders of such run directories (a nested ``hydra.sweep.subdir``), or the
+    aggregator's output folder ``aggregate_dir``.
+
+    Raises:
+        UnsafeDirectory: one line naming the path and the files at risk.
+    """
+    if str(sweep_dir).strip() == "":
+        raise UnsafeDirectory("refusing to use an empty hydra.sweep.dir (it means the current directory); "
+                              "choose an empty or new directory")
+    path = Path(sweep_dir)
+    reason = _protected(path)
+    if reason is not None:
+        raise _refusal(path, "sweep directory", reason, _listing(path))
+    if not path.is_dir():
+        return
+    foreign = []
+    for entry in sorted(path.iterdir()):
+        name = entry.name
+        if entry.is_symlink():
+            foreign.append(name)
+        elif entry.is_file() and name in SWEEP_FILES:
+            continue
+        elif entry.is_dir() and (name in SWEEP_HIDDEN_DIRS or name == aggregate_dir):
+            continue
+        elif entry.is_dir():
+            foreign += _tree_foreign(entry, name)
+        else:
+            foreign.append(name)
+    if foreign:
+        raise _refusal(path, "sweep directory", "it holds files rnn-sweep did not write", foreign)
+
+
+def _tree_foreign(directory: Path, rel: str) -> list[str]:
+    """Foreign entries below a sweep's sub-directory: a run directory, or folders of them (nested subdirs)."""
+    entries = sorted(directory.iterdir())
+    if any((e.is_file() and (_RUN_FILE.match(e.name) or e.name == RUN_LOCK)) or
+           (e.is_dir() and _SEED_DIR.match(e.name)) for e in entries):
+        return [f"{rel}/{x}" for x in foreign_entries(directory)]
+    out = []
+    for e in entries:  # no run record here: only more folders may follow
+        if e.is_dir() and not e.is_symlink():
+            out += _tree_foreign(e, f"{rel}/{e.name}")
+        else:
+            out.append(f"{rel}/{e.name}")
+    return out
+
+
+def clear_unfinished(run_dir: str | os.PathLike) -> list[str]:
+    """Delete the files an unfinished run left (never Hydra's records of this launch); return their names.
+
+    Refuses (and deletes nothing) when the directory holds anything else.
+
+    Raises:
+        UnsafeDirectory: see :func:`check_run_dir`.
+    """
+    path = Path(run_dir)
+    check_run_dir(path)
+    removed = []
+    if not path.is_dir():
+        return removed
+    for entry in sorted(path.iterdir()):
+        if entry.is_file() and _RUN_FILE.match(entry.name):
+            entry.unlink()
+            removed.append(entry.name)
+        elif entry.is_dir() and _SEED_DIR.match(entry.name):
+            for sub in sorted(entry.iterdir()):  # checked above: only run files
+                sub.unlink()
+            entry.rmdir()
+            removed.append(entry.name)
+    return removed
+
+
+# --- reading ------------------------------------------------------------------------------
+
+FINISHED = ("completed", "diverged")  # results a rerun keeps; "failed" is retried
+STATUSES = (*FINISHED, "failed")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def summary_problems(summary: Any) -> list[str]:
+    """Every way a parsed summary.json breaks the record's schema (empty list: well formed).
+
+    A well-formed record has a ``status`` of completed / diverged / failed, the
+    run's ``config`` as a mapping, ``levels`` as a list of ``{name, loss}``, the
+    losses as numbers or null (a completed run: numbers) and ``learned_fraction``
+    as a mapping of lag -> number or null.
+    """
+    if not isinstance(summary, dict):
+        return [f"is a JSON {type(summary).__name__}, not an object"]
+    problems = []
+    status = summary.get("status")
+    if status not in STATUSES:
+        problems.append(f"status={status!r} (expected one of {', '.join(STATUSES)})")
+    if not isinstance(summary.get("config"), dict):
+        problems.append("no config mapping")
+    levels = summary.get("levels")
+    if not isinstance(levels, list) or not all(
+            isinstance(lv, dict) and isinstance(lv.get("name"), str) and _number(lv.get("loss")) for lv in levels):
+        problems.append("levels is not a list of {name, loss}")
+    for key in ("final_loss", "heldout_loss"):
+        value = summary.get(key)
+        if not (value is None or _number(value)) or (status == "completed" and not _number(value)):
+            problems.append(f"{key}={value!r} is not a number")
+    fractions = summary.get("learned_fraction")
+    # NaN: what records written before strict JSON hold for a dependency without effect.
+    if not isinstance(fractions, dict) or not all(
+            v is None or _number(v) or (isinstance(v, float) and math.isnan(v)) for v in fractions.values()):
+        problems.append("learned_fraction is not a mapping of lag -> number or null")
+    return problems
+
+
+def read_summary(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
+    """A run's summary.json, checked: (summary, None), (None, None) if absent, (None, reason) if bad."""
+    path = Path(run_dir) / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as err:
+        return None, f"{path} is unreadable ({err})"
+    problems = summary_problems(summary)
+    if problems:
+        return None, f"{path} is malformed: {'; '.join(problems)}"
+    return summary, None
