@@ -7,6 +7,7 @@ means), never captured from the code under test.
 from __future__ import annotations
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -336,12 +337,18 @@ def test_console_script_exit_codes(tmp_path):
     assert out.returncode == 0 and "grid.svg" not in produced and "truncation.png" not in produced
 
 
-def test_library_never_imports_tensorflow_or_hydra():
-    code = ("import sys, rnn_sweep.aggregate, rnn_sweep.plots, rnn_sweep.aggregate_cli; "
+def test_library_never_imports_tensorflow_or_hydra(tmp_path):
+    # A fresh interpreter aggregates a sweep with every figure, then lists what it imported.
+    write_run(tmp_path / "sweep" / "n5", config(5, 4, 0))
+    write_run(tmp_path / "sweep" / "n10", config(10, 4, 0, style="true"))
+    code = ("import sys; from rnn_sweep.aggregate_cli import run; "
+            f"assert run({str(tmp_path / 'sweep')!r}, {str(tmp_path / 'out')!r}, ('png',)) == 0; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'hydra', 'keras')]; "
             "assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    assert {"grid.png", "boundary.png", "curves.png", "onset.png", "truncation.png"} <= {
+        p.name for p in (tmp_path / "out").iterdir()}
 
 
 def test_200_run_sweep(tmp_path, record_property):
@@ -467,3 +474,97 @@ def test_run_without_any_config_is_skipped_and_missing_fields_do_not_split(tmp_p
     assert agg.warnings == ["orphan: skipped: no usable summary.json and no Hydra config record (.hydra/config.yaml or "
                             ".jobs/), so its configuration is unknown"]
     assert str(agg.runs["num_steps"].dtype) == "Int64"
+
+
+def test_several_sweeps_pool_with_their_source_and_facet_what_differs(tmp_path):
+    # Two experiments that differ in epochs and logging (constant within each), one of them
+    # with a second truncation style, plus a sweep split over two machines (same config).
+    for seed in (0, 1):
+        write_run(tmp_path / "a" / "quick" / f"s{seed}", config(5, 4, seed))
+        cfg = config(5, 4, seed)
+        cfg["train"].update(epochs=2, log_every=20)
+        write_run(tmp_path / "b" / "quick" / f"s{seed}", cfg)
+    agg = aggregate([tmp_path / "a" / "quick", tmp_path / "b" / "quick"])
+    r = agg.runs
+    assert sorted(r["run_id"]) == ["a/quick/s0", "a/quick/s1", "b/quick/s0", "b/quick/s1"]  # labels disambiguate
+    assert dict(zip(r["run_id"], r["source"]))["b/quick/s1"] == str(tmp_path / "b" / "quick")
+    # epochs and log_every vary only between the sources: one facet, "source".
+    assert agg.config_cols == ["source", "num_steps", "state_size"]
+    assert list(r["train.epochs"]) == [1, 1, 2, 2] and set(agg.grid["n_runs"]) == {2}
+    # Same config in both: no facet; the cells pool the runs of both machines.
+    write_run(tmp_path / "m1" / "s0", config(5, 4, 0))
+    write_run(tmp_path / "m2" / "s1", config(5, 4, 1), learned=(0.5, 0.0))
+    agg = aggregate([tmp_path / "m1", tmp_path / "m2"])
+    assert agg.config_cols == ["num_steps", "state_size"] and agg.warnings == []
+    assert agg.grid.set_index("lag").loc[3, "learned_mean"] == pytest.approx(0.75)
+
+
+def test_cli_with_several_sweeps_needs_out(tmp_path, capsys):
+    write_run(tmp_path / "x" / "r", config(5, 4, 0))
+    write_run(tmp_path / "y" / "r", config(5, 4, 0, style="true"))
+    assert _main(tmp_path / "x", tmp_path / "y") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "rnn-sweep-aggregate: error: --out is required with several SWEEP_DIRs (where should the pooled tables go?)"]
+    assert _main(tmp_path / "x", tmp_path / "x", "--out", tmp_path / "o") == 2
+    assert "the same directory is given twice" in capsys.readouterr().err
+    assert _main(tmp_path / "x", tmp_path / "y", "--out", tmp_path / "o", "--format", "png") == 0
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert list(runs["style"]) == ["tf", "true"] and list(runs["run_id"]) == ["x/r", "y/r"]
+    assert "truncation.png" in {p.name for p in (tmp_path / "o").iterdir()}  # style differs: a facet
+
+
+def _user_files(folder: Path) -> dict:
+    """A folder of a user's own files, some with the aggregator's extensions."""
+    files = {"thesis.tex": b"\\documentclass{article}", "notes/todo.txt": b"x", "my_grid.png": b"\x89PNG fake",
+             "runs_old.csv": b"a,b\n1,2\n", "aggregate.json": b"{}", "grid.tiff": b"keep", "results.csv": b"1"}
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_out_holding_user_files_keeps_them_byte_identical(tmp_path):
+    write_run(tmp_path / "sweep" / "n5", config(5, 4, 0))
+    write_run(tmp_path / "sweep" / "n10", config(10, 4, 0))
+    out = tmp_path / "paper"
+    out.mkdir()
+    files = _user_files(out)
+    (out / "truncation.svg").write_text("an old figure of ours, in a format not asked for this time")
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("the user's file a link points to")
+    (out / "levels.csv").symlink_to(target)
+    for _ in range(2):  # a second run replaces its own files and still touches nothing else
+        assert _main(tmp_path / "sweep", "--out", out, "--format", "png") == 0
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data, name
+    assert target.read_text() == "the user's file a link points to"  # the link was replaced, not followed
+    ours = {p.name for p in out.iterdir()} - {n.split("/")[0] for n in files}
+    assert ours == {"runs.csv", "curves.csv", "grid.csv", "levels.csv", "boundary.csv", "warnings.txt", "grid.png",
+                    "boundary.png", "curves.png", "onset.png"}  # the stale truncation.svg is gone, no temp files
+    assert not any(p.suffix == ".json" for p in out.iterdir() if p.name != "aggregate.json")
+
+
+@pytest.mark.parametrize("make_out,why", [
+    (lambda t: (t / "file.txt").write_text("mine") and t / "file.txt", "it exists and is not a directory"),
+    (lambda t: (t / "file.txt").write_text("mine") and t / "file.txt" / "sub", "cannot create it"),
+    (lambda t: Path("/proc/rnn-sweep-aggregate-out"), "cannot create it"),
+    (lambda t: Path("/proc"), "cannot write there"),
+    (lambda t: (t / "o" / "grid.png").mkdir(parents=True) or t / "o", "grid.png there is not a file"),
+])
+def test_unusable_out_is_one_line_exit_2(tmp_path, make_out, why):
+    write_run(tmp_path / "sweep" / "a", config(5, 4, 0))
+    out = make_above = make_out(tmp_path)
+    proc = _cli(tmp_path / "sweep", "--out", out, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and why in proc.stderr and f"--out='{make_above}'" in proc.stderr
+    if (tmp_path / "file.txt").exists():
+        assert (tmp_path / "file.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only directory")
+def test_read_only_out_is_one_line(tmp_path):
+    write_run(tmp_path / "sweep" / "a", config(5, 4, 0))
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    proc = _cli(tmp_path / "sweep", "--out", tmp_path / "ro", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot write there" in proc.stderr
