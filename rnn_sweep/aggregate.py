@@ -156,8 +156,8 @@ def varying_fields(runs: list[Run]) -> list[str]:
 
 
 # Measured columns of the runs table, in order (baseline_k go before "level").
-MEASURED = ["status", "problem", "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss",
-            "level", "level_k", "level_clear", "level_from", "wall_s"]
+MEASURED = ["status", "problem", "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss",
+            "heldout_optimal_loss", "level", "level_k", "level_clear", "level_from", "wall_s"]
 
 
 def runs_table(runs: list[Run], extra: list[str], margin: float = DEFAULT_MARGIN, smooth: int = DEFAULT_SMOOTH,

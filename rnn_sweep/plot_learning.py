@@ -166,18 +166,21 @@ def plot_onset(agg) -> plt.Figure | None:
     reach = reach.rename(columns={"min": "first", "max": "last"}).reset_index()
     colors = ps.colors_for("state_size", deps["state_size"])
     panels = [(label, part) for label, part in ps.split(table, [*groups, "lag"]) if part["mean"].notna().any()]
-    fig, axes, spare = ps.panel_figure(len(panels), sharey=True)
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=3.6, panel_h=2.7, sharex=True, sharey=True)
     for ax, (label, part) in zip(axes, panels):
         key = part[groups].iloc[0] if groups else pd.Series(dtype=object)
         r = reach[(reach[groups] == key).all(axis=1)] if groups else reach
         onset_panel(part, colors, r, ax=ax)
         ax.set_title(label.replace("lag=", "lag "))
-        ax.label_outer()
-    ps.value_legend(fig, "state_size", colors, spare, axes, marker="o")
+    ps.outer_labels(axes, fig.axes[0].get_gridspec().ncols)
+    key = [Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="",
+                  label="upper bound: a seed crossed\nby its first logged block"),
+           Line2D([], [], color="0.6", linestyle="--", label="first logged block"),
+           Line2D([], [], color="0.6", linestyle="-", label="last logged block")]
+    ps.value_legend(fig, "state_size", colors, spare, axes, marker="o", extra=key)
     crossed = int(deps["onset"].notna().sum())
-    ps.suptitle(fig, f"When each dependency is learned: mean onset of the seeds that crossed ({crossed} of {len(deps)} "
-                "run-dependency pairs); hollow: an upper bound (some seed crossed by its first logged block); "
-                "grey: first (dashed) and last logged block",
+    ps.suptitle(fig, "When each dependency is learned: data seen when the smoothed loss crosses the level midpoint "
+                f"for good (mean over the seeds that crossed: {crossed} of {len(deps)} run-dependency pairs)",
                 f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
     return fig
 
@@ -199,7 +202,7 @@ def plot_truncation(agg) -> plt.Figure | None:
     for ax, (label, part) in zip(axes, panels):
         learned_panel(part, "style", colors, int(part["lag"].iloc[0]), ax=ax)
         ax.set_title(label)
-        ax.label_outer()
+    ps.outer_labels(axes, fig.axes[0].get_gridspec().ncols)
     ps.value_legend(fig, "style", colors, spare, axes, title="truncation style", marker="o")
     ps.suptitle(fig, "Which truncation style learns the longest dependency (mean, 95% CI over seeds; dotted: n = lag)",
                 f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")

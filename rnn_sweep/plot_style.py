@@ -86,7 +86,8 @@ def layout(n_panels: int, panel_w: float = 3.0, panel_h: float = 2.3, spare: boo
 
 def panel_figure(n_panels: int, panel_w: float = 3.0, panel_h: float = 2.3, spare: bool = False,
                  **subplots) -> tuple[plt.Figure, list, list]:
-    """A figure with a grid of panels; returns (fig, panel axes, spare axes turned off)."""
+    """A figure with a grid of panels; returns (fig, panel axes, spare axes turned off).
+    The number of columns is ``fig.axes[0].get_gridspec().ncols``."""
     rows, cols = layout(n_panels, panel_w, panel_h, spare)
     fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
                              figsize=(cols * panel_w, rows * panel_h + 0.7), **subplots)
@@ -120,8 +121,22 @@ def value_legend(fig: plt.Figure, column: str, colors: dict, spare: list, panels
     if spare:
         spare[0].legend(handles=handles, title=title, loc="center", frameon=False, ncols=1 + len(handles) // 7)
     else:
+        # Entries take ~1 inch (values) or ~2 (sentences): as many per row as the figure holds.
+        per_row = max(1, int(fig.get_figwidth() / (2.0 if extra else 1.0)))
         fig.legend(handles=handles, title=title, loc="outside lower center", frameon=False,
-                   ncols=min(len(handles), 8))
+                   ncols=min(len(handles), per_row))
+
+
+def outer_labels(axes: list, cols: int) -> None:
+    """Axis and tick labels on the outer panels of a grid only (the axes are shared): x on
+    each panel with no panel below it, y on the first column."""
+    for i, ax in enumerate(axes):
+        if i + cols < len(axes):
+            ax.tick_params(labelbottom=False)
+            ax.set_xlabel("")
+        if i % cols:
+            ax.tick_params(labelleft=False)
+            ax.set_ylabel("")
 
 
 def panel_label(values: dict) -> str:

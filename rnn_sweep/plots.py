@@ -64,8 +64,9 @@ def grid_geometry(nx: int, ny: int, panels: int, per_row: int) -> dict:
     cell_w = min(0.55, (ps.PAGE_WIDTH - 1.6 - 0.4 * (cols - 1)) / (nx * cols))
     cell_h = min(0.4, max(0.22, 0.75 * cell_w))
     rows = math.ceil(panels / cols)
-    return {"cols": cols, "rows": rows, "annotate": cell_w >= 0.3 and cell_h >= 0.2,
-            "fontsize": max(5.5, min(8.0, 17 * cell_w)),
+    # "0.93" is ~2.2 em wide: at 22 pt per inch of cell it fills ~2/3 of the cell.
+    return {"cols": cols, "rows": rows, "annotate": cell_w >= 0.26,
+            "fontsize": max(5.5, min(8.0, 22 * cell_w)),
             "figsize": (cols * nx * cell_w + 1.6 + 0.4 * (cols - 1), rows * (ny * cell_h + 0.75) + 0.8)}
 
 
@@ -150,7 +151,7 @@ def plot_curves(agg: Aggregation) -> plt.Figure | None:
             levels = levels.iloc[:0]
         curves_panel(part, levels, colors, ax=ax, label_levels=i % cols == 0)
         ax.set_title(label)
-        ax.label_outer()
+    ps.outer_labels(axes, cols)
     ps.value_legend(fig, "num_steps", colors, spare, axes)
     many = len(colors) > MAX_BANDS
     note = f"; state sizes {', '.join(map(str, shown))} of {len(sizes)} (all in curves.csv)" \

@@ -113,8 +113,8 @@ def test_runs_table_exact(tmp_path):
     assert agg.config_cols == ["num_steps", "state_size"]  # train.progress differs but never splits a sweep
     assert list(agg.runs.columns) == [
         "run_id", "source", "rule", "backend", "style", "num_steps", "state_size", "seed", "status", "problem",
-        "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss", "baseline_0", "baseline_1",
-        "baseline_2", "level", "level_k", "level_clear", "level_from", "learned_lag3", "learned_lag8",
+        "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss", "baseline_0",
+        "baseline_1", "baseline_2", "level", "level_k", "level_clear", "level_from", "learned_lag3", "learned_lag8",
         "onset_lag3", "onset_lag8", "wall_s"]
     r = agg.runs
     assert list(r["run_id"]) == ["num_steps=5,seed=0", "num_steps=5,seed=1", "num_steps=10,seed=0",
