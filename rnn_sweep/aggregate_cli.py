@@ -56,7 +56,7 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Aggregate a sweep (or a partial, still-running one) into tidy tables and figures: "
+        description="Aggregate one or more sweeps (partial, still-running ones too) into tidy tables and figures: "
                     "where, and when, each dependency gets learned.")
     p.add_argument("sweep_dirs", metavar="SWEEP_DIR", nargs="+", help="sweep directories; each is searched "
                    "recursively for runs (directories holding summary.json or losses.csv) and their runs pooled")

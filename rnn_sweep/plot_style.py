@@ -131,8 +131,10 @@ def outer_labels(axes: list, cols: int) -> None:
     """Axis and tick labels on the outer panels of a grid only (the axes are shared): x on
     each panel with no panel below it, y on the first column."""
     for i, ax in enumerate(axes):
+        # plt.subplots(sharex=True) hides every tick label above the last grid row, even where
+        # the panel below is a spare slot: switch them back on for the panels that end a column.
+        ax.tick_params(labelbottom=i + cols >= len(axes))
         if i + cols < len(axes):
-            ax.tick_params(labelbottom=False)
             ax.set_xlabel("")
         if i % cols:
             ax.tick_params(labelleft=False)

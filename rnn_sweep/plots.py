@@ -67,7 +67,7 @@ def grid_geometry(nx: int, ny: int, panels: int, per_row: int) -> dict:
     # "0.93" is ~2.2 em wide: at 22 pt per inch of cell it fills ~2/3 of the cell.
     return {"cols": cols, "rows": rows, "annotate": cell_w >= 0.26,
             "fontsize": max(5.5, min(8.0, 22 * cell_w)),
-            "figsize": (cols * nx * cell_w + 1.6 + 0.4 * (cols - 1), rows * (ny * cell_h + 0.75) + 0.8)}
+            "figsize": (cols * nx * cell_w + 1.6 + 0.4 * (cols - 1), max(3.0, rows * (ny * cell_h + 0.75) + 0.8))}
 
 
 def plot_grid(agg: Aggregation) -> plt.Figure | None:
@@ -86,8 +86,8 @@ def plot_grid(agg: Aggregation) -> plt.Figure | None:
         ax.set_title(f"lag {lag}: Y_t depends on X_(t-{lag})" + (f"; {label}" if label else ""))
     for ax in flat[len(panels):]:
         ax.set_axis_off()
-    fig.colorbar(flat[0].collections[0], ax=flat[:len(panels)], label=LEARNED_LABEL + ",\nmean over seeds",
-                 shrink=min(1.0, 3.0 / geo["rows"]) if geo["rows"] > 3 else 1.0)
+    fig.colorbar(flat[0].collections[0], ax=flat[:len(panels)], label="learned fraction, mean over seeds\n"
+                 "(1 = fully, 0 = not at all)", shrink=min(1.0, 3.0 / geo["rows"]) if geo["rows"] > 3 else 1.0)
     ps.suptitle(fig, "How much of each dependency the RNN learned (probe on held-out data)",
                 f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
     return fig
@@ -142,7 +142,9 @@ def plot_curves(agg: Aggregation) -> plt.Figure | None:
     bands = band_table(curves, [*groups, "state_size", "num_steps"], "data_steps", "loss")
     panels = split(bands, [*groups, "state_size"])
     colors = ps.colors_for("num_steps", bands["num_steps"])
-    fig, axes, spare = ps.panel_figure(len(panels), panel_w=2.6, sharex=True, sharey=True)
+    # Few panels get wider (up to 4 in), many stay 2.6 in so that three fit a page.
+    width = min(4.0, max(2.6, ps.PAGE_WIDTH / len(panels)))
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=width, sharex=True, sharey=True)
     cols = fig.axes[0].get_gridspec().ncols
     for i, (ax, (label, part)) in enumerate(zip(axes, panels)):
         rule = part["rule"].iloc[0] if "rule" in part else None

@@ -198,3 +198,16 @@ def test_make_figures_writes_each_format(tf_sweep, tmp_path):
         assert all(p.stat().st_size > 1000 for p in files)
     assert plt.get_fignums() == open_before  # figures are closed after saving
     assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_a_panel_above_a_spare_slot_keeps_its_x_tick_labels(tmp_path):
+    # 5 state sizes in 3 columns: the third panel of row 1 has nothing below it.
+    for d in (2, 4, 8, 16, 32):
+        write_run(tmp_path / f"d{d}", config(5, d, 0), hydra=False)
+    fig = plots.plot_curves(aggregate(tmp_path))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    fig.canvas.draw()
+    shown = [any(t.get_visible() and t.get_text() for t in ax.get_xticklabels()) for ax in panels]
+    assert shown == [False, False, True, True, True]
+    assert [bool(ax.get_xlabel()) for ax in panels] == [False, False, True, True, True]
+    plt.close(fig)
