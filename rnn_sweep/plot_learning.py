@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from rnn_sweep import plot_style as ps
+from rnn_sweep.aggregate import Aggregation
 from rnn_sweep.stats import THRESHOLDS, band_table, onset_table
 
 MAX_BANDS = 6  # more lines than this in a panel: means and markers only
@@ -95,7 +96,7 @@ def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None):
     return ax
 
 
-def plot_boundary(agg) -> plt.Figure | None:
+def plot_boundary(agg: Aggregation) -> plt.Figure | None:
     """Learned fraction vs n per lag (one line per state size) and the learning boundary
     per state size, one row per other swept setting; None without probe values or
     with a single swept n."""
@@ -154,7 +155,7 @@ def onset_panel(table: pd.DataFrame, colors: dict, reach: pd.DataFrame | None = 
     return ax
 
 
-def plot_onset(agg) -> plt.Figure | None:
+def plot_onset(agg: Aggregation) -> plt.Figure | None:
     """When each dependency is learned, one panel per lag and other swept setting (panels
     where no run crossed are left out); None when no run crossed any midpoint."""
     deps = agg.deps
@@ -166,7 +167,11 @@ def plot_onset(agg) -> plt.Figure | None:
     reach = reach.rename(columns={"min": "first", "max": "last"}).reset_index()
     colors = ps.colors_for("state_size", deps["state_size"])
     panels = [(label, part) for label, part in ps.split(table, [*groups, "lag"]) if part["mean"].notna().any()]
-    fig, axes, spare = ps.panel_figure(len(panels), panel_w=3.6, panel_h=2.7, sharex=True, sharey=True)
+    # One column per dependency when every group shows all of them and they fit a page.
+    per_row = len(lags) if len(panels) % len(lags) == 0 and len(lags) * 2.6 <= ps.PAGE_WIDTH else None
+    width = ps.panel_width(per_row or len(panels))
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=width, panel_h=2.6, cols=per_row,
+                                       sharex=True, sharey=True)
     for ax, (label, part) in zip(axes, panels):
         key = part[groups].iloc[0] if groups else pd.Series(dtype=object)
         r = reach[(reach[groups] == key).all(axis=1)] if groups else reach
@@ -185,7 +190,7 @@ def plot_onset(agg) -> plt.Figure | None:
     return fig
 
 
-def plot_truncation(agg) -> plt.Figure | None:
+def plot_truncation(agg: Aggregation) -> plt.Figure | None:
     """Truncation styles compared on the longest dependency, one panel per state size and
     other swept setting; None when style does not vary."""
     if "style" not in agg.config_cols or agg.deps.empty:
@@ -198,7 +203,7 @@ def plot_truncation(agg) -> plt.Figure | None:
     bands = band_table(longest, [*groups, "state_size", "lag", "style"], "num_steps", "learned")
     colors = ps.colors_for("style", bands["style"])
     panels = ps.split(bands, [*groups, "state_size"])
-    fig, axes, spare = ps.panel_figure(len(panels), sharey=True)
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(len(panels)), sharex=True, sharey=True)
     for ax, (label, part) in zip(axes, panels):
         learned_panel(part, "style", colors, int(part["lag"].iloc[0]), ax=ax)
         ax.set_title(label)

@@ -84,11 +84,18 @@ def layout(n_panels: int, panel_w: float = 3.0, panel_h: float = 2.3, spare: boo
     return math.ceil(slots / cols), cols
 
 
+def panel_width(n_panels: int) -> float:
+    """Panel width in inches: few panels get wider (up to 4 in), many stay 2.6 in so
+    that three fit a page."""
+    return min(4.0, max(2.6, PAGE_WIDTH / max(1, n_panels)))
+
+
 def panel_figure(n_panels: int, panel_w: float = 3.0, panel_h: float = 2.3, spare: bool = False,
-                 **subplots) -> tuple[plt.Figure, list, list]:
+                 cols: int | None = None, **subplots) -> tuple[plt.Figure, list, list]:
     """A figure with a grid of panels; returns (fig, panel axes, spare axes turned off).
-    The number of columns is ``fig.axes[0].get_gridspec().ncols``."""
-    rows, cols = layout(n_panels, panel_w, panel_h, spare)
+    ``cols`` fixes the number of columns (e.g. one per dependency), else :func:`layout`
+    chooses; it is ``fig.axes[0].get_gridspec().ncols``."""
+    rows, cols = layout(n_panels, panel_w, panel_h, spare) if cols is None else (-(-n_panels // cols), cols)
     fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
                              figsize=(cols * panel_w, rows * panel_h + 0.7), **subplots)
     flat = list(axes.flat)

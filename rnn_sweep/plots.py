@@ -142,9 +142,7 @@ def plot_curves(agg: Aggregation) -> plt.Figure | None:
     bands = band_table(curves, [*groups, "state_size", "num_steps"], "data_steps", "loss")
     panels = split(bands, [*groups, "state_size"])
     colors = ps.colors_for("num_steps", bands["num_steps"])
-    # Few panels get wider (up to 4 in), many stay 2.6 in so that three fit a page.
-    width = min(4.0, max(2.6, ps.PAGE_WIDTH / len(panels)))
-    fig, axes, spare = ps.panel_figure(len(panels), panel_w=width, sharex=True, sharey=True)
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(len(panels)), sharex=True, sharey=True)
     cols = fig.axes[0].get_gridspec().ncols
     for i, (ax, (label, part)) in enumerate(zip(axes, panels)):
         rule = part["rule"].iloc[0] if "rule" in part else None
