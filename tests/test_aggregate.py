@@ -568,3 +568,21 @@ def test_read_only_out_is_one_line(tmp_path):
     (tmp_path / "ro").chmod(0o555)
     proc = _cli(tmp_path / "sweep", "--out", tmp_path / "ro", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot write there" in proc.stderr
+
+
+def test_data_steps_from_each_runs_config(tmp_path):
+    # n=3 (TF style): 100,000 steps / 200 rows = 500 columns = 166 windows (2 columns left over),
+    # 600 time steps per update; two epochs logged every 100 updates (the last block of each is short).
+    run = tmp_path / "n3"
+    write_run(run, config(3, 4, 0), losses=CURVE[:4])
+    (run / "losses.csv").write_text(HEADER + "0,100,0.69,100,1.0\n0,166,0.6,66,1.6\n1,266,0.52,100,2.6\n"
+                                    "1,332,0.5,66,3.2\n")
+    # True BPTT, n=5, update_every=2: 500 positions per row / 2 = 250 updates of 2 x 200 time steps.
+    cfg = config(5, 4, 0, style="true")
+    cfg["truncation"]["update_every"] = 2
+    write_run(tmp_path / "true", cfg, losses=[0.69, 0.6, 0.52])
+    agg = aggregate(tmp_path)
+    c = agg.curves.set_index("run_id")
+    assert list(c.loc["n3", "data_steps"]) == [60_000, 99_600, 160_000, 199_600]
+    assert list(c.loc["true", "data_steps"]) == [4_000, 8_000, 12_000]  # steps 10, 20, 30 x 400
+    assert dict(zip(agg.runs["run_id"], agg.runs["data_steps"])) == {"n3": 199_600, "true": 12_000}
