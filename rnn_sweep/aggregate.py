@@ -165,8 +165,9 @@ def runs_table(runs: list[Run], extra: list[str], margin: float = DEFAULT_MARGIN
     """One row per run, and the per-dependency long table.
 
     runs columns: ``run_id`` (path under the sweep, prefixed by the source's label
-    when several sweeps are read); ``source`` (the sweep directory it was read
-    from); each varying config field in
+    when several sweeps are read); ``source`` (short label of the sweep directory
+    it was read from: its name, with parent folders added when two names
+    collide); ``source_dir`` (that directory as given); each varying config field in
     ``extra`` (dotted name); ``rule`` (the data rule, :func:`rule_label`);
     ``backend``, ``style``, ``num_steps``, ``state_size``, ``seed``; ``status``
     (completed / diverged from summary.json, ``incomplete`` when it has none:
@@ -203,13 +204,14 @@ def runs_table(runs: list[Run], extra: list[str], margin: float = DEFAULT_MARGIN
                 warnings.append(f"{run.run_id}: skipped, its records cannot be measured "
                                 f"({type(err).__name__}: {str(err)[:80]})")
             continue
-        rows.append({"run_id": run.run_id, "source": run.source, **{f: run.config.get(f) for f in extra},
+        rows.append({"run_id": run.run_id, "source": run.source, "source_dir": run.source_dir,
+                     **{f: run.config.get(f) for f in extra},
                      "rule": rule_label(run.rule), **_key_values(run), **measured})
         dep_rows += deps
     order = [*extra, "rule", *KEYS, "run_id"]
     rows.sort(key=lambda r: _sort_key(tuple(r[c] for c in order)))
     n_levels = max((len(r.levels) for r in runs), default=0)
-    head = ["run_id", "source", *extra, "rule", *KEYS, *MEASURED[:MEASURED.index("level")]]
+    head = ["run_id", "source", "source_dir", *extra, "rule", *KEYS, *MEASURED[:MEASURED.index("level")]]
     frame = pd.DataFrame(rows, columns=[*head, *(f"baseline_{k}" for k in range(n_levels)),
                                         *MEASURED[MEASURED.index("level"):]])
     deps = pd.DataFrame(dep_rows, columns=["run_id", "lag", "learned", "onset", "onset_first_block"]).astype(
@@ -304,7 +306,7 @@ def _read_source(sweep_dir: Path, label: str | None, skip: tuple[Path, ...],
         warnings.append(f"no runs under {sweep_dir}: no directory holds {SUMMARY_FILE} or {LOSSES_FILE}")
     usable = []
     for run in (read_run(p, sweep_dir) for p in paths):
-        run.run_id, run.source = prefix + run.run_id, str(sweep_dir)
+        run.run_id, run.source, run.source_dir = prefix + run.run_id, label or sweep_dir.name, str(sweep_dir)
         if run.summary is None and run.losses.empty:
             why = [p for p in run.problems if LOSSES_FILE in p.split(":")[0] or p.startswith("no " + LOSSES_FILE)
                    or p.startswith(SUMMARY_FILE)]

@@ -40,7 +40,8 @@ class Run:
     levels: list[dict]  # [{name, lags, loss}] from the summary, else recomputed from the rule
     losses: pd.DataFrame  # epoch, step, loss, elapsed_s (NaN loss kept for diverged blocks)
     problems: list[str] = field(default_factory=list)
-    source: str = ""  # the sweep directory it was found under
+    source: str = ""  # short label of the sweep directory it was found under (its name)
+    source_dir: str = ""  # that directory, as given
 
 
 

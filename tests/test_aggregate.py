@@ -112,7 +112,7 @@ def test_runs_table_exact(tmp_path):
     assert agg.warnings == []
     assert agg.config_cols == ["num_steps", "state_size"]  # train.progress differs but never splits a sweep
     assert list(agg.runs.columns) == [
-        "run_id", "source", "rule", "backend", "style", "num_steps", "state_size", "seed", "status", "problem",
+        "run_id", "source", "source_dir", "rule", "backend", "style", "num_steps", "state_size", "seed", "status", "problem",
         "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss", "baseline_0",
         "baseline_1", "baseline_2", "level", "level_k", "level_clear", "level_from", "learned_lag3", "learned_lag8",
         "onset_lag3", "onset_lag8", "wall_s"]
@@ -127,7 +127,8 @@ def test_runs_table_exact(tmp_path):
     per = [DATA_PER_UPDATE[n] for n in (5, 5, 10, 10)]
     assert list(r["onset_lag3"]) == pytest.approx([ONSET3 * k for k in per])
     assert list(r["onset_lag8"]) == pytest.approx([ONSET8 * k for k in per])
-    assert list(r["data_steps"]) == [140 * k for k in per] and set(r["source"]) == {str(tmp_path)}
+    assert list(r["data_steps"]) == [140 * k for k in per] and set(r["source_dir"]) == {str(tmp_path)}
+    assert set(r["source"]) == {tmp_path.name}
     assert list(r["wall_s"]) == [5.0, 6.0, 10.0, 11.0]
     assert list(r["steps"]) == [140] * 4 and set(r["status"]) == {"completed"}
     assert np.allclose(r[["baseline_0", "baseline_1", "baseline_2"]].to_numpy(), [[L0, L1, L2]] * 4)
@@ -262,7 +263,7 @@ def test_replica_directories_and_varying_fields(tmp_path):
     agg = aggregate(tmp_path)
     r = agg.runs
     assert agg.config_cols == ["train.optimizer.lr", "num_steps", "state_size"]
-    assert list(r.columns[:4]) == ["run_id", "source", "train.optimizer.lr", "rule"]
+    assert list(r.columns[:5]) == ["run_id", "source", "source_dir", "train.optimizer.lr", "rule"]
     assert list(r["train.optimizer.lr"]) == [0.1, 0.3, 0.3, 0.3] and list(r["seed"]) == [3, 3, 4, 5]
     assert list(r["status"]) == ["completed", "completed", "completed", "incomplete"]
     assert list(agg.grid.query("lag == 3")["n_runs"]) == [1, 3]
@@ -487,7 +488,8 @@ def test_several_sweeps_pool_with_their_source_and_facet_what_differs(tmp_path):
     agg = aggregate([tmp_path / "a" / "quick", tmp_path / "b" / "quick"])
     r = agg.runs
     assert sorted(r["run_id"]) == ["a/quick/s0", "a/quick/s1", "b/quick/s0", "b/quick/s1"]  # labels disambiguate
-    assert dict(zip(r["run_id"], r["source"]))["b/quick/s1"] == str(tmp_path / "b" / "quick")
+    assert dict(zip(r["run_id"], r["source_dir"]))["b/quick/s1"] == str(tmp_path / "b" / "quick")
+    assert sorted(set(r["source"])) == ["a/quick", "b/quick"]
     # epochs and log_every vary only between the sources: one facet, "source".
     assert agg.config_cols == ["source", "num_steps", "state_size"]
     assert list(r["train.epochs"]) == [1, 1, 2, 2] and set(agg.grid["n_runs"]) == {2}
