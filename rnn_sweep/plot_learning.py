@@ -112,9 +112,14 @@ def plot_boundary(agg: Aggregation) -> plt.Figure | None:
     for row, (label, part) in enumerate(parts):
         key = dict(zip(groups, part[groups].iloc[0])) if groups else {}
         for col, lag in enumerate(lags):
-            learned_panel(part[part["lag"] == lag], "state_size", colors, lag, ax=axes[row, col],
-                          ylabel="learned fraction")
-            axes[row, col].set_title(ps.panel_label({"lag": lag, **key}).replace("lag=", "lag "))
+            ax, sub = axes[row, col], part[part["lag"] == lag]
+            ax.set_title(ps.panel_label({"lag": lag, **key}).replace("lag=", "lag "))
+            if sub.empty:  # e.g. another rule's dependency: say so rather than draw an empty frame
+                ax.text(0.5, 0.5, "no run with a probe\nof this dependency here", ha="center", va="center",
+                        transform=ax.transAxes, color="0.4")
+                ax.set_axis_off()
+                continue
+            learned_panel(sub, "state_size", colors, lag, ax=ax, ylabel="learned fraction")
         mask = pd.Series(True, index=agg.boundary.index)
         for c, v in key.items():
             mask &= agg.boundary[c] == v

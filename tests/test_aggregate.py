@@ -326,6 +326,7 @@ def test_console_script_exit_codes(tmp_path):
     (tmp_path / "empty").mkdir()
     out = _cli(tmp_path / "empty", cwd=tmp_path)
     assert out.returncode == 1 and "no runs under" in out.stderr and "Traceback" not in out.stderr
+    assert list((tmp_path / "empty").iterdir()) == []  # the output folder made for nothing is gone again
     write_run(tmp_path / "sweep" / "a", config(5, 4, 0))
     out = _cli(tmp_path / "sweep", "--out", tmp_path / "figs", "--format", "png,svg", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -211,3 +211,17 @@ def test_a_panel_above_a_spare_slot_keeps_its_x_tick_labels(tmp_path):
     assert shown == [False, False, True, True, True]
     assert [bool(ax.get_xlabel()) for ax in panels] == [False, False, True, True, True]
     plt.close(fig)
+
+
+def test_boundary_with_two_rules_says_which_panel_has_no_data(tmp_path):
+    for n in (2, 6):
+        write_run(tmp_path / f"a{n}", config(n, 4, 0), learned=(1.0, 0.5), hydra=False)
+        other = config(n, 4, 0, deps=[{"lag": 2, "effect": 0.4}], base_prob=0.3)
+        write_run(tmp_path / f"b{n}", other, learned=(0.8,), levels=[
+            {"name": "none", "lags": [], "loss": 0.6931}, {"name": "lag 2", "lags": [2], "loss": 0.6109}], hydra=False)
+    fig = plots.plot_boundary(aggregate(tmp_path))
+    empty = [ax for ax in fig.axes if not ax.axison and ax.texts]
+    # Rows: the two rules; columns: lags 2, 3, 8 and the boundary. The article's rule has no lag 2,
+    # the other rule no lag 3 or 8: three panels say so instead of showing an empty frame.
+    assert len(empty) == 3 and all("no run" in ax.texts[0].get_text() for ax in empty)
+    plt.close(fig)
