@@ -59,7 +59,7 @@ def boundary_key(lags: list[int]) -> list[Line2D]:
     return handles + [Line2D([], [], color="0.3", marker="^", linestyle="", label="not within swept n")]
 
 
-def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None):
+def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None, top: float | None = None):
     """Smallest n at which each lag's learned fraction reaches 0.5 (circles) and 0.9 (squares)
     and stays there, against state_size: the seeds' mean (marker) and the range of the
     seeds that reach it (bar). A lag that never does within the swept n: a triangle on top.
@@ -67,12 +67,14 @@ def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None):
     Args:
         rows: :func:`rnn_sweep.stats.boundary_table` rows of one panel.
         lags: every lag of the rule (for colours).
+        top: where "not reached" is drawn (default: one above the largest swept n), so
+            that panels of one figure share their y axis.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(3.5, 2.6))
     sizes = sorted(rows["state_size"].unique())
     pos = {d: i for i, d in enumerate(sizes)}
-    top = rows["n_swept_max"].max() + 1
+    top = rows["n_swept_max"].max() + 1 if top is None else top
     slots = [(lag, t) for lag in lags for t in THRESHOLDS]
     for k, (lag, t) in enumerate(slots):
         r = rows[(rows["lag"] == lag) & (rows["threshold"] == t)]
@@ -123,11 +125,14 @@ def plot_boundary(agg: Aggregation) -> plt.Figure | None:
         mask = pd.Series(True, index=agg.boundary.index)
         for c, v in key.items():
             mask &= agg.boundary[c] == v
-        boundary_panel(agg.boundary[mask], lags, ax=axes[row, -1])
+        boundary_panel(agg.boundary[mask], lags, ax=axes[row, -1], top=agg.boundary["n_swept_max"].max() + 1)
         axes[row, -1].set_title("learning boundary" + (f"; {label}" if label else ""))
-    for ax in axes[:, 1:len(lags)].flat:
-        ax.sharey(axes[0, 0])
-        ax.set_ylabel("")
+    for i, ax in enumerate(axes[:, :len(lags)].flat):  # one n axis and one fraction axis in every row
+        if i:
+            ax.sharex(axes[0, 0])
+            ax.sharey(axes[0, 0])
+        if i % len(lags):
+            ax.set_ylabel("")
     ps.value_legend(fig, "state_size", colors, [], list(axes.flat), marker="o")
     fig.legend(handles=boundary_key(lags), loc="outside right center", frameon=False)
     ps.suptitle(fig, "Where each dependency gets learned: learned fraction against n (mean, 95% CI over seeds; "
