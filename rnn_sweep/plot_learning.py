@@ -177,8 +177,7 @@ def plot_onset(agg: Aggregation) -> plt.Figure | None:
     reach = reach.rename(columns={"min": "first", "max": "last"}).reset_index()
     colors = ps.colors_for("state_size", deps["state_size"])
     panels = [(label, part) for label, part in ps.split(table, [*groups, "lag"]) if part["mean"].notna().any()]
-    # One column per dependency when every group shows all of them and they fit a page.
-    per_row = len(lags) if len(panels) % len(lags) == 0 and len(lags) * 2.6 <= ps.PAGE_WIDTH else None
+    per_row = ps.columns_per_group(len(panels), len(lags))  # one column per dependency
     width = ps.panel_width(per_row or len(panels))
     fig, axes, spare = ps.panel_figure(len(panels), panel_w=width, panel_h=2.6, cols=per_row,
                                        sharex=True, sharey=True)
@@ -213,7 +212,9 @@ def plot_truncation(agg: Aggregation) -> plt.Figure | None:
     bands = band_table(longest, [*groups, "state_size", "lag", "style"], "num_steps", "learned")
     colors = ps.colors_for("style", bands["style"])
     panels = ps.split(bands, [*groups, "state_size"])
-    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(len(panels)), sharex=True, sharey=True)
+    cols = ps.columns_per_group(len(panels), bands["state_size"].nunique())
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(cols or len(panels)), cols=cols,
+                                       sharex=True, sharey=True)
     for ax, (label, part) in zip(axes, panels):
         learned_panel(part, "style", colors, int(part["lag"].iloc[0]), ax=ax)
         ax.set_title(label)

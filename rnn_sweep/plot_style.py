@@ -90,6 +90,13 @@ def panel_width(n_panels: int) -> float:
     return min(4.0, max(2.6, PAGE_WIDTH / max(1, n_panels)))
 
 
+def columns_per_group(n_panels: int, per_group: int) -> int | None:
+    """One figure row per group (e.g. per truncation style) when there are several groups
+    of ``per_group`` panels that fit a page side by side; else None (:func:`layout` decides)."""
+    fits = per_group * 2.6 <= PAGE_WIDTH
+    return per_group if n_panels > per_group and n_panels % per_group == 0 and fits else None
+
+
 def panel_figure(n_panels: int, panel_w: float = 3.0, panel_h: float = 2.3, spare: bool = False,
                  cols: int | None = None, **subplots) -> tuple[plt.Figure, list, list]:
     """A figure with a grid of panels; returns (fig, panel axes, spare axes turned off).

@@ -142,7 +142,9 @@ def plot_curves(agg: Aggregation) -> plt.Figure | None:
     bands = band_table(curves, [*groups, "state_size", "num_steps"], "data_steps", "loss")
     panels = split(bands, [*groups, "state_size"])
     colors = ps.colors_for("num_steps", bands["num_steps"])
-    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(len(panels)), sharex=True, sharey=True)
+    cols = ps.columns_per_group(len(panels), len(shown))
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(cols or len(panels)), cols=cols,
+                                       sharex=True, sharey=True)
     cols = fig.axes[0].get_gridspec().ncols
     for i, (ax, (label, part)) in enumerate(zip(axes, panels)):
         rule = part["rule"].iloc[0] if "rule" in part else None

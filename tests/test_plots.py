@@ -101,7 +101,7 @@ def test_curves_against_data_seen_with_levels(style_sweep):
         assert list(data[0].get_ydata()) == pytest.approx(CURVE)  # both seeds share the curve
         assert sorted(ln.get_ydata()[0] for ln in levels) == pytest.approx(sorted(lv["loss"] for lv in ARTICLE_LEVELS))
     # Level names once per figure row (first column), the y label on the first column only.
-    assert [len(ax.texts) for ax in axes] == [3, 0, 0, 3]  # 3 columns: panels 0 and 3 start a row
+    assert [len(ax.texts) for ax in axes] == [3, 0, 3, 0]  # one row per style: level names on the left
     assert [t.get_text() for t in axes[0].texts] == ["none (0.662)", "lag 3 (0.519)", "lags 3+8 (0.454)"]
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + fig.legends
     assert [t.get_text() for t in legends[0].get_texts()] == ["4", "12"]
