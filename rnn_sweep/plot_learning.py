@@ -42,7 +42,8 @@ def learned_panel(bands: pd.DataFrame, hue: str, colors: dict, lag: int, ax=None
             ax.fill_between(b["num_steps"], b["low"], b["high"], color=colors[v], alpha=0.15, linewidth=0)
     for t in THRESHOLDS:
         ax.axhline(t, color="0.6", linewidth=0.7, linestyle=(0, (4, 3)))
-    ax.axvline(lag, color="0.5", linewidth=0.8, linestyle=":")
+    if bands["num_steps"].min() <= lag <= bands["num_steps"].max():  # outside, it would only widen the axis
+        ax.axvline(lag, color="0.5", linewidth=0.8, linestyle=":")
     ax.set_ylim(-0.1, 1.1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(ps.LABELS["num_steps"])

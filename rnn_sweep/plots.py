@@ -61,7 +61,9 @@ def grid_geometry(nx: int, ny: int, panels: int, per_row: int) -> dict:
     """Sizes of the heatmap figure: lags side by side while cells stay wide enough to hold
     their value, else one heatmap per row; values only in cells that fit them."""
     cols = per_row if per_row > 1 and (ps.PAGE_WIDTH - 1.6) / (nx * per_row) >= 0.34 else 1
-    cell_w = min(0.55, (ps.PAGE_WIDTH - 1.6 - 0.4 * (cols - 1)) / (nx * cols))
+    room = (ps.PAGE_WIDTH - 1.6 - 0.4 * (cols - 1)) / (nx * cols)
+    # Cells up to 0.55 in, wider when few so that a panel (and its title) gets ~2.4 in.
+    cell_w = min(max(0.55, 2.4 / nx), room)
     cell_h = min(0.4, max(0.22, 0.75 * cell_w))
     rows = math.ceil(panels / cols)
     # "0.93" is ~2.2 em wide: at 22 pt per inch of cell it fills ~2/3 of the cell.
@@ -81,14 +83,20 @@ def plot_grid(agg: Aggregation) -> plt.Figure | None:
     geo = grid_geometry(grid["num_steps"].nunique(), grid["state_size"].nunique(), len(panels), len(lags))
     fig, axes = plt.subplots(geo["rows"], geo["cols"], squeeze=False, layout="constrained", figsize=geo["figsize"])
     flat = list(axes.flat)
-    for ax, (label, sub, lag) in zip(flat, panels):
+    for i, (ax, (label, sub, lag)) in enumerate(zip(flat, panels)):
         heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"])
-        ax.set_title(f"lag {lag}: Y_t depends on X_(t-{lag})" + (f"; {label}" if label else ""))
+        ax.set_title(f"lag {lag}" + (f"; {label}" if label else ""))
+        # Axis names once per column / row (tick labels stay: groups may sweep other values).
+        if i + geo["cols"] < len(panels):
+            ax.set_xlabel("")
+        if i % geo["cols"]:
+            ax.set_ylabel("")
     for ax in flat[len(panels):]:
         ax.set_axis_off()
     fig.colorbar(flat[0].collections[0], ax=flat[:len(panels)], label="learned fraction, mean over seeds\n"
                  "(1 = fully, 0 = not at all)", shrink=min(1.0, 3.0 / geo["rows"]) if geo["rows"] > 3 else 1.0)
-    ps.suptitle(fig, "How much of each dependency the RNN learned (probe on held-out data)",
+    ps.suptitle(fig, "How much of each dependency the RNN learned (probe on held-out data; lag L: "
+                "Y_t depends on X_(t-L))",
                 f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
     return fig
 

@@ -65,9 +65,11 @@ def heatmap_axes(fig):
 def test_grid_heatmaps_with_values_where_they_fit(style_sweep, wide_sweep):
     fig = plots.plot_grid(style_sweep)
     axes = heatmap_axes(fig)
-    assert [ax.get_title() for ax in axes] == [
-        "lag 3: Y_t depends on X_(t-3); style=tf", "lag 8: Y_t depends on X_(t-8); style=tf",
-        "lag 3: Y_t depends on X_(t-3); style=true", "lag 8: Y_t depends on X_(t-8); style=true"]
+    assert [ax.get_title() for ax in axes] == ["lag 3; style=tf", "lag 8; style=tf", "lag 3; style=true",
+                                              "lag 8; style=true"]
+    xlabel = "num_steps (truncation length n)"
+    assert [ax.get_xlabel() for ax in axes] == ["", "", xlabel, xlabel]  # once per column
+    assert [ax.get_ylabel() for ax in axes] == ["state_size (d)", "", "state_size (d)", ""]
     assert [t.get_text() for t in axes[2].get_xticklabels()] == ["4", "12"]
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["16", "4"]  # largest state on top
     # lag 8, style tf: means over seeds 0.1 (n=4) and 0.7 (n=12), rows d=16 then d=4.
