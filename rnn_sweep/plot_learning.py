@@ -99,6 +99,21 @@ def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None, top: float | No
     return ax
 
 
+def _legend(fig: plt.Figure, colors: dict, key: list, panels: list) -> None:
+    """Under the panels: state sizes in one row, the boundary key in the next (a colour bar
+    for the state sizes when there are many)."""
+    sizes = [Line2D([], [], color=c, marker="o", label=f"d = {d}") for d, c in colors.items()]
+    if len(sizes) > ps.MAX_LEGEND:
+        ps.value_legend(fig, "state_size", colors, [], panels)
+        sizes = []
+    cols = max(len(sizes), len(key))
+    blank = Line2D([], [], linestyle="", label="")
+    rows = [row + [blank] * (cols - len(row)) for row in (sizes, key) if row]
+    # Legends fill column by column: interleave the rows so that each row reads across.
+    handles = [h for column in zip(*rows) for h in column]
+    fig.legend(handles=handles, loc="outside lower center", ncols=cols, frameon=False)
+
+
 def plot_boundary(agg: Aggregation) -> plt.Figure | None:
     """Learned fraction vs n per lag (one line per state size) and the learning boundary
     per state size, one row per other swept setting; None without probe values or
@@ -111,7 +126,7 @@ def plot_boundary(agg: Aggregation) -> plt.Figure | None:
     colors = ps.colors_for("state_size", deps["state_size"])
     parts = ps.split(bands, groups)
     fig, axes = plt.subplots(len(parts), len(lags) + 1, squeeze=False, layout="constrained",
-                             figsize=(2.9 * (len(lags) + 1) + 0.9, 2.5 * len(parts) + 0.7))
+                             figsize=(2.7 * (len(lags) + 1) + 0.6, 2.5 * len(parts) + 1.2))
     for row, (label, part) in enumerate(parts):
         key = dict(zip(groups, part[groups].iloc[0])) if groups else {}
         for col, lag in enumerate(lags):
@@ -134,8 +149,9 @@ def plot_boundary(agg: Aggregation) -> plt.Figure | None:
             ax.sharey(axes[0, 0])
         if i % len(lags):
             ax.set_ylabel("")
-    ps.value_legend(fig, "state_size", colors, [], list(axes.flat), marker="o")
-    fig.legend(handles=boundary_key(lags), loc="outside right center", frameon=False)
+    for ax in axes[:-1].flat:  # every row shares the x axes: name them once, under the last row
+        ax.set_xlabel("")
+    _legend(fig, colors, boundary_key(lags), list(axes.flat))
     ps.suptitle(fig, "Where each dependency gets learned: learned fraction against n (mean, 95% CI over seeds; "
                 "dotted: n = lag), and the smallest n from which it stays ≥ 0.5 / ≥ 0.9 (bars: range over seeds)",
                 f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
