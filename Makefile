@@ -31,3 +31,22 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The docs figures (docs/figures/*.png, see docs/figures.md), regenerated from the sweeps they
+# show: each experiment's sweep runs into $(FIGURE_SWEEPS)/<experiment>/ (a rerun trains only
+# what is missing), is aggregated there, and its PNGs are copied to docs/figures/<experiment>-<figure>.png.
+# Roughly 45-60 min on 2 cores the first time (r2rt_grid ~15, truncation_styles ~20).
+.PHONY: figures
+FIGURE_SWEEPS ?= outputs/sweeps
+FIGURE_EXPERIMENTS ?= quickstart r2rt_grid truncation_styles backends
+FIGURE_DPI ?= 110
+figures: $(STAMP)
+	mkdir -p docs/figures
+	set -e; for e in $(FIGURE_EXPERIMENTS); do \
+	  $(BIN)/rnn-sweep experiment=$$e hydra.sweep.dir=$(FIGURE_SWEEPS)/$$e hydra.callbacks.aggregate.enabled=false; \
+	  $(BIN)/rnn-sweep-aggregate $(FIGURE_SWEEPS)/$$e --format png --dpi $(FIGURE_DPI); \
+	  for f in grid boundary curves onset truncation; do \
+	    if [ -f $(FIGURE_SWEEPS)/$$e/aggregate/$$f.png ]; then cp $(FIGURE_SWEEPS)/$$e/aggregate/$$f.png docs/figures/$$e-$$f.png; fi; \
+	  done; \
+	done
+	ls -l docs/figures

@@ -1,318 +1,216 @@
 """Figures of an aggregated sweep (seaborn/matplotlib, Agg backend; no TensorFlow).
 
-Every figure is drawn from the tidy tables of :mod:`rnn_sweep.aggregate`.
-Panel functions take ``ax=None`` (a new figure is made) and return the axes;
-figure functions lay panels out and return the figure. Colours come from the
-module-level mappings below, so a method (truncation style, backend, cell) or
-a dependency has the same colour in every figure.
+Every figure is drawn from the tidy tables of :mod:`rnn_sweep.aggregate` and
+:mod:`rnn_sweep.stats` (means, bands, boundaries are computed there, never
+here). Panel functions take ``ax=None`` (a new figure is made) and return the
+axes; figure functions lay panels out and return the figure, or None when the
+sweep has nothing to show in it. Colours, layouts and legends come from
+:mod:`rnn_sweep.plot_style`, so a value has the same colour in every figure.
 """
 
 from __future__ import annotations
 
-import zlib
+import math
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import EngFormatter
 
-matplotlib.use("Agg")  # files only: no display needed (sweeps run on servers)
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from rnn_sweep import plot_style as ps
+from rnn_sweep.aggregate import Aggregation
+from rnn_sweep.outdir import write_atomic
+from rnn_sweep.plot_learning import plot_boundary, plot_onset, plot_truncation
+from rnn_sweep.plot_style import split
+from rnn_sweep.stats import band_table
 
-from rnn_sweep.aggregate import Aggregation, bootstrap_ci  # noqa: E402
-
-_TAB10 = sns.color_palette("tab10")
-# One colour per method across all figures: truncation styles, backends, cells.
-METHOD_COLORS = {
-    "tf": _TAB10[0], "true": _TAB10[3],
-    "scratch": _TAB10[2], "static": _TAB10[4], "dynamic": _TAB10[5], "keras": _TAB10[6],
-    "rnn": _TAB10[7], "gru": _TAB10[8], "lstm": _TAB10[9],
-}
-DEPENDENCY_COLORS = sns.color_palette("Dark2")  # k-th shortest lag of the rule -> k-th colour
-NUM_STEPS_CMAP = "viridis"  # num_steps is ordinal: a sequential map, short n dark
-LEARNED_CMAP = "mako"
-LEVEL_STYLE = {"color": "0.35", "linestyle": "--", "linewidth": 0.9}
-CI_LEVEL = 0.95  # bands: percentile bootstrap over runs (seeds), see aggregate.bootstrap_ci
-FIGURES = ("grid", "curves", "truncation", "onset")
-MAX_COLS = 3  # state sizes per figure row in the line-plot figures
-LEARNED_LABEL = "learned fraction\n(1 = fully, 0 = not at all)"
+FIGURES = ("grid", "boundary", "curves", "onset", "truncation")
+LEARNED_LABEL = "learned fraction (1 = fully, 0 = not at all)"
+MAX_BANDS = 6  # more lines than this in a panel: means only (bands would hide each other)
+MAX_PANELS = 12  # loss-curve panels per figure; more state sizes: an evenly spread subset
+PNG_DPI = 130
 
 
-def method_color(name: str):
-    """The colour of a method; unknown names get a stable tab10 colour from their hash."""
-    return METHOD_COLORS.get(str(name), _TAB10[zlib.crc32(str(name).encode()) % len(_TAB10)])
-
-
-def dependency_color(lag: int, lags) -> tuple:
-    """Colour of ``lag`` by its rank among the rule's ``lags`` (shortest first)."""
-    return DEPENDENCY_COLORS[sorted(lags).index(lag) % len(DEPENDENCY_COLORS)]
-
-
-def ci_lines(ax, df: pd.DataFrame, x: str, y: str, hue: str, order: list, colors: dict,
-             labels: dict | None = None, marker: str | None = None, unit: str = "run_id") -> None:
-    """One line per ``hue`` value: the mean of ``y`` over units (runs) at each ``x``, with a
-    95% bootstrap band. Values of ``order`` with no data still get a legend entry."""
-    labels = labels or {h: str(h) for h in order}
-    for h in order:
-        part = df[df[hue] == h].dropna(subset=[y])
-        if part.empty:
-            ax.plot([], [], color=colors[h], marker=marker, label=labels[h])
-            continue
-        table = part.pivot_table(index=x, columns=unit, values=y, aggfunc="mean")
-        mean, low, high = bootstrap_ci(table.to_numpy(), level=CI_LEVEL)
-        xs = table.index.to_numpy()
-        ax.plot(xs, mean, color=colors[h], marker=marker, markersize=5, linewidth=1.3, label=labels[h])
-        ax.fill_between(xs, low, high, color=colors[h], alpha=0.2, linewidth=0)
-
-
-def _legend_outside(ax, title: str) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-
-
-def _panels(df: pd.DataFrame, cols: list[str]) -> list[tuple[str, pd.DataFrame]]:
-    """Split ``df`` by the values of ``cols``: [(label like 'style=true', part)]."""
-    if not cols or df.empty:
-        return [("", df)]
-    return [(", ".join(f"{c}={v}" for c, v in zip(cols, key if isinstance(key, tuple) else (key,))), part)
-            for key, part in df.groupby(cols, dropna=False, sort=True)]
-
-
-def _fixed_settings(agg: Aggregation) -> str:
-    """What every run shares (rule, backend, style), for titles."""
-    runs = agg.runs
-    parts = [f"{c}={runs[c].iloc[0]}" for c in ("backend", "style") if c not in agg.config_cols]
-    if "rule" not in agg.config_cols:
-        parts.append(runs["rule"].iloc[0])
-    return ", ".join(parts)
-
-
-def _swept(agg: Aggregation) -> str:
-    """A title fragment naming what was swept, e.g. 'num_steps x state_size x style, 2 seeds'."""
-    seeds = agg.runs.groupby(agg.config_cols, dropna=False)["seed"].nunique().max()
-    return f"swept {' × '.join(agg.config_cols)}, {seeds} seed{'s' if seeds != 1 else ''} per cell"
-
-
-def heatmap(cell: pd.DataFrame, ax=None, cbar: bool = False):
-    """One dependency's learned fraction: x = num_steps, y = state_size (largest on top).
+def heatmap(cell: pd.DataFrame, ax=None, cbar: bool = False, annotate: bool = True, fontsize: float = 8):
+    """One dependency's mean learned fraction: x = num_steps, y = state_size (largest on top).
 
     Args:
         cell: grid-table rows of one dependency and panel (columns num_steps,
             state_size, learned_mean).
         ax: axes to draw into (a new figure when None).
         cbar: draw a colour bar beside this axes.
+        annotate: write each cell's value (two decimals) into it.
+        fontsize: of the annotations.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
     table = cell.pivot_table(index="state_size", columns="num_steps", values="learned_mean", dropna=False)
     table = table.sort_index(ascending=False)
-    sns.heatmap(table, ax=ax, vmin=0.0, vmax=1.0, cmap=LEARNED_CMAP, annot=True, fmt=".2f",
-                annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white", square=False,
+    sns.heatmap(table, ax=ax, vmin=0.0, vmax=1.0, cmap=ps.LEARNED_CMAP, annot=annotate, fmt=".2f",
+                annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white", square=False,
                 cbar=cbar, cbar_kws={"label": LEARNED_LABEL} if cbar else None)
-    ax.set_xlabel("num_steps (truncation length n)")
-    ax.set_ylabel("state_size (d)")
-    ax.tick_params(axis="y", rotation=0)
+    ax.set_xlabel(ps.LABELS["num_steps"])
+    ax.set_ylabel(ps.LABELS["state_size"])
+    ax.tick_params(axis="both", rotation=0, length=0)
     return ax
 
 
-def plot_grid(agg: Aggregation) -> plt.Figure:
-    """One heatmap per dependency (columns) and per other swept setting (rows)."""
-    panels = _panels(agg.grid, agg.panel_cols)
-    lags = sorted(agg.grid["lag"].unique())
-    width = 1.0 + 0.6 * agg.grid["num_steps"].nunique()
-    height = 1.0 + 0.45 * agg.grid["state_size"].nunique()
-    fig, axes = plt.subplots(len(panels), len(lags), squeeze=False, sharex=True, sharey=True,
-                             figsize=(1.5 + width * len(lags), max(3.0, 1.0 + height * len(panels))),
-                             layout="constrained")
-    for row, (label, part) in enumerate(panels):
-        for col, lag in enumerate(lags):
-            ax = axes[row, col]
-            sub = part[part["lag"] == lag]
-            if sub["learned_mean"].notna().any():
-                heatmap(sub, ax=ax)
-            else:
-                ax.set_axis_off()
-            ax.set_title(f"lag {lag}: Y_t depends on X_(t-{lag})" + (f"\n{label}" if label else ""), fontsize=10)
-    for ax in axes.flat:
-        ax.label_outer()  # shared axes: tick labels and axis labels on the outer panels only
-    mappable = next((ax.collections[0] for ax in axes.flat if ax.collections), None)
-    if mappable is not None:
-        fig.colorbar(mappable, ax=axes, label=LEARNED_LABEL.replace("fraction", "fraction, mean over seeds"))
-    fig.suptitle(f"How much of each dependency the RNN learned (probe on held-out data)\n{_swept(agg)}; "
-                 f"{_fixed_settings(agg)}", fontsize=10)
+def grid_geometry(nx: int, ny: int, panels: int, per_row: int) -> dict:
+    """Sizes of the heatmap figure: lags side by side while cells stay wide enough to hold
+    their value, else one heatmap per row; values only in cells that fit them."""
+    cols = per_row if per_row > 1 and (ps.PAGE_WIDTH - 1.6) / (nx * per_row) >= 0.34 else 1
+    room = (ps.PAGE_WIDTH - 1.6 - 0.4 * (cols - 1)) / (nx * cols)
+    # Cells up to 0.55 in, wider when few so that a panel (and its title) gets ~2.4 in.
+    cell_w = min(max(0.55, 2.4 / nx), room)
+    cell_h = min(0.4, max(0.22, 0.75 * cell_w))
+    rows = math.ceil(panels / cols)
+    # "0.93" is ~2.2 em wide: at 22 pt per inch of cell it fills ~2/3 of the cell.
+    return {"cols": cols, "rows": rows, "annotate": cell_w >= 0.26,
+            "fontsize": max(5.5, min(8.0, 22 * cell_w)),
+            "figsize": (cols * nx * cell_w + 1.6 + 0.4 * (cols - 1), max(3.0, rows * (ny * cell_h + 0.75) + 0.8))}
+
+
+def plot_grid(agg: Aggregation) -> plt.Figure | None:
+    """One heatmap per dependency and per other swept setting; None without probe values."""
+    grid = agg.grid.dropna(subset=["learned_mean"])
+    if grid.empty:
+        return None
+    lags = sorted(grid["lag"].unique())
+    panels = [(label, part[part["lag"] == lag], lag) for label, part in split(grid, agg.panel_cols)
+              for lag in lags if (part["lag"] == lag).any()]
+    geo = grid_geometry(grid["num_steps"].nunique(), grid["state_size"].nunique(), len(panels), len(lags))
+    fig, axes = plt.subplots(geo["rows"], geo["cols"], squeeze=False, layout="constrained", figsize=geo["figsize"])
+    flat = list(axes.flat)
+    for i, (ax, (label, sub, lag)) in enumerate(zip(flat, panels)):
+        heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"])
+        ax.set_title(f"lag {lag}" + (f"; {label}" if label else ""))
+        # Axis names once per column / row (tick labels stay: groups may sweep other values).
+        if i + geo["cols"] < len(panels):
+            ax.set_xlabel("")
+        if i % geo["cols"]:
+            ax.set_ylabel("")
+    for ax in flat[len(panels):]:
+        ax.set_axis_off()
+    fig.colorbar(flat[0].collections[0], ax=flat[:len(panels)], label="learned fraction, mean over seeds\n"
+                 "(1 = fully, 0 = not at all)", shrink=min(1.0, 3.0 / geo["rows"]) if geo["rows"] > 3 else 1.0)
+    ps.suptitle(fig, "How much of each dependency the RNN learned (probe on held-out data; lag L: "
+                "Y_t depends on X_(t-L))",
+                f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
     return fig
 
 
-def curves_panel(curves: pd.DataFrame, levels: pd.DataFrame, ax=None, legend: bool = True):
-    """Training loss against step, one line per num_steps (mean and 95% CI over seeds),
-    with a labelled dashed line at each analytic level of ``levels`` (one rule)."""
+def curves_panel(bands: pd.DataFrame, levels: pd.DataFrame, colors: dict, ax=None, label_levels: bool = True):
+    """Training loss against data seen (log x), one line per num_steps: the mean over seeds,
+    with its band when there are few lines; a dashed line at each analytic level.
+
+    Args:
+        bands: :func:`rnn_sweep.stats.band_table` rows with keys num_steps, x data_steps.
+        levels: levels-table rows of one rule (columns level, loss).
+        colors: {num_steps: colour} (:func:`rnn_sweep.plot_style.colors_for`).
+        ax: axes to draw into (a new figure when None).
+        label_levels: write the levels' names (once per figure row is enough).
+    """
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
-    ns = sorted(curves["num_steps"].unique())
-    palette = dict(zip(ns, sns.color_palette(NUM_STEPS_CMAP, len(ns))))
-    ci_lines(ax, curves, "step", "loss", "num_steps", ns, palette)
+        _, ax = plt.subplots(figsize=(4, 3))
+    lines = sorted(bands["num_steps"].unique())
+    for n in lines:
+        b = bands[bands["num_steps"] == n]
+        ax.plot(b["data_steps"], b["mean"], color=colors[n], linewidth=1.2, label=str(n))
+        if len(lines) <= MAX_BANDS:
+            ax.fill_between(b["data_steps"], b["low"], b["high"], color=colors[n], alpha=0.2, linewidth=0)
     for _, lv in levels.iterrows():
-        ax.axhline(lv["loss"], **LEVEL_STYLE)
-        # At the left: early in training the loss is still high, so the lower labels stay clear.
-        ax.annotate(f"{lv['level']} ({lv['loss']:.3f})", xy=(0.0, lv["loss"]), xycoords=("axes fraction", "data"),
-                    xytext=(3, 2), textcoords="offset points", ha="left", va="bottom", fontsize=8, color="0.2",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        ax.axhline(lv["loss"], **ps.LEVEL_STYLE)
+        if label_levels:
+            ax.annotate(f"{lv['level']} ({lv['loss']:.3f})", xy=(1.0, lv["loss"]), xycoords=("axes fraction", "data"),
+                        xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7,
+                        color="0.2", bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none",
+                                           "alpha": 0.8})
     if len(levels):
         top, bottom = levels["loss"].max(), levels["loss"].min()
         pad = 0.15 * (top - bottom) if top > bottom else 0.05
         ax.set_ylim(bottom - pad, top + 2 * pad)  # the levels frame the plot; a diverged spike is clipped
-    ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (nats, block mean)")
-    if legend:
-        _legend_outside(ax, "num_steps")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set_xlabel(ps.LABELS["data_steps"])
+    ax.set_ylabel("training loss (nats)")
     return ax
 
 
-def plot_curves(agg: Aggregation) -> plt.Figure:
-    """Loss curves faceted by state_size and by the other swept settings."""
-    def draw(ax, cell, part, first):
-        rule = part["rule"].iloc[0] if "rule" in part else agg.levels["rule"].iloc[0] if len(agg.levels) else None
-        curves_panel(cell, agg.levels[agg.levels["rule"] == rule], ax=ax, legend=first)
-
-    fig = _facet(agg.curves, agg.panel_cols, draw)
-    fig.suptitle(f"Training loss (mean and 95% CI over seeds; dashed: analytic levels): {_swept(agg)}\n"
-                 f"{_fixed_settings(agg)}", fontsize=11)
-    return fig
-
-
-def _deps_with_config(agg: Aggregation) -> pd.DataFrame:
-    """deps (run_id, lag, learned, onset) joined with each run's configuration and seed."""
-    return agg.deps.merge(agg.runs[["run_id", *agg.config_cols, "seed"]], on="run_id")
-
-
-def _facet(df: pd.DataFrame, rows: list[str], draw, width: float = 4.2, height: float = 3.2) -> plt.Figure:
-    """One panel per (value of ``rows``, state_size); state sizes run across, wrapped at MAX_COLS.
-
-    ``draw(ax, cell, part, first)`` fills a panel: ``cell`` is its rows of ``df``,
-    ``part`` those of its ``rows`` value, ``first`` marks the panel that carries the legend.
-    """
-    panels = _panels(df, rows)
-    sizes = sorted(df["state_size"].unique())
-    ncols = min(len(sizes), MAX_COLS)
-    per = -(-len(sizes) // ncols)  # figure rows per panel
-    fig, axes = plt.subplots(len(panels) * per, ncols, squeeze=False, sharey=True, layout="constrained",
-                             figsize=(1 + width * ncols, 0.8 + height * len(panels) * per))
-    for p, (label, part) in enumerate(panels):
-        for i, size in enumerate(sizes):
-            ax = axes[p * per + i // ncols, i % ncols]
-            draw(ax, part[part["state_size"] == size], part, p == 0 and i == ncols - 1)
-            ax.set_title(f"state_size = {size}" + (f", {label}" if label else ""), fontsize=10)
-            if i % ncols:
-                ax.set_ylabel("")  # shared y: the first column says it
-        for i in range(len(sizes), per * ncols):
-            axes[p * per + i // ncols, i % ncols].set_axis_off()
-    return fig
-
-
-def truncation_panel(longest: pd.DataFrame, ax=None, legend: bool = True):
-    """Learned fraction of the longest dependency against num_steps, one line per
-    truncation style (mean and 95% CI over seeds). ``longest``: columns num_steps,
-    style, learned, lag."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
-    styles = sorted(longest["style"].unique())
-    ci_lines(ax, longest, "num_steps", "learned", "style", styles, {s: method_color(s) for s in styles}, marker="o")
-    ax.axhline(1.0, **LEVEL_STYLE)
-    ax.axhline(0.0, **LEVEL_STYLE)
-    ax.set_ylim(-0.1, 1.15)
-    lag = longest["lag"].iloc[0]
-    ax.set_xlabel("num_steps (truncation length n)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # n is an integer
-    ax.set_ylabel(f"learned fraction of lag {lag}\n(1 = fully learned)")
-    ax.axvline(lag, color="0.6", linewidth=0.8, linestyle=":")  # n = lag: the window just spans it
-    if legend:
-        _legend_outside(ax, "truncation style")
-    return ax
-
-
-def plot_truncation(agg: Aggregation) -> plt.Figure | None:
-    """Truncation styles compared on the longest dependency; None when style does not vary."""
-    if "style" not in agg.config_cols or agg.deps.empty:
+def plot_curves(agg: Aggregation) -> plt.Figure | None:
+    """Loss curves against data seen, one panel per state_size and other swept setting."""
+    curves = agg.curves.dropna(subset=["data_steps", "loss"])
+    if curves.empty:
         return None
-    deps = _deps_with_config(agg)
-    longest = deps[deps["lag"] == deps.groupby("run_id")["lag"].transform("max")].dropna(subset=["learned"])
-    if longest.empty:
-        return None
-    fig = _facet(longest, [c for c in agg.panel_cols if c != "style"],
-                 lambda ax, cell, part, first: truncation_panel(cell, ax=ax, legend=first))
-    fig.suptitle("Which truncation style learns the longest dependency (dotted: n = lag; mean and 95% CI over "
-                 f"seeds)\n{_swept(agg)}; {_fixed_settings(agg)}", fontsize=11)
+    groups = agg.panel_cols
+    sizes = sorted(curves["state_size"].unique())
+    shown = subset(sizes, max(1, MAX_PANELS // max(1, len(ps.split(curves, groups)))))
+    curves = curves[curves["state_size"].isin(shown)]
+    bands = band_table(curves, [*groups, "state_size", "num_steps"], "data_steps", "loss")
+    panels = split(bands, [*groups, "state_size"])
+    colors = ps.colors_for("num_steps", bands["num_steps"])
+    cols = ps.columns_per_group(len(panels), len(shown))
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(cols or len(panels)), cols=cols,
+                                       sharex=True, sharey=True)
+    cols = fig.axes[0].get_gridspec().ncols
+    for i, (ax, (label, part)) in enumerate(zip(axes, panels)):
+        rule = part["rule"].iloc[0] if "rule" in part else None
+        levels = agg.levels if rule is None else agg.levels[agg.levels["rule"] == rule]
+        if rule is None and agg.levels["rule"].nunique() > 1:
+            levels = levels.iloc[:0]
+        curves_panel(part, levels, colors, ax=ax, label_levels=i % cols == 0)
+        ax.set_title(label)
+    ps.outer_labels(axes, cols)
+    ps.value_legend(fig, "num_steps", colors, spare, axes)
+    many = len(colors) > MAX_BANDS
+    note = f"; state sizes {', '.join(map(str, shown))} of {len(sizes)} (all in curves.csv)" \
+        if len(shown) < len(sizes) else ""
+    ps.suptitle(fig, f"Training loss against data seen (mean over seeds{'' if many else ', 95% CI'}; "
+                f"dashed: analytic levels){note}", f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
     return fig
 
 
-def onset_panel(deps: pd.DataFrame, ax=None, legend: bool = True):
-    """Learn-onset step of each dependency against num_steps (mean and 95% CI over the
-    seeds whose loss crossed). ``deps``: columns num_steps, lag, onset."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
-    lags = sorted(deps["lag"].unique())
-    counts = deps.groupby("lag")["onset"].agg(["count", "size"])
-    names = {lag: f"lag {lag} ({counts.loc[lag, 'count']}/{counts.loc[lag, 'size']} runs)" for lag in lags}
-    ci_lines(ax, deps, "num_steps", "onset", "lag", lags, {lg: dependency_color(lg, lags) for lg in lags},
-             labels=names, marker="o")
-    ax.set_xlabel("num_steps (truncation length n)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # n is an integer
-    ax.set_ylabel("learn-onset step\n(smoothed loss crosses the level midpoint)")
-    ax.set_ylim(bottom=0)
-    if legend:
-        ax.legend(title="dependency (runs that crossed)", fontsize=8, title_fontsize=8)
-    return ax
+def subset(values: list, k: int) -> list:
+    """At most ``k`` of the sorted ``values``, evenly spread, always the first and the last."""
+    if len(values) <= k:
+        return list(values)
+    return [values[i] for i in sorted({round(j) for j in np.linspace(0, len(values) - 1, k)})]
 
 
-def plot_onset(agg: Aggregation) -> plt.Figure | None:
-    """Learn-onset steps faceted by state_size; None when no run's loss crossed any midpoint."""
-    if agg.deps.empty or agg.deps["onset"].isna().all():
-        return None
-    deps = _deps_with_config(agg)
-    # Every panel has its own legend: it counts the runs that crossed in that panel.
-    fig = _facet(deps, agg.panel_cols, lambda ax, cell, part, first: onset_panel(cell, ax=ax, legend=True))
-    # Panels share y, and each panel's set_ylim(bottom=0) froze the top at the data seen so
-    # far: rescale over every panel's lines and bands once all are drawn.
-    tops = []
-    for ax in fig.axes:
-        ax.relim()
-        ax.autoscale(axis="y")
-        tops.append(ax.get_ylim()[1])
-    for ax in fig.axes:
-        ax.set_ylim(0, max(tops))
-    fig.suptitle(f"When each dependency is learned (runs that never cross are left out): {_swept(agg)}\n"
-                 f"{_fixed_settings(agg)}", fontsize=11)
-    return fig
-
-
-def save_figure(fig: plt.Figure, out_dir: Path, name: str, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
-    """Save ``fig`` as out_dir/name.<format> for each format (PNG at 150 dpi) and close it."""
+def save_figure(fig: plt.Figure, out_dir: Path, name: str, formats: tuple[str, ...] = ("png", "pdf"),
+                dpi: int = PNG_DPI) -> list[Path]:
+    """Save ``fig`` as out_dir/name.<format> for each format (each replaced atomically) and close it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        path = out_dir / f"{name}.{fmt}"
-        fig.savefig(path, dpi=150 if fmt == "png" else None, bbox_inches="tight")
-        paths.append(path)
+        paths.append(write_atomic(out_dir / f"{name}.{fmt}", lambda tmp, f=fmt: fig.savefig(
+            tmp, format=f, dpi=dpi if f == "png" else None, bbox_inches="tight")))
+        # The layout is solved by the first save; freezing it spares the next formats the same
+        # work (text extents dominate: about half the figure time of a 300-run sweep).
+        fig.set_layout_engine("none")
     plt.close(fig)
     return paths
 
 
-def make_figures(agg: Aggregation, out_dir: Path, formats: tuple[str, ...] = ("png", "pdf")) -> dict[str, list[Path]]:
+def make_figures(agg: Aggregation, out_dir: Path, formats: tuple[str, ...] = ("png", "pdf"),
+                 dpi: int = PNG_DPI) -> dict[str, list[Path]]:
     """Draw and save every figure that the sweep supports; returns {figure name: files}.
 
-    ``truncation`` needs a swept style and ``onset`` a run whose loss crossed a
-    level midpoint; figures without data are skipped (not drawn empty).
+    ``truncation`` needs a swept style, ``onset`` a run whose loss crossed a level
+    midpoint, ``grid`` and ``boundary`` probe values; a figure without data is
+    skipped (never drawn empty).
     """
-    makers = {"grid": plot_grid, "curves": plot_curves, "truncation": plot_truncation, "onset": plot_onset}
-    needs = {"grid": agg.grid["learned_mean"].notna().any() if len(agg.grid) else False,
-             "curves": not agg.curves.empty}
+    makers = {"grid": plot_grid, "boundary": plot_boundary, "curves": plot_curves, "onset": plot_onset,
+              "truncation": plot_truncation}
     out = {}
-    with sns.axes_style("whitegrid"):
+    with sns.axes_style("whitegrid"), plt.rc_context(ps.FONT):
         for name, make in makers.items():
-            if not needs.get(name, True):
-                continue
-            fig = make(agg)
+            fig = make(agg) if not agg.runs.empty else None
             if fig is not None:
-                out[name] = save_figure(fig, Path(out_dir), name, formats)
+                out[name] = save_figure(fig, Path(out_dir), name, formats, dpi)
     return out
+
+
+__all__ = ["FIGURES", "curves_panel", "heatmap", "make_figures", "plot_boundary", "plot_curves", "plot_grid",
+           "plot_onset", "plot_truncation", "save_figure"]

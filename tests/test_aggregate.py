@@ -7,6 +7,7 @@ means), never captured from the code under test.
 from __future__ import annotations
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rnn_sweep.aggregate import aggregate, bootstrap_ci, classify_level, onset_steps, read_losses, write_tables
+from rnn_sweep.aggregate import aggregate, read_losses, write_tables
 
 ARTICLE = [{"lag": 3, "effect": 0.5}, {"lag": 8, "effect": -0.25}]
 HEADER = "epoch,step,loss,block_steps,elapsed_s\n"
@@ -35,9 +36,21 @@ L0, L1, L2 = H(0.625), 0.5 * H(0.875) + 0.5 * H(0.375), 0.25 * math.log(2) + 0.5
 ARTICLE_LEVELS = [{"name": "none", "lags": [], "loss": L0}, {"name": "lag 3", "lags": [3], "loss": L1},
                   {"name": "lags 3+8", "lags": [3, 8], "loss": L2}]
 MID01, MID12 = (L0 + L1) / 2, (L1 + L2) / 2  # 0.5904, 0.4868
+# The configs below: 100,000 steps per epoch, batch 200: an update at n consumes 200 n time steps.
+DATA_PER_UPDATE = {5: 1000, 10: 2000}
 # A loss curve with known crossings: blocks of 10 steps; a one-block spike at step 20;
 # lag 3 learned from step 60 (first 0.52 block), lags 3+8 from step 100 (first 0.455 block).
 CURVE = [0.69, 0.40, 0.69, 0.69, 0.69, 0.52, 0.52, 0.52, 0.52, 0.455, 0.455, 0.455, 0.455, 0.455]
+
+
+def crossing(x0, y0, x1, y1, level):
+    """Where the line (x0, y0)-(x1, y1) meets y = level."""
+    return x0 + (y0 - level) / (y0 - y1) * (x1 - x0)
+
+
+# Onsets of CURVE in updates with the default trailing median of 3 blocks: the smoothed loss
+# is .69 at step 60 ([.69 .69 .52]) and .52 at 70; .52 at 100 ([.52 .52 .455]) and .455 at 110.
+ONSET3, ONSET8 = crossing(60, 0.69, 70, 0.52, MID01), crossing(100, 0.52, 110, 0.455, MID12)
 
 
 def config(num_steps=5, state_size=4, seed=0, style="tf", deps=ARTICLE, base_prob=0.5, backend="scratch",
@@ -88,42 +101,6 @@ def test_levels_by_hand_match_the_article():
     assert (round(L0, 4), round(L1, 4), round(L2, 4)) == (0.6616, 0.5192, 0.4545)
 
 
-@pytest.mark.parametrize("loss,expected", [
-    (0.52, (1, True)),    # 0.0008 above lag 3; 25% of the gap to none is 0.036
-    (0.544, (1, True)),   # 0.025 above lag 3: the margin is measured towards none (0.036), not 3+8 (0.016)
-    (0.50, (1, False)),   # nearest lag 3 (0.019 away) but 25% of the gap to 3+8 is only 0.016
-    (0.46, (2, True)),    # 0.0055 above 3+8
-    (0.44, (2, True)),    # below the last level: 0.0145 <= 0.016
-    (0.70, (0, False)),   # above none by 0.038 > 0.036
-    (0.60, (0, False)),   # between none and lag 3, nearer none
-])
-def test_classify_level_nearest_with_margin(loss, expected):
-    assert classify_level(loss, [L0, L1, L2], margin=0.25) == expected
-
-
-def test_onset_uses_the_smoothed_loss_and_the_level_midpoints():
-    steps = np.arange(1, len(CURVE) + 1) * 10
-    # A centred median of 5 ignores the spike at step 20 (step 60: 0.69 0.69 0.52 0.52 0.52 -> 0.52).
-    assert onset_steps(steps, np.array(CURVE), [L0, L1, L2], window=5) == [60.0, 100.0]
-    # Unsmoothed, the spike (0.40, below both midpoints) is the onset of both.
-    assert onset_steps(steps, np.array(CURVE), [L0, L1, L2], window=1) == [20.0, 20.0]
-    never = onset_steps(steps, np.full(len(CURVE), 0.6), [L0, L1, L2], window=5)
-    assert all(math.isnan(v) for v in never)
-
-
-def test_bootstrap_ci_by_hand():
-    # Two values 1 and 3: resampled means are 1, 2, 3 with probability 1/4, 1/2, 1/4,
-    # so the 2.5% and 97.5% percentiles are 1 and 3. One value: no spread. None: NaN.
-    mean, low, high = bootstrap_ci(np.array([[1.0, 3.0, np.nan], [5.0, np.nan, np.nan], [np.nan] * 3]))
-    assert list(mean[:2]) == [2.0, 5.0] and list(low[:2]) == [1.0, 5.0] and list(high[:2]) == [3.0, 5.0]
-    assert np.isnan([mean[2], low[2], high[2]]).all()
-    # Many values: close to the normal interval mean +- 1.96 s / sqrt(n).
-    x = np.random.default_rng(1).normal(size=(1, 400))
-    _, low, high = bootstrap_ci(x, n_boot=4000)
-    half = 1.96 * x.std(ddof=1) / 20
-    assert (high[0] - low[0]) / 2 == pytest.approx(half, rel=0.1)
-
-
 def test_runs_table_exact(tmp_path):
     # 2 num_steps x 2 seeds at state_size 4: learned (lag3, lag8), held-out loss chosen by hand.
     spec = {(5, 0): ((1.0, 0.0), 0.52), (5, 1): ((0.9, 0.1), 0.50),
@@ -135,9 +112,9 @@ def test_runs_table_exact(tmp_path):
     assert agg.warnings == []
     assert agg.config_cols == ["num_steps", "state_size"]  # train.progress differs but never splits a sweep
     assert list(agg.runs.columns) == [
-        "run_id", "rule", "backend", "style", "num_steps", "state_size", "seed", "status", "problem", "steps",
-        "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss", "baseline_0", "baseline_1",
-        "baseline_2", "level", "level_k", "level_clear", "level_from", "learned_lag3", "learned_lag8",
+        "run_id", "source", "source_dir", "rule", "backend", "style", "num_steps", "state_size", "seed", "status", "problem",
+        "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss", "baseline_0",
+        "baseline_1", "baseline_2", "level", "level_k", "level_clear", "level_from", "learned_lag3", "learned_lag8",
         "onset_lag3", "onset_lag8", "wall_s"]
     r = agg.runs
     assert list(r["run_id"]) == ["num_steps=5,seed=0", "num_steps=5,seed=1", "num_steps=10,seed=0",
@@ -146,7 +123,12 @@ def test_runs_table_exact(tmp_path):
     assert list(r["level_k"]) == [1, 1, 2, 0]
     assert list(r["level_clear"]) == [True, False, True, False]
     assert list(r["learned_lag8"]) == [0.0, 0.1, 1.0, 0.8]
-    assert list(r["onset_lag3"]) == [60.0] * 4 and list(r["onset_lag8"]) == [100.0] * 4
+    # Onsets in data steps: the onset in updates times 200 n time steps per update.
+    per = [DATA_PER_UPDATE[n] for n in (5, 5, 10, 10)]
+    assert list(r["onset_lag3"]) == pytest.approx([ONSET3 * k for k in per])
+    assert list(r["onset_lag8"]) == pytest.approx([ONSET8 * k for k in per])
+    assert list(r["data_steps"]) == [140 * k for k in per] and set(r["source_dir"]) == {str(tmp_path)}
+    assert set(r["source"]) == {tmp_path.name}
     assert list(r["wall_s"]) == [5.0, 6.0, 10.0, 11.0]
     assert list(r["steps"]) == [140] * 4 and set(r["status"]) == {"completed"}
     assert np.allclose(r[["baseline_0", "baseline_1", "baseline_2"]].to_numpy(), [[L0, L1, L2]] * 4)
@@ -169,12 +151,13 @@ def test_grid_and_curves_exact(tmp_path):
     # n=10: 0.46 sits nearest 3+8 and 0.50 nearest lag 3: a tie goes to fewer dependencies.
     assert g.loc[(5, 3), "level"] == "lag 3" and g.loc[(10, 3), "level"] == "lag 3"
     assert g.loc[(10, 8), "level_k_mean"] == pytest.approx(1.5)
-    assert g.loc[(10, 8), "onset_mean"] == 100.0 and g.loc[(10, 8), "n_onset"] == 2
+    assert g.loc[(10, 8), "onset_mean"] == pytest.approx(ONSET8 * 2000) and g.loc[(10, 8), "n_onset"] == 2
     c = agg.curves
-    assert list(c.columns) == ["run_id", "num_steps", "state_size", "seed", "epoch", "step", "loss"]
+    assert list(c.columns) == ["run_id", "num_steps", "state_size", "seed", "epoch", "step", "data_steps", "loss"]
     assert len(c) == 4 * len(CURVE)
     one = c[c["run_id"] == "n10_s1"]
     assert list(one["step"]) == [10 * (i + 1) for i in range(len(CURVE))] and list(one["loss"]) == CURVE
+    assert list(one["data_steps"]) == [2000 * 10 * (i + 1) for i in range(len(CURVE))]  # n=10: 2000 per update
     assert set(one["num_steps"]) == {10} and set(one["seed"]) == {1}
     lv = agg.levels
     assert list(lv["level"]) == ["none", "lag 3", "lags 3+8"] and list(lv["lags"]) == ["", "3", "3+8"]
@@ -231,16 +214,16 @@ def test_broken_runs_are_warned_never_raised(tmp_path):
     assert "summary.json unreadable (JSONDecodeError" in w["corrupt"]
     assert "dropped 1 malformed line(s): its last line" in w["truncated"]
     assert "started" in w["pending"] and "failed: RuntimeError: boom" in w["failed"]
-    assert w["empty_run"] == "empty_run: skipped, nothing to aggregate: no summary.json and no logged loss; " \
+    assert w["empty_run"] == "empty_run: skipped, nothing to aggregate: no usable summary.json and no logged loss; " \
                              "losses.csv is empty"
     assert len(agg.warnings) == 6
     # The running run: levels recomputed from Hydra's config; final loss = last block; level from training.
     run = r.loc["running"]
     assert (run["baseline_0"], run["baseline_2"]) == (pytest.approx(L0), pytest.approx(L2))
     assert run["final_loss"] == 0.52 and run["level_from"] == "train" and run["level"] == "lag 3"
-    # At the end the centred window is cut short: step 60 sees 0.69 0.69 0.52 0.52 (median 0.605),
-    # step 70 sees 0.69 0.52 0.52 (0.52): the onset is 70.
-    assert run["onset_lag3"] == 70.0 and math.isnan(run["onset_lag8"]) and math.isnan(run["learned_lag3"])
+    # Seven blocks: the trailing median is .69 at step 60 and .52 at 70, as in the full curve.
+    assert run["onset_lag3"] == pytest.approx(ONSET3 * 1000)
+    assert math.isnan(run["onset_lag8"]) and math.isnan(run["learned_lag3"])
     assert run["wall_s"] == 3.5 and run["seed"] == 1 and run["steps"] == 70  # elapsed_s of the last block
     assert r.loc["truncated", "steps"] == 140 and r.loc["corrupt", "seed"] == 1
     assert r.loc["corrupt", "problem"].startswith("summary.json unreadable")
@@ -259,8 +242,11 @@ def test_mixed_rules_get_their_own_levels(tmp_path):
     r = agg.runs.set_index("run_id")
     assert r.loc["other", "baseline_0"] == pytest.approx(math.log(2))
     assert r.loc["other", "baseline_1"] == pytest.approx(H(0.3)) and pd.isna(r.loc["other", "baseline_2"])
-    # Midpoint (ln2 + H(0.3)) / 2 = 0.652; at step 30 the centred median of 0.69 0.69 0.65 0.62 0.61 is 0.65.
-    assert r.loc["other", "onset_lag2"] == 30.0 and pd.isna(r.loc["other", "onset_lag3"])
+    # Midpoint (ln2 + H(0.3)) / 2 = 0.652; trailing medians of 3: .69 .69 .69 .65 .62 .61, so the
+    # crossing lies between step 30 (.69) and 40 (.65); 1000 time steps per update at n=5.
+    mid = (math.log(2) + H(0.3)) / 2
+    assert r.loc["other", "onset_lag2"] == pytest.approx(crossing(30, 0.69, 40, 0.65, mid) * 1000)
+    assert pd.isna(r.loc["other", "onset_lag3"])
     assert r.loc["other", "level"] == "lag 2"
     assert sorted(agg.grid["lag"]) == [2, 3, 8] and agg.grid["rule"].nunique() == 2
     assert sorted(agg.levels.groupby("rule").size()) == [2, 3]
@@ -277,7 +263,7 @@ def test_replica_directories_and_varying_fields(tmp_path):
     agg = aggregate(tmp_path)
     r = agg.runs
     assert agg.config_cols == ["train.optimizer.lr", "num_steps", "state_size"]
-    assert list(r.columns[:3]) == ["run_id", "train.optimizer.lr", "rule"]
+    assert list(r.columns[:5]) == ["run_id", "source", "source_dir", "train.optimizer.lr", "rule"]
     assert list(r["train.optimizer.lr"]) == [0.1, 0.3, 0.3, 0.3] and list(r["seed"]) == [3, 3, 4, 5]
     assert list(r["status"]) == ["completed", "completed", "completed", "incomplete"]
     assert list(agg.grid.query("lag == 3")["n_runs"]) == [1, 3]
@@ -289,7 +275,8 @@ def test_empty_directory(tmp_path):
     assert agg.runs.empty and agg.grid.empty and agg.curves.empty
     assert agg.warnings == [f"no runs under {tmp_path}: no directory holds summary.json or losses.csv"]
     written = write_tables(agg, tmp_path / "out")
-    assert [p.name for p in written] == ["runs.csv", "curves.csv", "grid.csv", "levels.csv", "warnings.txt"]
+    assert [p.name for p in written] == ["runs.csv", "curves.csv", "grid.csv", "levels.csv", "boundary.csv",
+                                         "warnings.txt"]
 
 
 def test_write_tables_round_trip(tmp_path):
@@ -297,7 +284,7 @@ def test_write_tables_round_trip(tmp_path):
     agg = aggregate(tmp_path / "sweep")
     write_tables(agg, tmp_path / "out")
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
-    assert runs.loc[0, "learned_lag3"] == 0.25 and runs.loc[0, "onset_lag8"] == 100
+    assert runs.loc[0, "learned_lag3"] == 0.25 and runs.loc[0, "onset_lag8"] == pytest.approx(ONSET8 * 1000)
     grid = pd.read_csv(tmp_path / "out" / "grid.csv")
     assert list(grid["lag"]) == [3, 8] and list(grid["learned_mean"]) == [0.25, 0.5]
     assert (tmp_path / "out" / "warnings.txt").read_text() == ""
@@ -329,7 +316,7 @@ def test_cli_arguments_in_process(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.count("rnn-sweep-aggregate: warning:") == 6 and "aggregated 5 runs" in captured.out
     produced = sorted(p.name for p in (tmp_path / "sweep" / "aggregate").iterdir())
-    assert produced == ["curves.csv", "grid.csv", "levels.csv", "runs.csv", "warnings.txt"]
+    assert produced == ["boundary.csv", "curves.csv", "grid.csv", "levels.csv", "runs.csv", "warnings.txt"]
     # Rerunning into the sweep does not pick up its own output as runs.
     assert _main(tmp_path / "sweep", "--no-figures", "--out", tmp_path / "sweep" / "aggregate") == 0
     assert "aggregated 5 runs" in capsys.readouterr().out
@@ -339,6 +326,7 @@ def test_console_script_exit_codes(tmp_path):
     (tmp_path / "empty").mkdir()
     out = _cli(tmp_path / "empty", cwd=tmp_path)
     assert out.returncode == 1 and "no runs under" in out.stderr and "Traceback" not in out.stderr
+    assert list((tmp_path / "empty").iterdir()) == []  # the output folder made for nothing is gone again
     write_run(tmp_path / "sweep" / "a", config(5, 4, 0))
     out = _cli(tmp_path / "sweep", "--out", tmp_path / "figs", "--format", "png,svg", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -351,12 +339,18 @@ def test_console_script_exit_codes(tmp_path):
     assert out.returncode == 0 and "grid.svg" not in produced and "truncation.png" not in produced
 
 
-def test_library_never_imports_tensorflow_or_hydra():
-    code = ("import sys, rnn_sweep.aggregate, rnn_sweep.plots, rnn_sweep.aggregate_cli; "
+def test_library_never_imports_tensorflow_or_hydra(tmp_path):
+    # A fresh interpreter aggregates a sweep with every figure, then lists what it imported.
+    write_run(tmp_path / "sweep" / "n5", config(5, 4, 0))
+    write_run(tmp_path / "sweep" / "n10", config(10, 4, 0, style="true"))
+    code = ("import sys; from rnn_sweep.aggregate_cli import run; "
+            f"assert run({str(tmp_path / 'sweep')!r}, {str(tmp_path / 'out')!r}, ('png',)) == 0; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'hydra', 'keras')]; "
             "assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    assert {"grid.png", "boundary.png", "curves.png", "onset.png", "truncation.png"} <= {
+        p.name for p in (tmp_path / "out").iterdir()}
 
 
 def test_200_run_sweep(tmp_path, record_property):
@@ -417,14 +411,58 @@ def test_real_sweep_is_aggregated_when_it_ends(tmp_path):
     assert {"grid.png", "grid.pdf", "curves.png", "curves.pdf"} <= produced
 
 
-def test_summary_with_the_wrong_schema_is_skipped_with_a_reason(tmp_path):
-    write_run(tmp_path / "good", config(5, 4, 0))
-    bad = write_run(tmp_path / "bad", config(5, 4, 1))
-    s = json.loads((bad / "summary.json").read_text())
-    (bad / "summary.json").write_text(json.dumps({**s, "levels": [{"name": "none", "lags": [], "loss": "high"}]}))
+# summary.json bodies that parse but break the schema, each with the problem its warning must name.
+MALFORMED = {
+    "no_levels": (lambda s: {k: v for k, v in s.items() if k != "levels"}, "levels is not a non-empty list"),
+    "string_loss": (lambda s: {**s, "heldout_loss": "0.5"}, "heldout_loss='0.5' is not a loss"),
+    "no_config": (lambda s: {k: v for k, v in s.items() if k != "config"}, "no config"),
+    "junk_level": (lambda s: {**s, "levels": [{"name": "none", "lags": [], "loss": "high"}]}, "levels entry"),
+    "junk_learned": (lambda s: {**s, "learned_fraction": {"3": "abc"}}, "learned_fraction="),
+    "negative_n": (lambda s: {**s, "num_steps": -3}, "num_steps='-3' is not an integer >= 1"),
+    "bool_seed": (lambda s: {**s, "seed": True}, "seed='True' is not an integer >= 0"),
+    "status": (lambda s: {**s, "status": "done"}, "status='done' is not one of"),
+    "nan_loss": (lambda s: {**s, "final_loss": float("nan")}, "final_loss='nan' is not a loss"),
+    "other_config": (lambda s: {**s, "num_steps": 7}, "num_steps/state_size/seed differ from its config"),
+}
+
+
+def _malformed_sweep(root: Path) -> None:
+    write_run(root / "good", config(5, 4, 0))
+    for seed, (name, (edit, _)) in enumerate(MALFORMED.items(), start=1):
+        run = write_run(root / name, config(5, 4, seed))
+        (run / "summary.json").write_text(json.dumps(edit(json.loads((run / "summary.json").read_text()))))
+    (root / "a_list").mkdir()
+    (root / "a_list" / "summary.json").write_text("[1, 2]")
+    # No config anywhere (summary without it, no Hydra record): its configuration is unknown.
+    run = write_run(root / "orphan", config(5, 4, 99), hydra=False)
+    s = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({k: v for k, v in s.items() if k != "config"}))
+
+
+def test_malformed_summaries_are_each_reported_never_counted_completed(tmp_path):
+    _malformed_sweep(tmp_path)
     agg = aggregate(tmp_path)
-    assert list(agg.runs["run_id"]) == ["good"] and set(agg.curves["run_id"]) == {"good"}
-    assert len(agg.warnings) == 1 and agg.warnings[0].startswith("bad: skipped, summary.json does not follow")
+    r = agg.runs.set_index("run_id")
+    assert r.loc["good", "status"] == "completed"
+    # Each malformed summary is treated as missing: the run is read from losses.csv and Hydra's record.
+    assert sorted(r.index) == sorted(["good", *MALFORMED])
+    assert set(r.drop(index="good")["status"]) == {"incomplete"}
+    assert r.loc["no_levels", "baseline_2"] == pytest.approx(L2)  # levels recomputed from the config
+    w = {line.split(":")[0]: line for line in agg.warnings}
+    for name, (_, problem) in MALFORMED.items():
+        assert "summary.json does not follow the schema" in w[name] and problem in w[name], w[name]
+    assert "not a JSON object" in w["a_list"] and "no config" in w["orphan"] and "skipped" in w["orphan"]
+    assert len(agg.warnings) == len(MALFORMED) + 2
+
+
+def test_malformed_summaries_on_the_console(tmp_path, capsys):
+    _malformed_sweep(tmp_path / "sweep")
+    assert _main(tmp_path / "sweep", "--out", tmp_path / "out") == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("rnn-sweep-aggregate: warning:") == len(MALFORMED) + 2
+    assert f"(1 completed, {len(MALFORMED)} incomplete; {len(MALFORMED) + 2} warnings" in captured.out
+    assert len((tmp_path / "out" / "warnings.txt").read_text().splitlines()) == len(MALFORMED) + 2
+    assert "Traceback" not in captured.err
 
 
 def test_run_without_any_config_is_skipped_and_missing_fields_do_not_split(tmp_path):
@@ -435,6 +473,119 @@ def test_run_without_any_config_is_skipped_and_missing_fields_do_not_split(tmp_p
     write_run(tmp_path / "orphan", config(5, 4, 2), losses=CURVE[:4], summary=False, hydra=False)
     agg = aggregate(tmp_path)
     assert list(agg.runs["run_id"]) == ["a", "b"] and agg.config_cols == ["num_steps", "state_size"]
-    assert agg.warnings == ["orphan: skipped: no summary.json and no Hydra config record (.hydra/config.yaml or "
+    assert agg.warnings == ["orphan: skipped: no usable summary.json and no Hydra config record (.hydra/config.yaml or "
                             ".jobs/), so its configuration is unknown"]
     assert str(agg.runs["num_steps"].dtype) == "Int64"
+
+
+def test_several_sweeps_pool_with_their_source_and_facet_what_differs(tmp_path):
+    # Two experiments that differ in epochs and logging (constant within each), one of them
+    # with a second truncation style, plus a sweep split over two machines (same config).
+    for seed in (0, 1):
+        write_run(tmp_path / "a" / "quick" / f"s{seed}", config(5, 4, seed))
+        cfg = config(5, 4, seed)
+        cfg["train"].update(epochs=2, log_every=20)
+        write_run(tmp_path / "b" / "quick" / f"s{seed}", cfg)
+    agg = aggregate([tmp_path / "a" / "quick", tmp_path / "b" / "quick"])
+    r = agg.runs
+    assert sorted(r["run_id"]) == ["a/quick/s0", "a/quick/s1", "b/quick/s0", "b/quick/s1"]  # labels disambiguate
+    assert dict(zip(r["run_id"], r["source_dir"]))["b/quick/s1"] == str(tmp_path / "b" / "quick")
+    assert sorted(set(r["source"])) == ["a/quick", "b/quick"]
+    # epochs and log_every vary only between the sources: one facet, "source".
+    assert agg.config_cols == ["source", "num_steps", "state_size"]
+    assert list(r["train.epochs"]) == [1, 1, 2, 2] and set(agg.grid["n_runs"]) == {2}
+    # Same config in both: no facet; the cells pool the runs of both machines.
+    write_run(tmp_path / "m1" / "s0", config(5, 4, 0))
+    write_run(tmp_path / "m2" / "s1", config(5, 4, 1), learned=(0.5, 0.0))
+    agg = aggregate([tmp_path / "m1", tmp_path / "m2"])
+    assert agg.config_cols == ["num_steps", "state_size"] and agg.warnings == []
+    assert agg.grid.set_index("lag").loc[3, "learned_mean"] == pytest.approx(0.75)
+
+
+def test_cli_with_several_sweeps_needs_out(tmp_path, capsys):
+    write_run(tmp_path / "x" / "r", config(5, 4, 0))
+    write_run(tmp_path / "y" / "r", config(5, 4, 0, style="true"))
+    assert _main(tmp_path / "x", tmp_path / "y") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "rnn-sweep-aggregate: error: --out is required with several SWEEP_DIRs (where should the pooled tables go?)"]
+    assert _main(tmp_path / "x", tmp_path / "x", "--out", tmp_path / "o") == 2
+    assert "the same directory is given twice" in capsys.readouterr().err
+    assert _main(tmp_path / "x", tmp_path / "y", "--out", tmp_path / "o", "--format", "png") == 0
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert list(runs["style"]) == ["tf", "true"] and list(runs["run_id"]) == ["x/r", "y/r"]
+    assert "truncation.png" in {p.name for p in (tmp_path / "o").iterdir()}  # style differs: a facet
+
+
+def _user_files(folder: Path) -> dict:
+    """A folder of a user's own files, some with the aggregator's extensions."""
+    files = {"thesis.tex": b"\\documentclass{article}", "notes/todo.txt": b"x", "my_grid.png": b"\x89PNG fake",
+             "runs_old.csv": b"a,b\n1,2\n", "aggregate.json": b"{}", "grid.tiff": b"keep", "results.csv": b"1"}
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_out_holding_user_files_keeps_them_byte_identical(tmp_path):
+    write_run(tmp_path / "sweep" / "n5", config(5, 4, 0))
+    write_run(tmp_path / "sweep" / "n10", config(10, 4, 0))
+    out = tmp_path / "paper"
+    out.mkdir()
+    files = _user_files(out)
+    (out / "truncation.svg").write_text("an old figure of ours, in a format not asked for this time")
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("the user's file a link points to")
+    (out / "levels.csv").symlink_to(target)
+    for _ in range(2):  # a second run replaces its own files and still touches nothing else
+        assert _main(tmp_path / "sweep", "--out", out, "--format", "png") == 0
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data, name
+    assert target.read_text() == "the user's file a link points to"  # the link was replaced, not followed
+    ours = {p.name for p in out.iterdir()} - {n.split("/")[0] for n in files}
+    assert ours == {"runs.csv", "curves.csv", "grid.csv", "levels.csv", "boundary.csv", "warnings.txt", "grid.png",
+                    "boundary.png", "curves.png", "onset.png"}  # the stale truncation.svg is gone, no temp files
+    assert not any(p.suffix == ".json" for p in out.iterdir() if p.name != "aggregate.json")
+
+
+@pytest.mark.parametrize("make_out,why", [
+    (lambda t: (t / "file.txt").write_text("mine") and t / "file.txt", "it exists and is not a directory"),
+    (lambda t: (t / "file.txt").write_text("mine") and t / "file.txt" / "sub", "cannot create it"),
+    (lambda t: Path("/proc/rnn-sweep-aggregate-out"), "cannot create it"),
+    (lambda t: Path("/proc"), "cannot write there"),
+    (lambda t: (t / "o" / "grid.png").mkdir(parents=True) or t / "o", "grid.png there is not a file"),
+])
+def test_unusable_out_is_one_line_exit_2(tmp_path, make_out, why):
+    write_run(tmp_path / "sweep" / "a", config(5, 4, 0))
+    out = make_above = make_out(tmp_path)
+    proc = _cli(tmp_path / "sweep", "--out", out, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and why in proc.stderr and f"--out='{make_above}'" in proc.stderr
+    if (tmp_path / "file.txt").exists():
+        assert (tmp_path / "file.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only directory")
+def test_read_only_out_is_one_line(tmp_path):
+    write_run(tmp_path / "sweep" / "a", config(5, 4, 0))
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    proc = _cli(tmp_path / "sweep", "--out", tmp_path / "ro", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot write there" in proc.stderr
+
+
+def test_data_steps_from_each_runs_config(tmp_path):
+    # n=3 (TF style): 100,000 steps / 200 rows = 500 columns = 166 windows (2 columns left over),
+    # 600 time steps per update; two epochs logged every 100 updates (the last block of each is short).
+    run = tmp_path / "n3"
+    write_run(run, config(3, 4, 0), losses=CURVE[:4])
+    (run / "losses.csv").write_text(HEADER + "0,100,0.69,100,1.0\n0,166,0.6,66,1.6\n1,266,0.52,100,2.6\n"
+                                    "1,332,0.5,66,3.2\n")
+    # True BPTT, n=5, update_every=2: 500 positions per row / 2 = 250 updates of 2 x 200 time steps.
+    cfg = config(5, 4, 0, style="true")
+    cfg["truncation"]["update_every"] = 2
+    write_run(tmp_path / "true", cfg, losses=[0.69, 0.6, 0.52])
+    agg = aggregate(tmp_path)
+    c = agg.curves.set_index("run_id")
+    assert list(c.loc["n3", "data_steps"]) == [60_000, 99_600, 160_000, 199_600]
+    assert list(c.loc["true", "data_steps"]) == [4_000, 8_000, 12_000]  # steps 10, 20, 30 x 400
+    assert dict(zip(agg.runs["run_id"], agg.runs["data_steps"])) == {"n3": 199_600, "true": 12_000}
