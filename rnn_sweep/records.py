@@ -301,40 +301,60 @@ FINISHED = ("completed", "diverged")  # results a rerun keeps; "failed" is retri
 STATUSES = (*FINISHED, "failed")
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _is_number(v, lo: float = -math.inf, none_ok: bool = True, nan_ok: bool = False) -> bool:
+    if v is None:
+        return none_ok
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return (nan_ok and math.isnan(v)) or (math.isfinite(v) and v >= lo)
+
+
+def _is_int(v, lo: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _levels_problem(levels) -> str | None:
+    if not isinstance(levels, list) or not levels:
+        return "levels is not a non-empty list"
+    for lv in levels:
+        if not (isinstance(lv, dict) and isinstance(lv.get("name"), str) and isinstance(lv.get("lags"), list)
+                and all(_is_int(g, 1) for g in lv["lags"]) and _is_number(lv.get("loss"), 0.0, none_ok=False)):
+            return f"levels entry {json.dumps(lv)[:60]} is not {{name: str, lags: [int], loss: number >= 0}}"
+    return None
 
 
 def summary_problems(summary: Any) -> list[str]:
-    """Every way a parsed summary.json breaks the record's schema (empty list: well formed).
+    """What in a parsed summary.json breaks the schema ``train.train`` writes (empty: fine).
 
-    A well-formed record has a ``status`` of completed / diverged / failed, the
-    run's ``config`` as a mapping, ``levels`` as a list of ``{name, loss}``, the
-    losses as numbers or null (a completed run: numbers) and ``learned_fraction``
-    as a mapping of lag -> number or null.
+    A failed run's record only needs ``status``; a completed or diverged run needs
+    its config, identity, levels and results with the right types and sane values.
     """
     if not isinstance(summary, dict):
         return [f"is a JSON {type(summary).__name__}, not an object"]
-    problems = []
     status = summary.get("status")
     if status not in STATUSES:
-        problems.append(f"status={status!r} (expected one of {', '.join(STATUSES)})")
-    if not isinstance(summary.get("config"), dict):
-        problems.append("no config mapping")
-    levels = summary.get("levels")
-    if not isinstance(levels, list) or not all(
-            isinstance(lv, dict) and isinstance(lv.get("name"), str) and _number(lv.get("loss")) for lv in levels):
-        problems.append("levels is not a list of {name, loss}")
-    for key in ("final_loss", "heldout_loss"):
-        value = summary.get(key)
-        if not (value is None or _number(value)) or (status == "completed" and not _number(value)):
-            problems.append(f"{key}={value!r} is not a number")
-    fractions = summary.get("learned_fraction")
-    # NaN: what records written before strict JSON hold for a dependency without effect.
-    if not isinstance(fractions, dict) or not all(
-            v is None or _number(v) or (isinstance(v, float) and math.isnan(v)) for v in fractions.values()):
-        problems.append("learned_fraction is not a mapping of lag -> number or null")
-    return problems
+        return [f"status={str(status)[:30]!r} is not one of {', '.join(STATUSES)}"]
+    if status == "failed":
+        return []
+    out = []
+    cfg = summary.get("config")
+    if not isinstance(cfg, dict):
+        out.append("no config")
+    out += [f"{k}={str(summary.get(k))[:30]!r} is not an integer >= {lo}"
+            for k, lo in (("num_steps", 1), ("state_size", 1), ("seed", 0), ("steps", 0))
+            if not _is_int(summary.get(k), lo)]
+    if isinstance(cfg, dict) and any(k in cfg and k in summary and cfg[k] != summary[k]
+                                     for k in ("num_steps", "state_size", "seed")):
+        out.append("num_steps/state_size/seed differ from its config")
+    out += [f"{k}={str(summary.get(k))[:30]!r} is not a loss (a number >= 0{'' if status == 'completed' else ' or null'})"
+            for k in ("final_loss", "heldout_loss", "heldout_optimal_loss")
+            if not _is_number(summary.get(k), 0.0, none_ok=status != "completed" or k == "heldout_optimal_loss")]
+    learned = summary.get("learned_fraction")
+    if not isinstance(learned, dict) or not all(_is_number(v, nan_ok=True) for v in learned.values()):
+        out.append(f"learned_fraction={str(learned)[:40]!r} is not {{lag: number or null}}")
+    if (problem := _levels_problem(summary.get("levels"))) is not None:
+        out.append(problem)
+    return out
 
 
 def read_summary(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:

@@ -21,11 +21,13 @@ import pandas as pd
 
 from rnn_sweep.baselines import learning_levels
 from rnn_sweep.config import DataConfig, Dependency
+from rnn_sweep.records import EXECUTION_KEYS, summary_problems
 
 SUMMARY_FILE = "summary.json"
 LOSSES_FILE = "losses.csv"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
-IGNORED = {"train.progress", "train.threads", "train.replicas"}  # execution settings, not identity
+# Execution settings, not identity (train.replicas: how seeds were grouped, not what each run is).
+IGNORED = {*EXECUTION_KEYS, "train.replicas"}
 
 
 
@@ -136,62 +138,6 @@ def read_losses(path: Path) -> tuple[pd.DataFrame, list[str]]:
         problems.append(f"{LOSSES_FILE}: dropped {len(bad)} malformed line(s): {where}")
     frame = pd.DataFrame(rows, columns=list(empty.columns)) if rows else empty
     return frame, problems
-
-
-STATUSES = ("completed", "diverged", "failed")
-
-
-def _is_number(v, lo: float = -math.inf, none_ok: bool = True, nan_ok: bool = False) -> bool:
-    if v is None:
-        return none_ok
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    return (nan_ok and math.isnan(v)) or (math.isfinite(v) and v >= lo)
-
-
-def _is_int(v, lo: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-
-def _levels_problem(levels) -> str | None:
-    if not isinstance(levels, list) or not levels:
-        return "levels is not a non-empty list"
-    for lv in levels:
-        if not (isinstance(lv, dict) and isinstance(lv.get("name"), str) and isinstance(lv.get("lags"), list)
-                and all(_is_int(g, 1) for g in lv["lags"]) and _is_number(lv.get("loss"), 0.0, none_ok=False)):
-            return f"levels entry {json.dumps(lv)[:60]} is not {{name: str, lags: [int], loss: number >= 0}}"
-    return None
-
-
-def summary_problems(summary: dict) -> list[str]:
-    """What in a parsed summary.json breaks the schema ``train.train`` writes (empty: fine).
-
-    A failed run's record only needs ``status``; a completed or diverged run needs
-    its config, identity, levels and results with the right types and sane values.
-    """
-    status = summary.get("status")
-    if status not in STATUSES:
-        return [f"status={str(status)[:30]!r} is not one of {', '.join(STATUSES)}"]
-    if status == "failed":
-        return []
-    out = []
-    cfg = summary.get("config")
-    if not isinstance(cfg, dict):
-        out.append("no config")
-    out += [f"{k}={str(summary.get(k))[:30]!r} is not an integer >= {lo}"
-            for k, lo in (("num_steps", 1), ("state_size", 1), ("seed", 0), ("steps", 0))
-            if not _is_int(summary.get(k), lo)]
-    if isinstance(cfg, dict) and any(k in cfg and k in summary and cfg[k] != summary[k]
-                                     for k in ("num_steps", "state_size", "seed")):
-        out.append("num_steps/state_size/seed differ from its config")
-    out += [f"{k}={str(summary.get(k))[:30]!r} is not a loss (a number >= 0 or null)"
-            for k in ("final_loss", "heldout_loss", "heldout_optimal_loss") if not _is_number(summary.get(k), 0.0)]
-    learned = summary.get("learned_fraction")
-    if not isinstance(learned, dict) or not all(_is_number(v, nan_ok=True) for v in learned.values()):
-        out.append(f"learned_fraction={str(learned)[:40]!r} is not {{lag: number or null}}")
-    if (problem := _levels_problem(summary.get("levels"))) is not None:
-        out.append(problem)
-    return out
 
 
 def _read_summary(path: Path, problems: list[str]) -> dict | None:

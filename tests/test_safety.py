@@ -193,11 +193,11 @@ def test_learned_fraction_of_a_dependency_without_effect_is_null_with_reason():
 @pytest.mark.parametrize("body,problem", [
     ([1, 2], "is a JSON list"),
     ({"status": "completed", "config": {}, "final_loss": 0.5, "heldout_loss": 0.5, "learned_fraction": {}},
-     "levels is not a list"),
+     "levels is not a non-empty list"),
     ({"status": "completed", "config": {}, "final_loss": "0.5", "heldout_loss": 0.5, "learned_fraction": {},
-      "levels": []}, "final_loss='0.5' is not a number"),
+      "levels": []}, "final_loss='0.5' is not a loss"),
     ({"status": "done", "config": {}, "levels": [], "learned_fraction": {}}, "status='done'"),
-    ({"status": "failed", "config": [], "levels": [], "learned_fraction": {}}, "no config mapping"),
+    ({"status": "completed", "config": [], "levels": [], "learned_fraction": {}}, "no config"),
 ])
 def test_malformed_summaries_are_reported_with_the_reason(tmp_path, body, problem):
     (tmp_path / "summary.json").write_text(json.dumps(body))

@@ -251,7 +251,8 @@ def _write_summary(run_dir: Path, status: str, cfg) -> None:
     loss = 0.52 if status == "completed" else None
     (run_dir / "summary.json").write_text(json.dumps({
         "status": status, "config": dataclasses.asdict(cfg), "final_loss": loss, "heldout_loss": loss,
-        "levels": [{"name": "nothing", "loss": 0.66}], "learned_fraction": {"3": 1.0, "8": None}}))
+        "num_steps": cfg.num_steps, "state_size": cfg.state_size, "seed": cfg.seed, "steps": 10,
+        "levels": [{"name": "nothing", "lags": [], "loss": 0.66}], "learned_fraction": {"3": 1.0, "8": None}}))
 
 
 def test_plan_replicated_job_is_finished_when_every_seed_record_is(tmp_path, cfg_factory):
