@@ -181,10 +181,7 @@ def validate(cfg: RunConfig) -> None:
     _positive_int("train.epochs", t.epochs)
     _positive_int("train.batch_size", t.batch_size)
     _positive_int("train.log_every", t.log_every)
-    _positive_int("train.replicas", t.replicas)
-    if t.replicas > 1 and (cfg.model.backend, cfg.truncation.style) != ("scratch", "tf"):
-        _fail("train.replicas", t.replicas, "replicas > 1 need model.backend=scratch and truncation.style=tf "
-              f"(got {cfg.model.backend}, {cfg.truncation.style}); use train.replicas=1 and a seed sweep")
+    _positive_int("train.replicas", t.replicas)  # K > 1: seeds seed..seed+K-1 as one pack (any backend, style)
     if isinstance(t.threads, bool) or not isinstance(t.threads, int) or t.threads < 0:
         _fail("train.threads", t.threads, "must be an integer >= 0 (0 = TensorFlow default)")
     if not (isinstance(t.diverge_loss, (int, float)) and t.diverge_loss > 0):

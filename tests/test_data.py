@@ -43,11 +43,12 @@ def article_gen_batch(raw_data, batch_size, num_steps):
 
 
 def test_wrap_mode_reproduces_article_exactly():
-    rng = np.random.default_rng(1)
-    X = rng.integers(0, 2, 20_000).astype(np.int8)
-    U = rng.random(20_000)
     rule = DataConfig(boundary="wrap")
-    y, p = data.labels_from(X, U, rule)
+    x, y, p = data.generate(rule, 20_000, np.random.default_rng(1))
+    rng = np.random.default_rng(1)  # the same draws, in generate's order: inputs, then uniforms
+    X = (rng.random(20_000, dtype=np.float32) < np.float32(0.5)).astype(np.int8)
+    U = rng.random(20_000, dtype=np.float32)
+    np.testing.assert_array_equal(x, X)
     np.testing.assert_array_equal(y, article_gen_data(X, U))
     # the wrap-around itself: Y_0 depends on X_{-3} = X[len-3]
     assert p[0] == 0.5 + 0.5 * X[-3] - 0.25 * X[-8]
