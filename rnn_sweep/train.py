@@ -238,6 +238,10 @@ def _record(logs: list[MemberLog], results: list[dict | None], clock: dict, isol
                 raise
             lg.fail(err)
             summary = build_summary(lg, None, summary["timings"])
+            try:  # the failure record is smaller than the results; it may still fit
+                write_json_atomic(lg.dir / SUMMARY_FILE, summary)
+            except OSError:
+                pass  # nothing on disk: the sweep treats the run as unfinished and retrains it
         summaries.append(summary)
     return summaries
 
