@@ -50,19 +50,27 @@ class ScratchBackend:
         k, batch, steps = x.shape[0], x.shape[1], x.shape[2]
         d = self.state_size
         # [X_t; S_{t-1}] W == X_t W[:2] + S_{t-1} W[2:]; the input part is done for all
-        # steps at once (one batched matmul instead of T), the recurrence step by step.
-        xw = tf.matmul(tf.reshape(x, [k, batch * steps, NUM_CLASSES]), W[:, :NUM_CLASSES])
+        # steps at once, the recurrence step by step.
+        xw = _project(tf.reshape(x, [k, batch * steps, NUM_CLASSES]), W[:, :NUM_CLASSES])
         xw = tf.reshape(xw, [k, batch, steps, d]) + b[:, None, None, :]
         w_s = W[:, NUM_CLASSES:]
         s = state[0]
         outs = []
         for t in range(steps):  # static unroll, as in the article
-            if d <= FUSED_MATMUL_MAX_D:
-                rec = tf.reduce_sum(s[:, :, :, None] * w_s[:, None], axis=2)
-            else:
-                rec = tf.matmul(s, w_s)
-            s = tf.tanh(xw[:, :, t] + rec)
+            s = tf.tanh(xw[:, :, t] + _project(s, w_s))
             outs.append(s)
         h = tf.reshape(tf.stack(outs, axis=2), [k, batch * steps, d])
-        logits = tf.reshape(tf.matmul(h, U) + c[:, None, :], [k, batch, steps, NUM_CLASSES])
+        logits = tf.reshape(_project(h, U) + c[:, None, :], [k, batch, steps, NUM_CLASSES])
         return logits, (s,)
+
+
+def _project(a, w):
+    """Batched a [K, M, i] @ w [K, i, o]. With a small inner size i, a broadcast multiply +
+    sum fuses into the surrounding elementwise XLA kernels, where a batched dot call is a
+    separate, slower kernel (K=8, n=5, d=4: warm epoch 0.72 s -> see benchmarks/bench_pack.py);
+    from i ~ 16 on the dot is faster (benchmarks/bench_backends.py)."""
+    import tensorflow as tf
+
+    if w.shape[1] <= FUSED_MATMUL_MAX_D:
+        return tf.reduce_sum(a[:, :, :, None] * w[:, None], axis=2)
+    return tf.matmul(a, w)
