@@ -87,7 +87,3 @@ def predict_fn(backend, xla: bool = False) -> Callable:
         _CACHE[key] = tf.function(predict, jit_compile=xla, autograph=False)  # explicit loop, see epoch_fn
     return _CACHE[key]
 
-
-def cache_size() -> int:
-    """Compiled functions held by this process (each one traced program per shape signature)."""
-    return len(_CACHE)
