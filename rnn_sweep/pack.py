@@ -102,12 +102,12 @@ class Pack:
         losses = np.asarray(losses)
         return losses, t1 - t0, time.perf_counter() - t1
 
-    def evaluate(self) -> list[dict]:
-        """Every replica's held-out loss and probe on its own fresh data (one compiled pass).
+    def heldout_predictions(self) -> list[tuple[np.ndarray, tuple]]:
+        """Every replica's predictions on its own fresh held-out data, in ONE compiled pass.
 
-        Returns one dict per replica: heldout_loss, heldout_optimal_loss (nats),
-        learned_fraction {str(lag): fraction}. A replica whose parameters are not
-        finite gets NaNs; it cannot disturb the others.
+        Returns per replica (p_win float32 [W, B, n] = P(Y=1), its data
+        ``generate_full(...)`` tuple); pass them to :func:`heldout_metrics`. A
+        replica whose parameters are not finite gets NaNs; it cannot disturb the others.
         """
         from rnn_sweep import engine
 
@@ -117,14 +117,17 @@ class Pack:
                 for s in self.seeds]
         xs = np.stack([data_mod.to_windows(data_mod.to_rows(f[0], b), n) for f in full], axis=1)  # [W, K, B, n]
         # Not XLA: one forward pass over the held-out data runs in ~0.1 s as a plain graph,
-        # less than XLA needs to compile it (benchmarks/compile_cost.py).
+        # less than XLA needs to compile it (benchmarks/compile_cost.py: "eval compile").
         p_win = engine.predict_fn(self.backend, xla=False)(self.params, xs, self.backend.zero_state(self.size, b))
         p_win = np.asarray(p_win)
-        return [_probe(cfg, p_win[:, k], f) for k, f in enumerate(full)]
+        return [(p_win[:, k], f) for k, f in enumerate(full)]
 
 
-def _probe(cfg: RunConfig, p_win: np.ndarray, full: tuple) -> dict:
-    """One replica's held-out numbers from its predictions p_win [W, B, n] on its data ``full``."""
+def heldout_metrics(cfg: RunConfig, p_win: np.ndarray, full: tuple) -> dict:
+    """One run's held-out numbers from its predictions p_win [W, B, n] on its data ``full``.
+
+    Returns heldout_loss and heldout_optimal_loss (nats), learned_fraction {str(lag): fraction}.
+    """
     _, y, p_true, lagged = full
     b = cfg.train.batch_size
     used = p_win.shape[0] * p_win.shape[2]

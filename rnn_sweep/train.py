@@ -197,30 +197,42 @@ def _train_epochs(pack, logs: list[MemberLog], clock: dict) -> None:
             break
         e0 = time.perf_counter() - t_train
         losses, data_s, epoch_s = pack.train_epoch(epoch)
+        e1 = time.perf_counter() - t_train
         clock["data_s"] += data_s
         clock["epoch_s"].append(epoch_s)
         for k, lg in enumerate(logs):
-            lg.log_epoch(epoch, losses[:, k], e0, time.perf_counter() - t_train)
+            lg.log_epoch(epoch, losses[:, k], e0, e1)
         bar.update(updates)
-        bar.set_postfix(loss=f"{np.nanmean([lg.last_block for lg in logs]):.4f}")
+        live = [lg.last_block for lg in logs if lg.training]
+        bar.set_postfix(loss=f"{np.mean(live):.4f}" if live else "diverged")
     bar.close()
     clock["train_s"] = time.perf_counter() - t_train
 
 
 def _evaluate(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> list[dict | None]:
     """Held-out numbers of the completed members (one compiled pass for the whole pack)."""
+    from rnn_sweep.pack import heldout_metrics
+
     t_eval = time.perf_counter()
     results: list[dict | None] = [None] * len(logs)
     if any(lg.training for lg in logs):
         try:
-            evs = pack.evaluate()
-            results = [ev if lg.training else None for ev, lg in zip(evs, logs)]
-        except Exception as err:  # noqa: BLE001 -- recorded per member; see _run_pack
+            predictions = pack.heldout_predictions()
+        except Exception as err:  # noqa: BLE001 -- every member fails alike; recorded per member
             if not isolate:
                 raise
-            for lg in logs:
-                if lg.training:
-                    lg.fail(err)
+            predictions = [err] * len(logs)
+        for k, (lg, pred) in enumerate(zip(logs, predictions)):
+            if not lg.training:
+                continue
+            try:
+                if isinstance(pred, Exception):
+                    raise pred
+                results[k] = heldout_metrics(lg.cfg, *pred)
+            except Exception as err:  # noqa: BLE001 -- one member's failure is its own record
+                if not isolate:
+                    raise
+                lg.fail(err)
     clock["eval_s"] = time.perf_counter() - t_eval
     return results
 

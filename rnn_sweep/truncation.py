@@ -96,14 +96,23 @@ def start_states(backend, params, rows_1h, state, t0, u: int, n: int):
         row block j is the state after position t0+j-n, i.e. the start state of
         the sub-sequence whose loss is at t0+j; carry is the state after t0+u-n-1.
     """
-    per_step = []
-    for j in range(u):  # u is static; each step is a T=1 unroll of the backend
+    # A symbolic loop, not a Python one: these steps need no gradient, so nothing is gained
+    # by unrolling them, and the graph XLA compiles stays the same size for any u.
+    def body(j, state, acc):
         p = t0 - n + j
         _, new = backend.unroll(params, rows_1h[:, :, tf.maximum(p, 0)][:, :, None, :], state)
         state = tuple(tf.where(p >= 0, s_new, s_old) for s_new, s_old in zip(new, state))
-        per_step.append(state)
-    starts = tuple(tf.stop_gradient(tf.concat([st[i] for st in per_step], axis=1))
-                   for i in range(len(state)))
+        return j + 1, state, tuple(ta.write(j, s) for ta, s in zip(acc, state))
+
+    acc = tuple(tf.TensorArray(tf.float32, size=u, element_shape=s.shape) for s in state)
+    _, state, acc = tf.while_loop(lambda j, *_: j < u, body, (tf.constant(0), tuple(state), acc))
+
+    def blocks(ta):  # [u, K, B, ...] -> [K, u*B, ...], row block j = step j
+        st = ta.stack()
+        st = tf.transpose(st, [1, 0] + list(range(2, st.shape.rank)))
+        return tf.reshape(st, [st.shape[0], -1] + st.shape.as_list()[3:])
+
+    starts = tuple(tf.stop_gradient(blocks(ta)) for ta in acc)
     return starts, tuple(tf.stop_gradient(s) for s in state)
 
 

@@ -64,7 +64,8 @@ def test_stacked_gradients_are_each_replicas_own():
             np.testing.assert_allclose(grads[name][k].numpy(), ref.grads[name], atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("extra", [[], ["truncation=true_bptt", "model=static", "model.cell=gru"]])
+@pytest.mark.parametrize("extra", [
+    [], pytest.param(["truncation=true_bptt", "model=static", "model.cell=gru"], marks=pytest.mark.slow)])
 def test_pack_members_equal_their_runs_alone(tmp_path, extra):
     """Seeds AND learning rates differ inside the pack; every member's record is its run alone."""
     from rnn_sweep.train import train, train_pack
@@ -116,6 +117,26 @@ def test_failing_member_is_isolated(tmp_path, monkeypatch):
     out = train_mod.train_pack(cfgs, [tmp_path / f"p{i}" for i in range(3)])
     assert [s["status"] for s in out] == ["completed", "failed", "completed"]
     assert "No space left" in out[1]["error"]
+    assert json.loads((tmp_path / "p1" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_member_whose_evaluation_fails_is_isolated(tmp_path, monkeypatch):
+    """An error in one member's held-out evaluation fails that member only."""
+    from rnn_sweep import pack
+    from rnn_sweep.train import train_pack
+
+    real = pack.heldout_metrics
+
+    def broken_for_seed_1(cfg, p_win, full):
+        if cfg.seed == 1:
+            raise FloatingPointError("injected evaluation failure")
+        return real(cfg, p_win, full)
+
+    monkeypatch.setattr(pack, "heldout_metrics", broken_for_seed_1)
+    out = train_pack([small_cfg(*TINY, f"seed={s}") for s in (0, 1)], [tmp_path / "p0", tmp_path / "p1"])
+    assert [s["status"] for s in out] == ["completed", "failed"]
+    assert out[1]["error"] == "FloatingPointError: injected evaluation failure" and out[1]["heldout_loss"] is None
+    assert out[0]["heldout_loss"] is not None
     assert json.loads((tmp_path / "p1" / "summary.json").read_text())["status"] == "failed"
 
 
