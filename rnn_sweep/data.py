@@ -98,5 +98,6 @@ def pack_epoch_windows(rule: DataConfig, length: int, batch_size: int, num_steps
     Slice [:, k] is exactly what a run with seed ``seeds[k]`` alone draws
     (:func:`epoch_windows` on ``rng_for(seeds[k], TRAIN_STREAM, epoch)``).
     """
-    pairs = [epoch_windows(rule, length, batch_size, num_steps, rng_for(s, TRAIN_STREAM, epoch)) for s in seeds]
-    return np.stack([p[0] for p in pairs], axis=1), np.stack([p[1] for p in pairs], axis=1)
+    drawn = {s: epoch_windows(rule, length, batch_size, num_steps, rng_for(s, TRAIN_STREAM, epoch))
+             for s in dict.fromkeys(seeds)}  # members with one seed (a learning-rate pack) share one draw
+    return np.stack([drawn[s][0] for s in seeds], axis=1), np.stack([drawn[s][1] for s in seeds], axis=1)

@@ -113,8 +113,9 @@ class Pack:
 
         cfg = self.cfgs[0]
         b, n = cfg.train.batch_size, cfg.num_steps
-        full = [data_mod.generate_full(cfg.data, cfg.data.eval_length, data_mod.rng_for(s, data_mod.EVAL_STREAM))
-                for s in self.seeds]
+        drawn = {s: data_mod.generate_full(cfg.data, cfg.data.eval_length, data_mod.rng_for(s, data_mod.EVAL_STREAM))
+                 for s in dict.fromkeys(self.seeds)}
+        full = [drawn[s] for s in self.seeds]
         xs = np.stack([data_mod.to_windows(data_mod.to_rows(f[0], b), n) for f in full], axis=1)  # [W, K, B, n]
         # Not XLA: one forward pass over the held-out data runs in ~0.1 s as a plain graph,
         # less than XLA needs to compile it (benchmarks/compile_cost.py: "eval compile").
