@@ -36,14 +36,14 @@ def measure(backend_name: str, cell: str, xla: bool, repeats: int, windows) -> d
     validate(cfg)
     xs, ys = windows
     be = build_backend(cfg.model, cfg.state_size)
-    params = {k: tf.constant(v) for k, v in be.init_params(0).items()}
-    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(cfg.train.optimizer).items()}
+    params = {k: tf.constant(v) for k, v in be.init_params([0]).items()}  # a pack of one
+    hp = optim.stacked_hyperparams([cfg.train.optimizer])
     opt_state = optim.init_state(cfg.train.optimizer.name, params, hp)
     fn = be.make_epoch_fn(cfg) if hasattr(be, "make_epoch_fn") else engine.epoch_fn(be, "adagrad", "tf", xla)
     times = []
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
-        params, opt_state, losses, _ = fn(params, opt_state, hp, xs, ys, be.zero_state(cfg.train.batch_size))
+        params, opt_state, losses, _ = fn(params, opt_state, hp, xs, ys, be.zero_state(1, cfg.train.batch_size))
         losses = losses.numpy()  # wait for the result
         times.append(time.perf_counter() - t0)
     warm = times[1:]
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import_tf()
     cfg = RunConfig()  # the article: 1M steps, batch 200, n=5, d=4
-    windows = data.epoch_windows(cfg.data, cfg.data.length, cfg.train.batch_size, cfg.num_steps,
-                                 data.rng_for(0, data.TRAIN_STREAM, 0))
+    windows = data.pack_epoch_windows(cfg.data, cfg.data.length, cfg.train.batch_size, cfg.num_steps, [0], 0)
     rows = []
     for name in args.backends.split(","):
         for cell in args.cells.split(","):

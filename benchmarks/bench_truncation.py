@@ -26,15 +26,15 @@ def time_style(backend, style: str, n: int, args) -> tuple[float, float, int]:
 
     from rnn_sweep import data, engine, optim
 
-    params = {k: tf.constant(v) for k, v in backend.init_params(0).items()}
-    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(OptimizerConfig()).items()}
+    params = {k: tf.constant(v) for k, v in backend.init_params([0]).items()}  # a pack of one
+    hp = optim.stacked_hyperparams([OptimizerConfig()])
     opt_state = optim.init_state("adagrad", params, hp)
     fn = engine.epoch_fn(backend, "adagrad", style, xla=not args.no_xla)
     times = []
     for epoch in range(args.repeats + 1):
-        xs, ys = data.epoch_windows(DataConfig(), args.length, args.batch_size, n, data.rng_for(0, 0, epoch))
+        xs, ys = data.pack_epoch_windows(DataConfig(), args.length, args.batch_size, n, [0], epoch)
         t0 = time.perf_counter()
-        params, opt_state, losses, _ = fn(params, opt_state, hp, xs, ys, backend.zero_state(args.batch_size))
+        params, opt_state, losses, _ = fn(params, opt_state, hp, xs, ys, backend.zero_state(1, args.batch_size))
         losses.numpy()  # wait for the computation
         times.append(time.perf_counter() - t0)
     return times[0], statistics.median(times[1:]), int(losses.shape[0])

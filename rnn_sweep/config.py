@@ -191,10 +191,7 @@ def validate(cfg: RunConfig) -> None:
     _positive_int("train.epochs", t.epochs)
     _positive_int("train.batch_size", t.batch_size)
     _positive_int("train.log_every", t.log_every)
-    _positive_int("train.replicas", t.replicas)
-    if t.replicas > 1 and (cfg.model.backend, cfg.truncation.style) != ("scratch", "tf"):
-        _fail("train.replicas", t.replicas, "replicas > 1 need model.backend=scratch and truncation.style=tf "
-              f"(got {cfg.model.backend}, {cfg.truncation.style}); use train.replicas=1 and a seed sweep")
+    _positive_int("train.replicas", t.replicas)  # K > 1: seeds seed..seed+K-1 as one pack (any backend, style)
     if isinstance(t.threads, bool) or not isinstance(t.threads, int) or not 0 <= t.threads <= thread_limit():
         _fail("train.threads", t.threads, f"must be an integer from 0 (TensorFlow default) to {thread_limit()} "
               f"(4 x this machine's {os.cpu_count()} cores, at most {MAX_THREADS})")

@@ -19,14 +19,6 @@ def rng_for(seed: int, stream: int, epoch: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, stream, epoch])
 
 
-def true_probability(x_lagged: list[np.ndarray], rule: DataConfig) -> np.ndarray:
-    """P(Y_t=1) given the lagged inputs, one array per dependency (same order)."""
-    p = np.full(x_lagged[0].shape if x_lagged else (), rule.base_prob, dtype=np.float64)
-    for xl, dep in zip(x_lagged, rule.dependencies):
-        p = p + dep.effect * xl
-    return p
-
-
 def lagged_inputs(x_full: np.ndarray, length: int, rule: DataConfig) -> list[np.ndarray]:
     """X_{t-lag} for t = 0..length-1, for each dependency.
 
@@ -42,17 +34,6 @@ def lagged_inputs(x_full: np.ndarray, length: int, rule: DataConfig) -> list[np.
 
 def max_lag(rule: DataConfig) -> int:
     return max((d.lag for d in rule.dependencies), default=0)
-
-
-def labels_from(x_full: np.ndarray, u: np.ndarray, rule: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Targets from inputs and uniforms: Y_t = 1 iff u_t <= P(Y_t=1) (the article's test).
-
-    Returns (y, p): int8 targets and float64 true probabilities, both of len(u).
-    """
-    length = len(u)
-    p = true_probability(lagged_inputs(x_full, length, rule), rule)
-    y = (u <= p).astype(np.int8)
-    return y, p
 
 
 def generate_full(rule: DataConfig, length: int, rng: np.random.Generator):
@@ -108,3 +89,15 @@ def epoch_windows(rule: DataConfig, length: int, batch_size: int, num_steps: int
     """One epoch of training data as windows: (x, y), each int8 [W, B, num_steps]."""
     x, y, _ = generate(rule, length, rng)
     return to_windows(to_rows(x, batch_size), num_steps), to_windows(to_rows(y, batch_size), num_steps)
+
+
+def pack_epoch_windows(rule: DataConfig, length: int, batch_size: int, num_steps: int,
+                       seeds: list[int], epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pack's training data for ``epoch``: (x, y), each int8 [W, K, B, num_steps].
+
+    Slice [:, k] is exactly what a run with seed ``seeds[k]`` alone draws
+    (:func:`epoch_windows` on ``rng_for(seeds[k], TRAIN_STREAM, epoch)``).
+    """
+    drawn = {s: epoch_windows(rule, length, batch_size, num_steps, rng_for(s, TRAIN_STREAM, epoch))
+             for s in dict.fromkeys(seeds)}  # members with one seed (a learning-rate pack) share one draw
+    return np.stack([drawn[s][0] for s in seeds], axis=1), np.stack([drawn[s][1] for s in seeds], axis=1)

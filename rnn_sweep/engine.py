@@ -1,11 +1,13 @@
-"""Compiled training and evaluation loops (TensorFlow).
+"""Compiled training and evaluation of a pack of K replicas (TensorFlow).
 
-An epoch is ONE compiled computation: a ``tf.while_loop`` over the windows whose
-loop variables are the parameters, the optimizer slots and the carried RNN
-state. Compiled functions are cached by their static structure (backend,
-optimizer, style, XLA), and hyper-parameters enter as tensors, so runs in one
-process with the same shapes (other seeds, other learning rates) reuse the
-compiled program instead of tracing and compiling again.
+An epoch is ONE compiled computation: a ``tf.while_loop`` over the updates whose
+loop variables are the stacked parameters [K, ...], the optimizer slots and the
+carried RNN state; the truncation style (:mod:`rnn_sweep.truncation`) supplies
+each update's losses and gradients. Compiled functions are cached by their
+static structure (backend, cell, state size, optimizer, style, XLA), and
+hyper-parameters enter as [K] tensors, so a pack of any seeds and learning rates,
+and the next pack of the same shapes in this process, reuse the compiled
+program instead of tracing and compiling again (tests/test_compile_reuse.py).
 """
 
 from __future__ import annotations
@@ -14,35 +16,16 @@ from typing import Callable
 
 import tensorflow as tf
 
-from rnn_sweep import optim
+from rnn_sweep import optim, truncation
 
 _CACHE: dict[tuple, Callable] = {}
-
-
-def window_loss(logits, y):
-    """Mean sparse softmax cross-entropy over every position of the window(s)."""
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-
-
-def tf_style_step(backend, params, x, y, state):
-    """Loss and gradients of one window, TensorFlow-style truncation BPTT(n, n).
-
-    The state entering the window is a constant (gradient stopped), so the error
-    at position j flows back through j+1 cells only.
-    """
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        logits, new_state = backend.unroll(params, x, state)
-        loss = window_loss(logits, y)
-    grads = tape.gradient(loss, params)
-    return loss, grads, tuple(tf.stop_gradient(s) for s in new_state)
 
 
 def update_loop(num_updates, opt_name: str, hp, params, opt_state, state, grad_step):
     """``num_updates`` optimizer updates as one ``tf.while_loop`` (shared by every style).
 
-    ``grad_step(k, params, state) -> (loss, grads, state)`` computes update k's loss
-    and gradients; returns (params, opt_state, losses[num_updates], state).
+    ``grad_step(k, params, state) -> (losses [K], grads, state)`` computes update
+    k; returns (params, opt_state, losses [num_updates, K], state).
     """
     losses = tf.TensorArray(tf.float32, size=num_updates)
 
@@ -56,47 +39,38 @@ def update_loop(num_updates, opt_name: str, hp, params, opt_state, state, grad_s
     return params, opt_state, losses.stack(), state
 
 
-def _epoch_body(backend, opt_name: str, step_fn):
-    def run_epoch(params, opt_state, hp, xs, ys, state):
-        def grad_step(i, params, state):
-            x = tf.one_hot(tf.cast(xs[i], tf.int32), 2, dtype=tf.float32)
-            return step_fn(backend, params, x, tf.cast(ys[i], tf.int32), state)
-
-        return update_loop(tf.shape(xs)[0], opt_name, hp, params, opt_state, state, grad_step)
-
-    return run_epoch
+def _key(kind: str, backend, *rest) -> tuple:
+    return (kind, backend.name, backend.cell, backend.state_size, *rest)
 
 
-def epoch_fn(backend, opt_name: str, style: str = "tf", xla: bool = True, step_fn=None,
+def epoch_fn(backend, opt_name: str, style: str = "tf", xla: bool = True,
              update_every: int | None = None) -> Callable:
-    """The compiled epoch for a backend/optimizer/style, built once per process.
+    """The compiled pack epoch for a backend/optimizer/style, built once per process.
 
-    Returns f(params, opt_state, hp, xs[W,B,n] int8, ys[W,B,n] int8, state) ->
-    (params, opt_state, losses[U], final_state). TF style: U = W windows.
-    ``style="true"``: BPTT(n, 1), U = (W*n) // update_every updates (see
-    :mod:`rnn_sweep.truncation`; update_every None = n, so U = W).
+    Returns f(params [K,...], opt_state, hp {name: [K]}, xs [W,K,B,n] int8,
+    ys [W,K,B,n] int8, state [K,B,d]...) -> (params, opt_state, losses [U, K],
+    final_state). TF style: U = W windows; true style: U = (W*n) // update_every
+    (update_every None = n, so U = W).
     """
-    key = ("epoch", backend.name, backend.cell, backend.state_size, opt_name, style, xla, update_every)
+    key = _key("epoch", backend, opt_name, style, xla, update_every)
     if key not in _CACHE:
-        if style == "true":
-            from rnn_sweep.truncation import true_epoch_body
+        def run_epoch(params, opt_state, hp, xs, ys, state):
+            num_updates, grad_step = truncation.grad_steps(backend, style, xs, ys, update_every)
+            return update_loop(num_updates, opt_name, hp, params, opt_state, state, grad_step)
 
-            body = true_epoch_body(backend, opt_name, update_every)
-        else:
-            body = _epoch_body(backend, opt_name, step_fn or tf_style_step)
         # autograph=False: the loops are explicit tf.while_loops and the unrolls static
-        # Python loops, so autograph's source conversion only costs tracing time
-        # (about a third of the trace, i.e. of a one-epoch run's overhead; notes/perf.md).
-        _CACHE[key] = tf.function(body, jit_compile=xla, autograph=style == "true")
+        # Python loops, so autograph's source conversion would only add tracing time
+        # (true style, n=10: first epoch 10.7 s instead of 13.9 s with it; issue 12).
+        _CACHE[key] = tf.function(run_epoch, jit_compile=xla, autograph=False)
     return _CACHE[key]
 
 
-def predict_fn(backend, xla: bool = True) -> Callable:
-    """Compiled forward pass over windows with carried state (no gradients).
+def predict_fn(backend, xla: bool = False) -> Callable:
+    """Compiled forward pass over windows with carried state (no gradients), for a pack.
 
-    Returns f(params, xs[W,B,n] int8, state) -> P(Y=1) float32 [W, B, n].
+    Returns f(params [K,...], xs [W,K,B,n] int8, state) -> P(Y=1) float32 [W, K, B, n].
     """
-    key = ("predict", backend.name, backend.cell, backend.state_size, xla)
+    key = _key("predict", backend, xla)
     if key not in _CACHE:
         def predict(params, xs, state):
             n_windows = tf.shape(xs)[0]
@@ -113,7 +87,3 @@ def predict_fn(backend, xla: bool = True) -> Callable:
         _CACHE[key] = tf.function(predict, jit_compile=xla, autograph=False)  # explicit loop, see epoch_fn
     return _CACHE[key]
 
-
-def clear_cache() -> None:
-    """Forget compiled functions (tests use it to measure compile time)."""
-    _CACHE.clear()

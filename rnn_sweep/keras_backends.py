@@ -15,57 +15,21 @@ effects. Inside it, the layer's variable reads resolve to the given tensors, so
 gradients flow to our params dict and the traced graph is exactly the cell's
 math (the Python-level Keras overhead is paid once, at trace time).
 
-Parameter layouts (NumPy arrays from ``init_params(seed)``):
-
-* cell ``rnn``: the canonical article layout ``W [2+d, d], b [d], U [d, 2], c [2]``
-  shared with ``scratch`` (same seed -> same weights); the SimpleRNNCell gets
-  ``kernel = W[:2]``, ``recurrent_kernel = W[2:]``, ``bias = b``.
-* cells ``gru`` / ``lstm``: Keras' own layouts ``kernel [2, k*d]``,
-  ``recurrent_kernel [d, k*d]`` (k = 3 for GRU, 4 for LSTM), ``bias`` (GRU with
-  ``reset_after=True``: [2, 3d]; LSTM: [4d]), plus the softmax layer ``U, c``.
-  Initialised as Keras does, but seeded from NumPy: Glorot-uniform kernel,
-  orthogonal recurrent kernel, zero bias (LSTM: forget-gate bias 1).
+Replica axis: parameters are stacked [K, ...] (layouts in :mod:`rnn_sweep.inits`),
+inputs x [K, B, T, 2], states [K, B, d]. A Keras cell has no replica axis, so
+``unroll`` calls the cell once per replica on its own slice (K cell calls per
+step): exact and isolated by construction, though the graph grows with K.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-from rnn_sweep.models import INIT_STREAM, NUM_CLASSES, glorot_uniform, vanilla_init
+from rnn_sweep.inits import NUM_CLASSES, stacked
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
-
-
-def orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
-    """Keras' Orthogonal initializer (gain 1) for a [rows, cols] matrix, in NumPy."""
-    a = rng.normal(size=(max(rows, cols), min(rows, cols)))
-    q, r = np.linalg.qr(a)
-    q *= np.sign(np.diag(r))  # make the decomposition unique, as Keras does
-    return (q.T if rows < cols else q).astype(np.float32)
-
-
-def gated_init(cell: str, seed: int, state_size: int) -> dict[str, np.ndarray]:
-    """Seeded GRU/LSTM parameters in Keras' layout (see module docstring)."""
-    rng = np.random.default_rng([seed, INIT_STREAM])
-    d, k = state_size, GATES[cell]
-    if cell == "gru":
-        bias = np.zeros((2, k * d), np.float32)  # reset_after=True: input and recurrent biases
-    else:
-        bias = np.zeros(k * d, np.float32)
-        bias[d:2 * d] = 1.0  # unit_forget_bias=True (gate order i, f, c, o)
-    return {
-        "kernel": glorot_uniform(rng, NUM_CLASSES, k * d),
-        "recurrent_kernel": orthogonal(rng, d, k * d),
-        "bias": bias,
-        "U": glorot_uniform(rng, d, NUM_CLASSES),
-        "c": np.zeros(NUM_CLASSES, np.float32),
-    }
-
-
-def cell_init(cell: str, seed: int, state_size: int) -> dict[str, np.ndarray]:
-    """Initial parameters for any cell: the article's layout for rnn, Keras' for gru/lstm."""
-    return vanilla_init(seed, state_size) if cell == "rnn" else gated_init(cell, seed, state_size)
 
 
 def cell_weights(cell: str, params: dict) -> dict:
@@ -94,17 +58,32 @@ class KerasCellBackend:
         self.state_size = state_size
         self._layer = None
 
-    def init_params(self, seed: int) -> dict[str, np.ndarray]:
-        return cell_init(self.cell, seed, self.state_size)
+    def init_params(self, seeds: Sequence[int]) -> dict[str, np.ndarray]:
+        """Replica k starts from :func:`rnn_sweep.inits.cell_init` (seeds[k]), stacked [K, ...]."""
+        return stacked(self.cell, seeds, self.state_size)
 
-    def zero_state(self, batch: int) -> tuple:
+    def zero_state(self, replicas: int, batch: int) -> tuple:
+        """Zeros [K, B, d]: one tensor for rnn/gru, two (h, c) for lstm."""
         import tensorflow as tf
 
-        n = 2 if self.cell == "lstm" else 1  # LSTM carries (h, c)
-        return tuple(tf.zeros([batch, self.state_size], tf.float32) for _ in range(n))
+        n = 2 if self.cell == "lstm" else 1
+        return tuple(tf.zeros([replicas, batch, self.state_size], tf.float32) for _ in range(n))
+
+    def unroll(self, params: dict, x, state: tuple):
+        """x [K, B, T, 2] -> (logits [K, B, T, 2], state tuple [K, B, d]); replica by replica."""
+        import tensorflow as tf
+
+        outs = [self.unroll_one({k: v[r] for k, v in params.items()}, x[r], tuple(s[r] for s in state))
+                for r in range(x.shape[0])]
+        logits = tf.stack([o[0] for o in outs])
+        return logits, tuple(tf.stack([o[1][i] for o in outs]) for i in range(len(state)))
+
+    def unroll_one(self, params: dict, x, state: tuple):
+        """One replica: x [B, T, 2] -> (logits [B, T, 2], state tuple [B, d])."""
+        raise NotImplementedError  # StaticBackend and DynamicBackend each drive their Keras layer
 
     def _build_layer(self):
-        raise NotImplementedError  # each subclass builds its own Keras layer
+        raise NotImplementedError  # StaticBackend and DynamicBackend each build their Keras layer
 
     @property
     def layer(self):
@@ -144,7 +123,7 @@ class StaticBackend(KerasCellBackend):
         cell.build((None, NUM_CLASSES))
         return cell
 
-    def unroll(self, params: dict, x, state: tuple):
+    def unroll_one(self, params: dict, x, state: tuple):
         import tensorflow as tf
 
         states = list(state)
@@ -167,6 +146,6 @@ class DynamicBackend(KerasCellBackend):
         layer.build((None, None, NUM_CLASSES))
         return layer
 
-    def unroll(self, params: dict, x, state: tuple):
+    def unroll_one(self, params: dict, x, state: tuple):
         h, *states = self._stateless(params, x, initial_state=list(state))
         return self._logits(params, h), tuple(states)

@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 
 from rnn_sweep.config import OptimizerConfig, RunConfig
-from rnn_sweep.keras_backends import NUM_CLASSES, DynamicBackend, cell_weights, make_cell
+from rnn_sweep.inits import NUM_CLASSES
+from rnn_sweep.keras_backends import DynamicBackend, cell_weights, make_cell
 
 # Windows per compiled call inside model.fit (Keras' steps_per_execution). Per-window
 # losses come from the WindowLosses buffer, so batching steps loses nothing; it cuts
@@ -92,12 +93,14 @@ def _collector(metric):
 class KerasFit:
     """One run's stateful Keras model; calling it trains one epoch with ``model.fit``.
 
-    The call has the engine's epoch signature, so ``train()`` treats it like
-    :func:`rnn_sweep.engine.epoch_fn`'s result: f(params, opt_state, hp, xs[W,B,n],
-    ys[W,B,n], state) -> (params, opt_state, losses[W], final_state). ``params`` are
-    written into the model before fitting and read back after; ``opt_state`` and
-    ``hp`` are passed through unused (the Keras optimizer keeps its own slots
-    across epochs, built from the run's OptimizerConfig).
+    The call has the engine's epoch signature for a pack of one, so training treats
+    it like :func:`rnn_sweep.engine.epoch_fn`'s result: f(params [1, ...],
+    opt_state, hp, xs[W,1,B,n], ys[W,1,B,n], state) -> (params, opt_state,
+    losses[W, 1], final_state). ``params`` are written into the model before
+    fitting and read back after; ``opt_state`` and ``hp`` are passed through
+    unused (the Keras optimizer keeps its own slots across epochs, built from the
+    run's OptimizerConfig). One model trains one run: a pack of this backend is
+    trained member by member.
     """
 
     def __init__(self, backend: "KerasFitBackend", cfg: RunConfig):
@@ -138,6 +141,10 @@ class KerasFit:
     def __call__(self, params, opt_state, hp, xs, ys, state):
         import tensorflow as tf
 
+        if xs.shape[1] != 1:
+            raise ValueError(f"model.fit trains one run at a time, got a pack of {xs.shape[1]}")
+        params = {k: np.asarray(v)[0] for k, v in params.items()}
+        xs, ys = xs[:, 0], ys[:, 0]
         windows, batch, num_steps = xs.shape
         if self.model is None:
             self._build(batch, num_steps, windows)
@@ -150,9 +157,9 @@ class KerasFit:
         y = np.asarray(ys, np.int32).reshape(windows * batch, num_steps)
         collect = _collector(self.metric)
         self.model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[collect])
-        new = {k: tf.constant(v) for k, v in self.get_params().items()}
-        final = tuple(tf.constant(s.numpy()) for s in self.rnn.states)
-        return new, opt_state, tf.constant(collect.losses), final
+        new = {k: tf.constant(v[None]) for k, v in self.get_params().items()}
+        final = tuple(tf.constant(s.numpy()[None]) for s in self.rnn.states)
+        return new, opt_state, tf.constant(collect.losses[:, None]), final
 
 
 class KerasFitBackend(DynamicBackend):

@@ -33,6 +33,15 @@ Public API (all arrays NumPy; params is a dict with W [2+d,d], b [d], U [d,2], c
   windows with carried state, parameters held fixed.
 * ``train_windows(params, xs, ys, lr, initial_accumulator)`` -- TF1 Adagrad
   training over windows with carried state (what one compiled epoch does).
+
+Any cell, any truncation style, any optimizer (slower, for tiny problems):
+
+* ``cell_forward(cell, params, x, state)`` -- rnn (the article's layout) or
+  Keras' GRU (reset_after=True) / LSTM equations, written out in float64.
+* ``reference_epoch(cell, params, xs, ys, style, opt, hp, update_every)`` --
+  one epoch of TF-style or true BPTT(n, 1) training, the losses straight from
+  the styles' definitions (one forward pass per loss, no batching tricks) and
+  the gradients by central finite differences of those losses.
 """
 
 from __future__ import annotations
@@ -163,4 +172,125 @@ def train_windows(params: dict, xs: np.ndarray, ys: np.ndarray, lr: float = 0.1,
             p[k] = p[k] - lr * res.grads[k] / np.sqrt(acc[k])
         losses.append(res.loss)
         s = res.final_state
+    return p, losses
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def _cell_step(cell: str, p: dict, x_t: np.ndarray, state: tuple) -> tuple:
+    """One step of ``cell`` on one-hot x_t [B, 2]; returns the new state tuple."""
+    h = state[0]
+    if cell == "rnn":
+        return (np.tanh(np.concatenate([x_t, h], axis=1) @ p["W"] + p["b"]),)
+    if cell == "gru":
+        xz, xr, xh = np.split(x_t @ p["kernel"] + p["bias"][0], 3, axis=1)
+        rz, rr, rh = np.split(h @ p["recurrent_kernel"] + p["bias"][1], 3, axis=1)
+        z, r = _sigmoid(xz + rz), _sigmoid(xr + rr)
+        return (z * h + (1 - z) * np.tanh(xh + r * rh),)
+    i, f, g, o = np.split(x_t @ p["kernel"] + h @ p["recurrent_kernel"] + p["bias"], 4, axis=1)
+    c = _sigmoid(f) * state[1] + _sigmoid(i) * np.tanh(g)
+    return (_sigmoid(o) * np.tanh(c), c)
+
+
+def cell_forward(cell: str, params: dict, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+    """Logits [B, T, 2] and final state of ``cell`` (rnn | gru | lstm) on one-hot x [B, T, 2]."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    state = tuple(np.asarray(s, np.float64) for s in state)
+    hs = []
+    for t in range(x.shape[1]):
+        state = _cell_step(cell, p, x[:, t], state)
+        hs.append(state[0])
+    return np.stack(hs, axis=1) @ p["U"] + p["c"], state
+
+
+def _ce(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return -np.take_along_axis(logp, np.asarray(y, np.int64)[..., None], axis=-1)[..., 0]
+
+
+def _numeric_grads(loss, params: dict, eps: float = 1e-6) -> dict:
+    """Central differences of loss(params) w.r.t. every entry (float64)."""
+    p = {k: np.array(v, np.float64) for k, v in params.items()}
+    grads = {}
+    for k, arr in p.items():
+        g = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            old = arr[idx]
+            arr[idx] = old + eps
+            up = loss(p)
+            arr[idx] = old - eps
+            down = loss(p)
+            arr[idx] = old
+            g[idx] = (up - down) / (2 * eps)
+        grads[k] = g
+    return grads
+
+
+def _optimizer_step(name: str, p: dict, g: dict, slots: dict, hp: dict) -> dict:
+    """TF1 Adagrad / SGD / Adam on float64 dicts (``slots`` updated in place)."""
+    if name == "sgd":
+        return {k: p[k] - hp["lr"] * g[k] for k in p}
+    if name == "adagrad":
+        for k in p:
+            slots.setdefault(k, np.full_like(p[k], hp["initial_accumulator"]))
+            slots[k] = slots[k] + g[k] ** 2
+        return {k: p[k] - hp["lr"] * g[k] / np.sqrt(slots[k]) for k in p}
+    t = slots["t"] = slots.get("t", 0) + 1
+    lr_t = hp["lr"] * np.sqrt(1 - hp["beta2"] ** t) / (1 - hp["beta1"] ** t)
+    out = {}
+    for k in p:
+        m = slots[("m", k)] = hp["beta1"] * slots.get(("m", k), 0.0) + (1 - hp["beta1"]) * g[k]
+        v = slots[("v", k)] = hp["beta2"] * slots.get(("v", k), 0.0) + (1 - hp["beta2"]) * g[k] ** 2
+        out[k] = p[k] - lr_t * m / (np.sqrt(v) + hp["epsilon"])
+    return out
+
+
+def _true_update_loss(cell, p, rows_x, rows_y, starts, t0, n):
+    """Mean loss of steps t0..t0+u-1, each through its own n cells (row start: from position 0)."""
+    total = 0.0
+    for j, s0 in enumerate(starts):
+        t = t0 + j
+        lo = max(t - n + 1, 0)  # no history before the row start; then s0 is the zero state
+        logits, _ = cell_forward(cell, p, onehot(rows_x[:, lo:t + 1]), s0)
+        total += float(np.mean(_ce(logits[:, -1], rows_y[:, t])))
+    return total / len(starts)
+
+
+def reference_epoch(cell: str, params: dict, xs: np.ndarray, ys: np.ndarray, style: str, opt: str, hp: dict,
+                    update_every: int | None = None) -> tuple[dict, list[float]]:
+    """One epoch from the zero state; xs, ys int [W, B, n]. Returns (params float64, loss per update).
+
+    ``style="tf"``: window by window, the entering state a constant. ``"true"``:
+    an update every u = update_every (or n) steps of the rows; its start states
+    come from a forward pass lagging n behind the losses, run with the current
+    parameters and carried across updates.
+    """
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    w, b, n = xs.shape
+    d = p["U"].shape[0]
+    zero = tuple(np.zeros((b, d)) for _ in range(2 if cell == "lstm" else 1))
+    slots, losses, carry = {}, [], zero
+    rows_x, rows_y = xs.transpose(1, 0, 2).reshape(b, w * n), ys.transpose(1, 0, 2).reshape(b, w * n)
+    u = update_every or n
+    for k in range(w if style == "tf" else (w * n) // u):
+        if style == "tf":
+            def loss(q, x=onehot(xs[k]), y=ys[k], s0=carry):
+                return float(np.mean(_ce(cell_forward(cell, q, x, s0)[0], y)))
+            next_carry = cell_forward(cell, p, onehot(xs[k]), carry)[1]
+        else:
+            starts = []
+            for j in range(u):
+                if k * u - n + j >= 0:
+                    carry = _cell_step(cell, p, onehot(rows_x[:, k * u - n + j]), carry)
+                starts.append(carry)
+
+            def loss(q, t0=k * u, starts=starts):
+                return _true_update_loss(cell, q, rows_x, rows_y, starts, t0, n)
+            next_carry = carry
+        losses.append(loss(p))
+        p = _optimizer_step(opt, p, _numeric_grads(loss, p), slots, hp)
+        carry = next_carry
     return p, losses

@@ -81,7 +81,7 @@ def plan(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> str
             and ``force`` is false.
     """
     run_dir = Path(run_dir)
-    if cfg.train.replicas > 1:  # K records in run_dir/seed=<s>/ (see rnn_sweep.replicas)
+    if cfg.train.replicas > 1:  # K records in run_dir/seed=<s>/ (see rnn_sweep.train.train)
         per_seed = [(run_dir / f"seed={cfg.seed + k}",
                     dataclasses.replace(cfg, seed=cfg.seed + k, train=dataclasses.replace(cfg.train, replicas=1)))
                    for k in range(cfg.train.replicas)]
@@ -171,7 +171,7 @@ def run_job(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False, thr
     if plan(cfg, run_dir, force) == "skip":
         log.info("skipping %s: already finished with the same config", run_dir)
         if cfg.train.replicas > 1:
-            from rnn_sweep.replicas import combined_summary
+            from rnn_sweep.train import combined_summary
 
             return combined_summary([read_summary(run_dir / f"seed={cfg.seed + k}") for k in range(cfg.train.replicas)])
         return read_summary(run_dir)

@@ -1,6 +1,7 @@
-"""``train(cfg, run_dir) -> summary``: one run, end to end, with no Hydra.
+"""``train(cfg, run_dir)`` and ``train_pack(cfgs, run_dirs)``: runs end to end, with no Hydra.
 
-Files written into ``run_dir``:
+Every run is trained as a member of a pack (:mod:`rnn_sweep.pack`; a run alone is
+a pack of one) and gets its own record. Files written into each run directory:
 
 * ``losses.csv`` -- one row per logging block of ``train.log_every`` steps:
   ``epoch`` (0-based), ``step`` (global training steps completed at the block's
@@ -9,7 +10,9 @@ Files written into ``run_dir``:
   (seconds since training started; the epoch runs as one compiled call, so
   times inside an epoch are interpolated by step).
 * ``summary.json`` -- written last, atomically (temp file + rename): its
-  presence means the run finished (status ``completed`` or ``diverged``).
+  presence means the run finished (status ``completed``, ``diverged`` or, for
+  a member of a pack whose own evaluation or record failed, ``failed``).
+  ``timings`` are the pack's (``pack_size`` = K says how the run was trained).
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from rnn_sweep import data as data_mod
-from rnn_sweep import probe
 from rnn_sweep.baselines import learning_levels
 from rnn_sweep.config import RunConfig, updates_per_epoch, validate
 from rnn_sweep.records import (  # noqa: F401  (the run record lives in rnn_sweep.records; re-exported)
     LOSS_HEADER, LOSSES_FILE, SUMMARY_FILE, ResultsWriteError, check_writable, write_json_atomic)
+from rnn_sweep.pack import check_packable, pack_key
+
+__all__ = ["train", "train_pack", "pack_key", "combined_summary", "write_json_atomic", "check_writable",
+           "ResultsWriteError", "LOSSES_FILE", "SUMMARY_FILE", "LOSS_HEADER"]
 
 
 def _finite_or_none(v: float) -> float | None:
@@ -43,37 +49,189 @@ def block_means(losses: np.ndarray, log_every: int) -> list[tuple[int, float]]:
     return out
 
 
-def _setup(cfg: RunConfig):
-    from rnn_sweep.runtime import import_tf
+class MemberLog:
+    """One pack member's losses.csv and status, kept exactly as a run alone keeps them.
 
-    tf = import_tf(cfg.train.threads)
-    from rnn_sweep.models import build_backend
+    ``status`` is ``completed`` until a logged block is NaN or above
+    ``train.diverge_loss`` (then ``diverged``, at that block's step; nothing more is
+    logged) or the member's own record fails (``failed``, with ``error``).
+    """
 
-    return tf, build_backend(cfg.model, cfg.state_size)
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg, self.dir, self.file = cfg, run_dir, None
+        self.status, self.diverged_at, self.error = "completed", None, None
+        self.step, self.epochs, self.last_block = 0, 0, float("nan")
+
+    def open(self, overwrite: bool) -> None:
+        """Check the run directory (before any expensive work) and start losses.csv."""
+        check_writable(self.dir)
+        if (self.dir / SUMMARY_FILE).exists() and not overwrite:
+            raise FileExistsError(f"{self.dir / SUMMARY_FILE} exists: this run already finished "
+                                  "(pass overwrite to redo it)")
+        self.file = open(self.dir / LOSSES_FILE, "w")
+        self.file.write(LOSS_HEADER)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    @property
+    def training(self) -> bool:
+        return self.status == "completed"
+
+    def log_epoch(self, epoch: int, losses: np.ndarray, e0: float, e1: float) -> None:
+        """Write one epoch's blocks; ``e0``/``e1`` = epoch start/end in seconds since training began."""
+        if not self.training:
+            return
+        updates, self.epochs = len(losses), self.epochs + 1
+        for size, mean in block_means(np.ascontiguousarray(losses), self.cfg.train.log_every):
+            self.step += size
+            done = (self.step - epoch * updates) / updates
+            self.file.write(f"{epoch},{self.step},{mean!r},{size},{e0 + done * (e1 - e0):.4f}\n")
+            self.last_block = mean
+            if not (math.isfinite(mean) and mean <= self.cfg.train.diverge_loss):
+                self.status, self.diverged_at = "diverged", self.step
+                break
+        self.file.flush()
+
+    def fail(self, err: BaseException) -> None:
+        self.status, self.error = "failed", f"{type(err).__name__}: {err}"
 
 
-def evaluate(cfg: RunConfig, backend, params) -> dict:
-    """Held-out loss and probe on fresh data (its own seeded stream)."""
-    from rnn_sweep import engine
-
-    b, n = cfg.train.batch_size, cfg.num_steps
-    x, y, p_true, lagged = data_mod.generate_full(cfg.data, cfg.data.eval_length, data_mod.rng_for(cfg.seed, data_mod.EVAL_STREAM))
-    xs = data_mod.to_windows(data_mod.to_rows(x, b), n)
-    # Not XLA: one forward pass over the held-out data runs in ~0.1 s as a plain graph,
-    # less than XLA needs to compile it (benchmarks/, notes/perf.md).
-    p_win = engine.predict_fn(backend, xla=False)(params, xs, backend.zero_state(b)).numpy()
-    used = xs.shape[0] * n
-
-    def rows(a):  # sequence -> the [B, used] positions the windows cover, flattened
-        return data_mod.to_rows(a, b)[:, :used].reshape(-1)
-
-    p_model = p_win.transpose(1, 0, 2).reshape(b, used).reshape(-1)
+def _member_timings(clock: dict, lg: MemberLog, pack_size: int) -> dict:
+    """The pack's timings as seen by one member (its epochs only), plus ``pack_size``."""
+    epochs = clock["epoch_s"][:lg.epochs]
     return {
-        "heldout_loss": probe.cross_entropy(p_model, rows(y)),
-        "heldout_optimal_loss": probe.cross_entropy(rows(p_true), rows(y)),
-        "learned_fraction": probe.learned_fractions(
-            p_model, rows(p_true), [rows(xl) for xl in lagged], [d.lag for d in cfg.data.dependencies]),
+        "total_s": time.perf_counter() - clock["start"], "import_s": clock["import_s"], "data_s": clock["data_s"],
+        "train_s": clock["train_s"], "eval_s": clock["eval_s"], "epoch_s": epochs,
+        "first_epoch_s": epochs[0] if epochs else None,
+        "warm_epoch_s": float(np.median(epochs[1:])) if len(epochs) > 1 else None,
+        "pack_size": pack_size,
     }
+
+
+def build_summary(lg: MemberLog, ev: dict | None, timings: dict) -> dict:
+    """summary.json's body for one run (``ev``: held-out numbers, None unless completed)."""
+    from rnn_sweep.runtime import versions
+
+    cfg = lg.cfg
+    ev = ev or {"heldout_loss": None, "heldout_optimal_loss": None, "learned_fraction": {},
+                "learned_fraction_note": {}}
+    return {
+        "status": lg.status,
+        "backend": cfg.model.backend, "cell": cfg.model.cell, "style": cfg.truncation.style,
+        "num_steps": cfg.num_steps, "state_size": cfg.state_size, "seed": cfg.seed,
+        "final_loss": _finite_or_none(lg.last_block),
+        "heldout_loss": ev["heldout_loss"],
+        "heldout_optimal_loss": ev["heldout_optimal_loss"],
+        "learned_fraction": ev["learned_fraction"],
+        "learned_fraction_note": ev["learned_fraction_note"],
+        "levels": [lv.to_dict() for lv in learning_levels(cfg.data)],
+        "steps": lg.step, "epochs_completed": lg.epochs, "diverged_at_step": lg.diverged_at,
+        "timings": timings,
+        "versions": versions(),
+        "config": dataclasses.asdict(cfg),
+        "error": lg.error,
+    }
+
+
+def _train_epochs(pack, logs: list[MemberLog], clock: dict) -> None:
+    """Every epoch of the pack until each member has finished or diverged."""
+    from tqdm.auto import tqdm
+
+    cfg = logs[0].cfg
+    updates = updates_per_epoch(cfg)
+    bar = tqdm(total=cfg.train.epochs * updates, unit="step", leave=False,
+               disable=None if any(lg.cfg.train.progress for lg in logs) else True,
+               desc=f"{cfg.model.backend} n={cfg.num_steps} d={cfg.state_size} seeds={pack.seeds}")
+    t_train = time.perf_counter()
+    for epoch in range(cfg.train.epochs):
+        if not any(lg.training for lg in logs):
+            break
+        e0 = time.perf_counter() - t_train
+        losses, data_s, epoch_s = pack.train_epoch(epoch)
+        e1 = time.perf_counter() - t_train
+        clock["data_s"] += data_s
+        clock["epoch_s"].append(epoch_s)
+        for k, lg in enumerate(logs):
+            lg.log_epoch(epoch, losses[:, k], e0, e1)
+        bar.update(updates)
+        live = [lg.last_block for lg in logs if lg.training]
+        bar.set_postfix(loss=f"{np.mean(live):.4f}" if live else "diverged")
+    bar.close()
+    clock["train_s"] = time.perf_counter() - t_train
+
+
+def _evaluate(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> list[dict | None]:
+    """Held-out numbers of the completed members (one compiled pass for the whole pack)."""
+    from rnn_sweep.pack import heldout_metrics
+
+    t_eval = time.perf_counter()
+    results: list[dict | None] = [None] * len(logs)
+    if any(lg.training for lg in logs):
+        try:
+            predictions = pack.heldout_predictions()
+        except Exception as err:  # noqa: BLE001 -- every member fails alike; recorded per member
+            if not isolate:
+                raise
+            predictions = [err] * len(logs)
+        for k, (lg, pred) in enumerate(zip(logs, predictions)):
+            if not lg.training:
+                continue
+            try:
+                if isinstance(pred, Exception):
+                    raise pred
+                results[k] = heldout_metrics(lg.cfg, *pred)
+            except Exception as err:  # noqa: BLE001 -- one member's failure is its own record
+                if not isolate:
+                    raise
+                lg.fail(err)
+    clock["eval_s"] = time.perf_counter() - t_eval
+    return results
+
+
+def _record(logs: list[MemberLog], results: list[dict | None], clock: dict, isolate: bool) -> list[dict]:
+    """Write each member's summary.json; a member whose record fails is marked failed, not the pack."""
+    summaries = []
+    for lg, ev in zip(logs, results):
+        lg.close()
+        summary = build_summary(lg, ev, _member_timings(clock, lg, len(logs)))
+        try:
+            write_json_atomic(lg.dir / SUMMARY_FILE, summary)
+        except Exception as err:  # noqa: BLE001 -- one member's disk problem is that member's failure
+            if not isolate:
+                raise
+            lg.fail(err)
+            summary = build_summary(lg, None, summary["timings"])
+            try:  # the failure record is smaller than the results; it may still fit
+                write_json_atomic(lg.dir / SUMMARY_FILE, summary)
+            except OSError:
+                pass  # nothing on disk: the sweep treats the run as unfinished and retrains it
+        summaries.append(summary)
+    return summaries
+
+
+def _run_pack(cfgs: list[RunConfig], run_dirs: list[Path], overwrite: bool, isolate: bool,
+              threads: int) -> list[dict]:
+    """Setup, epochs, evaluation, records: flax's train_and_evaluate for a pack."""
+    logs = [MemberLog(cfg, d) for cfg, d in zip(cfgs, run_dirs)]
+    clock = {"start": time.perf_counter(), "data_s": 0.0, "epoch_s": [], "train_s": 0.0, "eval_s": 0.0}
+    try:
+        for lg in logs:
+            lg.open(overwrite)
+        from rnn_sweep.pack import Pack
+        from rnn_sweep.runtime import import_tf
+
+        import_tf(threads or cfgs[0].train.threads)
+        clock["import_s"] = time.perf_counter() - clock["start"]
+        pack = Pack(cfgs)
+        _train_epochs(pack, logs, clock)
+        results = _evaluate(pack, logs, clock, isolate)
+    except BaseException:
+        for lg in logs:
+            lg.close()
+        raise
+    return _record(logs, results, clock, isolate)
 
 
 def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False) -> dict:
@@ -87,92 +245,97 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False) -
 
     Returns:
         The summary dict also written to ``run_dir/summary.json``. With
-        ``train.replicas`` K > 1: each seed's record goes to ``run_dir/seed=<s>/``
-        and the return value is :func:`rnn_sweep.replicas.combined_summary`.
+        ``train.replicas`` K > 1 the seeds seed..seed+K-1 train as one pack, each
+        seed's record goes to ``run_dir/seed=<s>/`` and the return value is
+        :func:`combined_summary` of theirs.
+
+    Raises:
+        Any error of training, evaluation or writing (a sweep records it as a failure).
     """
     validate(cfg)
-    if cfg.train.replicas > 1:  # K seeds as one vectorised computation, one record per seed
-        from rnn_sweep.replicas import combined_summary, train_replicas
+    if cfg.train.replicas > 1:
+        seeds = replica_seeds(cfg)
+        cfgs = [dataclasses.replace(cfg, seed=s, train=dataclasses.replace(cfg.train, replicas=1)) for s in seeds]
+        return combined_summary(train_pack(cfgs, [replica_dir(run_dir, s) for s in seeds], overwrite=overwrite))
+    return _run_pack([cfg], [Path(run_dir)], overwrite, isolate=False, threads=cfg.train.threads)[0]
 
-        return combined_summary(train_replicas(cfg, run_dir, overwrite))
-    run_dir = Path(run_dir)
-    check_writable(run_dir)
-    if (run_dir / SUMMARY_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{run_dir / SUMMARY_FILE} exists: this run already finished (pass overwrite to redo it)")
-    t_start = time.perf_counter()
-    tf, backend = _setup(cfg)
-    from tqdm.auto import tqdm
 
-    from rnn_sweep import engine, optim
+def train_pack(cfgs: Sequence[RunConfig], run_dirs: Sequence[str | os.PathLike], threads: int = 0,
+               overwrite: bool = False) -> list[dict]:
+    """Train compatible runs as ONE pack; each member gets its own record, as from :func:`train`.
 
-    t_import = time.perf_counter() - t_start
-    b, n = cfg.train.batch_size, cfg.num_steps
-    init = backend.init_params(cfg.seed)
-    params = {k: tf.constant(v) for k, v in init.items()}
-    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(cfg.train.optimizer).items()}
-    opt_state = optim.init_state(cfg.train.optimizer.name, params, hp)
-    if hasattr(backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
-        fn = backend.make_epoch_fn(cfg)
-    else:
-        fn = engine.epoch_fn(backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
-                             update_every=cfg.truncation.update_every)
+    Args:
+        cfgs: the members; they may differ only in ``seed``, ``train.optimizer.{lr,
+            initial_accumulator, beta1, beta2, epsilon}``, ``train.progress`` and
+            ``train.threads`` (:func:`rnn_sweep.pack.pack_key`).
+        run_dirs: one run directory per member (created if missing).
+        threads: TensorFlow intra-op threads (0 = the first member's ``train.threads``).
+        overwrite: as for :func:`train`.
 
-    status, diverged_at, step, epoch_times, data_time = "completed", None, 0, [], 0.0
-    last_block = float("nan")
-    windows = updates_per_epoch(cfg)  # = windows for TF style; true style: every update_every steps
-    bar = tqdm(total=cfg.train.epochs * windows, unit="step", disable=None if cfg.train.progress else True,
-               desc=f"{backend.name} n={n} d={cfg.state_size} seed={cfg.seed}", leave=False)
-    t_train = time.perf_counter()
-    with open(run_dir / LOSSES_FILE, "w") as out:
-        out.write(LOSS_HEADER)
-        for epoch in range(cfg.train.epochs):
-            t0 = time.perf_counter()
-            xs, ys = data_mod.epoch_windows(cfg.data, cfg.data.length, b, n,
-                                            data_mod.rng_for(cfg.seed, data_mod.TRAIN_STREAM, epoch))
-            t1 = time.perf_counter()
-            params, opt_state, losses, _ = fn(params, opt_state, hp, xs, ys, backend.zero_state(b))
-            losses = losses.numpy()
-            t2 = time.perf_counter()
-            data_time += t1 - t0
-            epoch_times.append(t2 - t1)
-            e0, e1 = t0 - t_train, t2 - t_train
-            for size, mean in block_means(losses, cfg.train.log_every):
-                step += size
-                done = (step - epoch * windows) / windows
-                out.write(f"{epoch},{step},{mean!r},{size},{e0 + done * (e1 - e0):.4f}\n")
-                last_block = mean
-                if diverged_at is None and not (math.isfinite(mean) and mean <= cfg.train.diverge_loss):
-                    status, diverged_at = "diverged", step
-                    break
-            out.flush()
-            bar.update(windows)
-            bar.set_postfix(loss=f"{last_block:.4f}")
-            if status == "diverged":
-                break
-    bar.close()
-    t_eval = time.perf_counter()
-    ev = evaluate(cfg, backend, params) if status == "completed" else {
-        "heldout_loss": None, "heldout_optimal_loss": None, "learned_fraction": {}}
-    t_end = time.perf_counter()
-    summary = {
-        "status": status,
-        "backend": cfg.model.backend, "cell": cfg.model.cell, "style": cfg.truncation.style,
-        "num_steps": n, "state_size": cfg.state_size, "seed": cfg.seed,
-        "final_loss": _finite_or_none(last_block),
-        "heldout_loss": ev["heldout_loss"],
-        "heldout_optimal_loss": ev["heldout_optimal_loss"],
-        "learned_fraction": ev["learned_fraction"],
-        "levels": [lv.to_dict() for lv in learning_levels(cfg.data)],
-        "steps": step, "epochs_completed": len(epoch_times), "diverged_at_step": diverged_at,
-        "timings": {
-            "total_s": t_end - t_start, "import_s": t_import, "data_s": data_time,
-            "train_s": t_eval - t_train, "eval_s": t_end - t_eval, "epoch_s": epoch_times,
-            "first_epoch_s": epoch_times[0] if epoch_times else None,
-            "warm_epoch_s": float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else None,
-        },
-        "versions": __import__("rnn_sweep.runtime", fromlist=["versions"]).versions(),
-        "config": dataclasses.asdict(cfg),
-        "error": None,
+    Returns:
+        The members' summaries in order, status completed / diverged / failed each. A
+        member that diverges stops logging at its step while the others go on
+        unaffected; the ``model.backend=keras`` (model.fit) members train one by one.
+
+    Raises:
+        ValueError: the members differ in another key (named) or the lists differ in length.
+        ConfigError, FileExistsError, ResultsWriteError: before any training.
+        Any error that stops the whole pack's training.
+    """
+    cfgs, run_dirs = list(cfgs), [Path(d) for d in run_dirs]
+    if len(cfgs) != len(run_dirs):
+        raise ValueError(f"train_pack: {len(cfgs)} configs but {len(run_dirs)} run dirs")
+    for cfg in cfgs:
+        validate(cfg)
+    check_packable(cfgs)
+    if cfgs[0].model.backend != "keras":
+        return _run_pack(cfgs, run_dirs, overwrite, isolate=True, threads=threads)
+    return [_keras_member(cfg, d, overwrite, threads) for cfg, d in zip(cfgs, run_dirs)]
+
+
+def _keras_member(cfg: RunConfig, run_dir: Path, overwrite: bool, threads: int) -> dict:
+    """A model.fit member of a pack, trained alone; its failure is its own record."""
+    try:
+        return _run_pack([cfg], [run_dir], overwrite, isolate=True, threads=threads)[0]
+    except (FileExistsError, OSError):
+        raise
+    except Exception as err:  # noqa: BLE001 -- isolate this member from the rest of the pack
+        lg = MemberLog(cfg, run_dir)
+        lg.fail(err)
+        summary = build_summary(lg, None, {"pack_size": 1})
+        write_json_atomic(run_dir / SUMMARY_FILE, summary)
+        return summary
+
+
+def replica_seeds(cfg: RunConfig) -> list[int]:
+    """``train.replicas`` K: the seeds seed, seed+1, ..., seed+K-1."""
+    return [cfg.seed + k for k in range(cfg.train.replicas)]
+
+
+def replica_dir(run_dir: str | os.PathLike, seed: int) -> Path:
+    """Where the replica with ``seed`` of a ``train.replicas`` run writes its record."""
+    return Path(run_dir) / f"seed={seed}"
+
+
+def combined_summary(summaries: list[dict]) -> dict:
+    """One summary-shaped dict over a ``train.replicas`` run's seeds (means over completed ones),
+    for the CLI's log line. Not written to disk: each seed's own summary.json is the record."""
+    done = [s for s in summaries if s["status"] == "completed"]
+
+    def mean(key):
+        vals = [s[key] for s in done if s[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    lags = done[0]["learned_fraction"].keys() if done else []
+
+    def fraction(lag):  # None where no seed has a defined fraction (a dependency without effect)
+        vals = [s["learned_fraction"][lag] for s in done if s["learned_fraction"].get(lag) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    return {
+        "status": "completed" if len(done) == len(summaries) else "diverged",
+        "final_loss": mean("final_loss"), "heldout_loss": mean("heldout_loss"),
+        "levels": summaries[0]["levels"],
+        "learned_fraction": {lag: fraction(lag) for lag in lags},
+        "seeds": [s["seed"] for s in summaries], "replicas": summaries,
     }
-    write_json_atomic(run_dir / SUMMARY_FILE, summary)
-    return summary

@@ -10,7 +10,8 @@ import pytest
 from conftest import small_cfg
 from rnn_sweep import oracle
 from rnn_sweep.config import ConfigError, ModelConfig
-from rnn_sweep.models import build_backend, vanilla_init
+from rnn_sweep.inits import vanilla_init
+from rnn_sweep.models import build_backend
 
 VANILLA = ["scratch", "static", "dynamic", "keras"]
 KERAS_BASED = ["static", "dynamic", "keras"]
@@ -41,25 +42,25 @@ def _functional_window_grads(name, params, xs, ys):
     """Per-window (loss, grads, dL/dx), state carried; eager (test_training_epoch_* runs XLA)."""
     import tensorflow as tf
 
-    from rnn_sweep import engine
+    from rnn_sweep.truncation import replica_losses
 
     be = build_backend(ModelConfig(backend=name), params["W"].shape[1])
 
-    def run(params, xs, ys):
-        state, out = be.zero_state(xs.shape[1]), []
+    def run(params, xs, ys):  # a pack of one: leading replica axis of size 1
+        state, out = be.zero_state(1, xs.shape[1]), []
         for i in range(xs.shape[0]):
-            x = tf.one_hot(tf.cast(xs[i], tf.int32), 2)
+            x = tf.one_hot(tf.cast(xs[i], tf.int32), 2)[None]
             with tf.GradientTape() as tape:
                 tape.watch([params, x])
                 logits, new_state = be.unroll(params, x, state)
-                loss = engine.window_loss(logits, tf.cast(ys[i], tf.int32))
+                loss = replica_losses(logits, tf.cast(ys[i], tf.int32)[None])[0]
             grads, dx = tape.gradient(loss, [params, x])
-            out.append((loss, grads, dx))
+            out.append((loss, grads, dx[0]))
             state = tuple(tf.stop_gradient(s) for s in new_state)
         return out
 
-    res = run({k: tf.constant(v) for k, v in params.items()}, tf.constant(xs), tf.constant(ys))
-    return [(float(l), {k: g.numpy() for k, g in gr.items()}, dx.numpy()) for l, gr, dx in res]
+    res = run({k: tf.constant(v[None]) for k, v in params.items()}, tf.constant(xs), tf.constant(ys))
+    return [(float(l), {k: g.numpy()[0] for k, g in gr.items()}, dx.numpy()) for l, gr, dx in res]
 
 
 def _keras_model_window_grads(params, xs, ys):
@@ -110,12 +111,12 @@ def _epoch(name, params, xs, ys, opt="adagrad", lr=0.1):
 
     cfg = small_cfg(f"model={name}", f"train.optimizer.name={opt}", f"train.optimizer.lr={lr}")
     be = build_backend(cfg.model, 4)
-    p = {k: tf.constant(v) for k, v in params.items()}
-    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(cfg.train.optimizer).items()}
+    p = {k: tf.constant(v[None]) for k, v in params.items()}  # a pack of one
+    hp = optim.stacked_hyperparams([cfg.train.optimizer])
     st = optim.init_state(opt, p, hp)
     fn = be.make_epoch_fn(cfg) if name == "keras" else engine.epoch_fn(be, opt, "tf", True)
-    new, _, losses, _ = fn(p, st, hp, xs, ys, be.zero_state(xs.shape[1]))
-    return {k: v.numpy() for k, v in new.items()}, losses.numpy()
+    new, _, losses, _ = fn(p, st, hp, xs[:, None], ys[:, None], be.zero_state(1, xs.shape[1]))
+    return {k: v.numpy()[0] for k, v in new.items()}, losses.numpy()[:, 0]
 
 
 @pytest.mark.parametrize("name", VANILLA)
@@ -142,9 +143,9 @@ def test_keras_optimizers_have_the_functional_update_rules(opt, lr):
 def test_same_seed_gives_every_vanilla_backend_the_same_start():
     ref = vanilla_init(7, 5)
     for name in KERAS_BASED:
-        p = build_backend(ModelConfig(backend=name), 5).init_params(7)
+        p = build_backend(ModelConfig(backend=name), 5).init_params([3, 7])
         for k in ref:
-            np.testing.assert_array_equal(p[k], ref[k], err_msg=f"{name}: {k}")
+            np.testing.assert_array_equal(p[k][1], ref[k], err_msg=f"{name}: {k}")
     fit = _keras_fit("rnn", 5)
     fit._build(3, 2, 1)
     fit.set_params(ref)
@@ -184,18 +185,23 @@ def test_gated_cells_match_numpy_equations(cell):
 
     d, B, T = 3, 4, 5
     rng = np.random.default_rng(9)
-    p = build_backend(ModelConfig(backend="static", cell=cell), d).init_params(0)
-    p = {k: (v + rng.normal(0, 0.3, v.shape)).astype(np.float32) for k, v in p.items()}  # all entries matter
+    p = build_backend(ModelConfig(backend="static", cell=cell), d).init_params([0])
+    p = {k: (v[0] + rng.normal(0, 0.3, v[0].shape)).astype(np.float32) for k, v in p.items()}  # all entries matter
     x = np.eye(2, dtype=np.float32)[rng.integers(0, 2, (B, T))]
     state = tuple(rng.uniform(-0.8, 0.8, (B, d)).astype(np.float32) for _ in range(2 if cell == "lstm" else 1))
     ref_logits, ref_state = numpy_gated(cell, p, x, state)
-    for name in KERAS_BASED:  # keras evaluates through the dynamic backend's unroll
+    oracle_logits, oracle_state = oracle.cell_forward(cell, p, x, state)  # the oracle's own copy of the equations
+    np.testing.assert_allclose(oracle_logits, ref_logits, rtol=1e-12)
+    for s, r in zip(oracle_state, ref_state):
+        np.testing.assert_allclose(s, r, rtol=1e-12)
+    for name in KERAS_BASED:  # keras evaluates through the dynamic backend's unroll; a pack of one
         be = build_backend(ModelConfig(backend=name, cell=cell), d)
         logits, new_state = tf.function(be.unroll, jit_compile=True)(
-            {k: tf.constant(v) for k, v in p.items()}, tf.constant(x), tuple(tf.constant(s) for s in state))
-        np.testing.assert_allclose(logits.numpy(), ref_logits, atol=1e-5, err_msg=name)
+            {k: tf.constant(v[None]) for k, v in p.items()}, tf.constant(x[None]),
+            tuple(tf.constant(s[None]) for s in state))
+        np.testing.assert_allclose(logits.numpy()[0], ref_logits, atol=1e-5, err_msg=name)
         for s, r in zip(new_state, ref_state):
-            np.testing.assert_allclose(s.numpy(), r, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(s.numpy()[0], r, atol=1e-5, err_msg=name)
     fit = _keras_fit(cell, d)  # the model.fit path's own model, from a zero state
     fit._build(B, T, 1)
     fit.set_params(p)
@@ -206,13 +212,13 @@ def test_gated_cells_match_numpy_equations(cell):
 
 def test_gated_init_is_keras_style_and_seeded():
     for cell, k in (("gru", 3), ("lstm", 4)):
-        p = build_backend(ModelConfig(backend="dynamic", cell=cell), 4).init_params(0)
+        p = {k: v[0] for k, v in build_backend(ModelConfig(backend="dynamic", cell=cell), 4).init_params([0]).items()}
         assert p["kernel"].shape == (2, 4 * k) and p["recurrent_kernel"].shape == (4, 4 * k)
         np.testing.assert_allclose(p["recurrent_kernel"] @ p["recurrent_kernel"].T, np.eye(4), atol=1e-5)
         assert np.all(np.abs(p["kernel"]) <= np.sqrt(6 / (2 + 4 * k)))
         np.testing.assert_array_equal(p["kernel"], build_backend(ModelConfig(backend="static", cell=cell), 4)
-                                      .init_params(0)["kernel"])
-    lstm_bias = build_backend(ModelConfig(backend="keras", cell="lstm"), 4).init_params(0)["bias"]
+                                      .init_params([0])["kernel"][0])
+    lstm_bias = build_backend(ModelConfig(backend="keras", cell="lstm"), 4).init_params([0])["bias"][0]
     np.testing.assert_array_equal(lstm_bias, np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
 
 

@@ -1,4 +1,4 @@
-"""Runs in one process with the same shapes reuse the compiled epoch: no retracing."""
+"""Runs and packs in one process with the same shapes reuse the compiled programs: no retracing."""
 
 from __future__ import annotations
 
@@ -16,33 +16,40 @@ def _fns(cfg):
             engine.predict_fn(be, xla=False))
 
 
+def _traces(fns) -> tuple[int, int]:
+    return tuple(f.experimental_get_tracing_count() for f in fns)
+
+
 def test_other_seed_and_lr_do_not_retrace(tmp_path):
     from rnn_sweep.train import train
 
     first = small_cfg(*SHAPES, "seed=0", "train.optimizer.lr=0.1")
     train(first, tmp_path / "a")
-    epoch, predict = _fns(first)
-    traced = epoch.experimental_get_tracing_count(), predict.experimental_get_tracing_count()
+    fns = _fns(first)
+    traced = _traces(fns)
     assert traced[0] >= 1 and traced[1] >= 1
     second = small_cfg(*SHAPES, "seed=3", "train.optimizer.lr=0.05", "train.epochs=2")
     s = train(second, tmp_path / "b")
-    assert _fns(second) == (epoch, predict)  # the same cached functions ...
-    assert (epoch.experimental_get_tracing_count(), predict.experimental_get_tracing_count()) == traced  # ... not retraced
+    assert _fns(second) == fns  # the same cached functions ...
+    assert _traces(fns) == traced  # ... not retraced
     assert s["status"] == "completed" and s["config"]["train"]["optimizer"]["lr"] == 0.05
 
 
-def test_replicated_runs_reuse_their_compiled_epoch(tmp_path):
-    from rnn_sweep import engine
-    from rnn_sweep.models import build_backend
-    from rnn_sweep.replicas import StackedScratch, stacked_step
-    from rnn_sweep.train import train
+def test_a_pack_traces_each_program_once_and_the_next_pack_reuses_them(tmp_path):
+    """A pack of 3 compiles one epoch and ONE evaluation for all members; another pack of 3 with
+    other seeds and learning rates (and the replicas option) compiles nothing."""
+    from rnn_sweep.train import train, train_pack
 
-    cfg = small_cfg(*SHAPES, "train.replicas=2")
-    train(cfg, tmp_path / "a")
-    stacked = StackedScratch(build_backend(cfg.model, cfg.state_size), 2)
-    fn = engine.epoch_fn(stacked, "adagrad", "tf", True, step_fn=stacked_step)
-    traced = fn.experimental_get_tracing_count()
-    assert traced >= 1
-    train(small_cfg(*SHAPES, "train.replicas=2", "seed=10", "train.optimizer.lr=0.2"), tmp_path / "b")
-    assert fn.experimental_get_tracing_count() == traced
-    assert (tmp_path / "b" / "seed=11" / "summary.json").exists()
+    cfgs = [small_cfg(*SHAPES, "num_steps=5", f"seed={s}", f"train.optimizer.lr={lr}")
+            for s, lr in [(0, 0.1), (1, 0.2), (2, 0.3)]]
+    fns = _fns(cfgs[0])
+    before = _traces(fns)
+    train_pack(cfgs, [tmp_path / f"a{i}" for i in range(3)])
+    once = _traces(fns)
+    assert once == (before[0] + 1, before[1] + 1)  # one trace each, not one per member
+    others = [small_cfg(*SHAPES, "num_steps=5", f"seed={s}", f"train.optimizer.lr={lr}")
+              for s, lr in [(7, 0.5), (8, 0.01), (9, 0.1)]]
+    train_pack(others, [tmp_path / f"b{i}" for i in range(3)])
+    train(small_cfg(*SHAPES, "num_steps=5", "train.replicas=3", "seed=20"), tmp_path / "c")
+    assert _traces(fns) == once
+    assert (tmp_path / "c" / "seed=22" / "summary.json").exists()

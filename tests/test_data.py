@@ -43,11 +43,12 @@ def article_gen_batch(raw_data, batch_size, num_steps):
 
 
 def test_wrap_mode_reproduces_article_exactly():
-    rng = np.random.default_rng(1)
-    X = rng.integers(0, 2, 20_000).astype(np.int8)
-    U = rng.random(20_000)
     rule = DataConfig(boundary="wrap")
-    y, p = data.labels_from(X, U, rule)
+    x, y, p = data.generate(rule, 20_000, np.random.default_rng(1))
+    rng = np.random.default_rng(1)  # the same draws, in generate's order: inputs, then uniforms
+    X = (rng.random(20_000, dtype=np.float32) < np.float32(0.5)).astype(np.int8)
+    U = rng.random(20_000, dtype=np.float32)
+    np.testing.assert_array_equal(x, X)
     np.testing.assert_array_equal(y, article_gen_data(X, U))
     # the wrap-around itself: Y_0 depends on X_{-3} = X[len-3]
     assert p[0] == 0.5 + 0.5 * X[-3] - 0.25 * X[-8]
@@ -110,3 +111,16 @@ def test_seeded_streams_are_reproducible_and_fresh_per_epoch():
     c = data.epoch_windows(rule, 10_000, 20, 5, data.rng_for(7, data.TRAIN_STREAM, 1))
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[0], c[0])
+
+
+def test_pack_windows_are_each_seeds_own_draw():
+    """Slice k of a pack's epoch data is exactly what the run with seeds[k] alone draws (repeats too)."""
+    rule = DataConfig(length=6000)
+    seeds = [4, 9, 4]
+    xs, ys = data.pack_epoch_windows(rule, 6000, 20, 7, seeds, epoch=2)
+    assert xs.shape == ys.shape == (6000 // 20 // 7, 3, 20, 7)
+    for k, s in enumerate(seeds):
+        x, y = data.epoch_windows(rule, 6000, 20, 7, data.rng_for(s, data.TRAIN_STREAM, 2))
+        np.testing.assert_array_equal(xs[:, k], x)
+        np.testing.assert_array_equal(ys[:, k], y)
+    assert not np.array_equal(xs[:, 0], xs[:, 1])

@@ -68,3 +68,16 @@ def test_parallel_launcher_is_deterministic(tmp_path):
         assert out.returncode == 0, out.stderr[-3000:]
         runs[name] = {p.parent.name: results(p.parent) for p in (tmp_path / name).glob("*/summary.json")}
     assert len(runs["first"]) == 4 and runs["first"] == runs["second"]
+
+
+@pytest.mark.parametrize("style", ["tf", "true"])
+def test_a_pack_is_byte_identical_across_reruns(tmp_path, style):
+    from rnn_sweep.train import train_pack
+
+    cfgs = [small_cfg(f"truncation.style='{style}'", "num_steps=4", f"seed={s}", f"train.optimizer.lr={lr}", *TINY)
+            for s, lr in [(3, 0.1), (4, 0.3)]]
+    for name in ("a", "b"):
+        train_pack(cfgs, [tmp_path / name / str(i) for i in range(2)])
+    for i in range(2):
+        assert results(tmp_path / "a" / str(i)) == results(tmp_path / "b" / str(i))
+    assert results(tmp_path / "a" / "0")[0] != results(tmp_path / "a" / "1")[0]

@@ -94,3 +94,91 @@ def test_train_windows_is_tf1_adagrad():
         acc = 0.1 + g0.grads[k] ** 2 + g1.grads[k] ** 2
         np.testing.assert_allclose(trained[k], p1[k] - 0.1 * g1.grads[k] / np.sqrt(acc), rtol=1e-12)
     assert losses == pytest.approx([g0.loss, g1.loss], rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- packs of K replicas vs the oracle
+
+def test_reference_epoch_is_the_hand_derived_tf1_adagrad_for_the_vanilla_cell():
+    params, _, _, _ = _problem(4, d=2)
+    rng = np.random.default_rng(6)
+    xs, ys = rng.integers(0, 2, (3, 2, 4)), rng.integers(0, 2, (3, 2, 4))
+    ref, ref_losses = oracle.train_windows(params, xs, ys, lr=0.2, initial_accumulator=0.1)
+    got, losses = oracle.reference_epoch("rnn", params, xs, ys, "tf", "adagrad",
+                                         {"lr": 0.2, "initial_accumulator": 0.1})
+    assert losses == pytest.approx(ref_losses, rel=1e-10)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-7, atol=1e-9)
+
+
+PACK_SEEDS, PACK_LRS = (3, 11, 4), (0.05, 0.2, 0.1)
+HP = {"initial_accumulator": 0.1, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+
+
+def _pack_combos():
+    out = []
+    for style in ("tf", "true"):
+        out.append(("scratch", "rnn", style, "adagrad"))
+        for backend in ("static", "dynamic"):
+            for cell, opt in (("rnn", "sgd"), ("gru", "adam"), ("lstm", "adagrad")):
+                out.append((backend, cell, style, opt))
+    return out
+
+
+@pytest.mark.parametrize("backend,cell,style,opt", _pack_combos())
+def test_pack_of_three_matches_the_oracle_replica_by_replica(backend, cell, style, opt):
+    """K=3 replicas (other seeds, other learning rates, other data) in one compiled epoch:
+    every replica's losses and trained parameters are the NumPy reference's for it alone."""
+    import tensorflow as tf
+
+    from rnn_sweep import engine, optim
+    from rnn_sweep.config import ModelConfig, OptimizerConfig
+    from rnn_sweep.models import build_backend
+
+    d, b, n, w = 2, 3, 3, 3
+    be = build_backend(ModelConfig(backend=backend, cell=cell), d)
+    init = be.init_params(PACK_SEEDS)
+    rng = np.random.default_rng(7)
+    xs, ys = rng.integers(0, 2, (w, 3, b, n)).astype(np.int8), rng.integers(0, 2, (w, 3, b, n)).astype(np.int8)
+    params = {k: tf.constant(v) for k, v in init.items()}
+    hp = optim.stacked_hyperparams([OptimizerConfig(name=opt, lr=lr) for lr in PACK_LRS])
+    update_every = 2 if style == "true" else None  # u < n: start states from earlier updates' positions
+    fn = engine.epoch_fn(be, opt, style, xla=False, update_every=update_every)
+    new, _, losses, _ = fn(params, optim.init_state(opt, params, hp), hp, xs, ys, be.zero_state(3, b))
+    assert losses.shape == ((w if style == "tf" else w * n // 2), 3)
+    for k, lr in enumerate(PACK_LRS):
+        one = {name: v[k] for name, v in init.items()}
+        ref, ref_losses = oracle.reference_epoch(cell, one, xs[:, k], ys[:, k], style, opt, {"lr": lr, **HP},
+                                                 update_every)
+        np.testing.assert_allclose(losses.numpy()[:, k], ref_losses, rtol=1e-5, err_msg=f"replica {k}")
+        for name in ref:
+            assert not np.allclose(ref[name], one[name])  # every parameter moved: the comparison has teeth
+            np.testing.assert_allclose(new[name].numpy()[k], ref[name], rtol=1e-4, atol=1e-5,
+                                       err_msg=f"replica {k}, {name}")
+
+
+@pytest.mark.parametrize("cell,opt", [("rnn", "adagrad"), ("gru", "adam"), ("lstm", "sgd")])
+def test_keras_fit_pack_members_match_the_oracle(tmp_path, cell, opt):
+    """model.fit trains a pack member by member; each member is the oracle's run alone."""
+    import tensorflow as tf
+
+    from rnn_sweep import optim
+    from rnn_sweep.config import ModelConfig, OptimizerConfig, RunConfig
+    from rnn_sweep.models import build_backend
+
+    d, b, n, w = 2, 3, 3, 3
+    rng = np.random.default_rng(8)
+    xs, ys = rng.integers(0, 2, (w, 3, b, n)).astype(np.int8), rng.integers(0, 2, (w, 3, b, n)).astype(np.int8)
+    for k, (seed, lr) in enumerate(zip(PACK_SEEDS, PACK_LRS)):
+        cfg = RunConfig(model=ModelConfig(backend="keras", cell=cell), state_size=d)
+        cfg.train.optimizer = OptimizerConfig(name=opt, lr=lr)
+        be = build_backend(cfg.model, d)
+        init = be.init_params([seed])
+        params = {name: tf.constant(v) for name, v in init.items()}
+        hp = optim.stacked_hyperparams([cfg.train.optimizer])
+        new, _, losses, _ = be.make_epoch_fn(cfg)(params, optim.init_state(opt, params, hp), hp,
+                                                  xs[:, k:k + 1], ys[:, k:k + 1], be.zero_state(1, b))
+        one = {name: v[0] for name, v in init.items()}
+        ref, ref_losses = oracle.reference_epoch(cell, one, xs[:, k], ys[:, k], "tf", opt, {"lr": lr, **HP})
+        np.testing.assert_allclose(losses.numpy()[:, 0], ref_losses, rtol=1e-5)
+        for name in ref:
+            np.testing.assert_allclose(new[name].numpy()[0], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)

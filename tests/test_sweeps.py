@@ -258,7 +258,7 @@ def _write_summary(run_dir: Path, status: str, cfg) -> None:
 def test_plan_replicated_job_is_finished_when_every_seed_record_is(tmp_path, cfg_factory):
     cfg = cfg_factory("num_steps=3", "seed=5", "train.replicas=3")
     job = tmp_path / "job"
-    for s in (5, 6):  # two of the three per-seed records, as written by rnn_sweep.replicas
+    for s in (5, 6):  # two of the three per-seed records, as written by train.replicas
         _write_summary(job / f"seed={s}", "completed", cfg_factory("num_steps=3", f"seed={s}"))
     assert sw.plan(cfg, job) == "train"  # seed 7 missing (e.g. killed mid-write)
     _write_summary(job / "seed=7", "completed", cfg_factory("num_steps=3", "seed=7"))

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import small_cfg
-from rnn_sweep.models import ScratchBackend, vanilla_init
+from rnn_sweep import oracle
+from rnn_sweep.inits import vanilla_init
+from rnn_sweep.scratch import ScratchBackend
 
 
 def numpy_forward(params, x_int, s0):
@@ -37,16 +39,17 @@ def test_scratch_unroll_matches_numpy():
 
     rng = np.random.default_rng(0)
     be = ScratchBackend(5)
-    params = be.init_params(3)
-    params["b"] = rng.normal(size=5).astype(np.float32)
-    params["c"] = rng.normal(size=2).astype(np.float32)
-    x = rng.integers(0, 2, (7, 6))
-    s0 = rng.uniform(-1, 1, (7, 5)).astype(np.float32)
+    params = be.init_params([3, 8])  # two replicas, each checked on its own inputs and state
+    params["b"] = rng.normal(size=(2, 5)).astype(np.float32)
+    params["c"] = rng.normal(size=(2, 2)).astype(np.float32)
+    x = rng.integers(0, 2, (2, 7, 6))
+    s0 = rng.uniform(-1, 1, (2, 7, 5)).astype(np.float32)
     logits, (s,) = be.unroll({k: tf.constant(v) for k, v in params.items()},
                              tf.one_hot(x, 2), (tf.constant(s0),))
-    ref_logits, ref_s = numpy_forward(params, x, s0)
-    np.testing.assert_allclose(logits.numpy(), ref_logits, atol=1e-5)
-    np.testing.assert_allclose(s.numpy(), ref_s, atol=1e-5)
+    for k in range(2):
+        ref_logits, ref_s = numpy_forward({n: v[k] for n, v in params.items()}, x[k], s0[k])
+        np.testing.assert_allclose(logits.numpy()[k], ref_logits, atol=1e-5)
+        np.testing.assert_allclose(s.numpy()[k], ref_s, atol=1e-5)
 
 
 def _one_epoch(cfg, windows=1):
@@ -55,32 +58,29 @@ def _one_epoch(cfg, windows=1):
     from rnn_sweep import data, engine, optim
 
     be = ScratchBackend(cfg.state_size)
-    params = {k: tf.constant(v) for k, v in be.init_params(cfg.seed).items()}
-    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(cfg.train.optimizer).items()}
+    params = {k: tf.constant(v) for k, v in be.init_params([cfg.seed]).items()}
+    hp = optim.stacked_hyperparams([cfg.train.optimizer])
     st = optim.init_state(cfg.train.optimizer.name, params, hp)
-    xs, ys = data.epoch_windows(cfg.data, cfg.train.batch_size * cfg.num_steps * windows,
-                                cfg.train.batch_size, cfg.num_steps, data.rng_for(0, 0))
+    xs, ys = data.pack_epoch_windows(cfg.data, cfg.train.batch_size * cfg.num_steps * windows,
+                                     cfg.train.batch_size, cfg.num_steps, [0], 0)
     fn = engine.epoch_fn(be, cfg.train.optimizer.name, "tf", cfg.train.xla)
-    new, _, losses, _ = fn(params, st, hp, xs, ys, be.zero_state(cfg.train.batch_size))
-    # gradient of the first window, for the optimizer checks
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        logits, _ = be.unroll(params, tf.one_hot(tf.cast(xs[0], tf.int32), 2), be.zero_state(cfg.train.batch_size))
-        loss = engine.window_loss(logits, tf.cast(ys[0], tf.int32))
-    grads = tape.gradient(loss, params)
-    return params, new, grads, losses, loss
+    new, _, losses, _ = fn(params, st, hp, xs, ys, be.zero_state(1, cfg.train.batch_size))
+    # gradient of the first window, by hand from the oracle, for the optimizer checks
+    one = {k: v.numpy()[0] for k, v in params.items()}
+    ref = oracle.window_grads(one, oracle.onehot(xs[0, 0]), ys[0, 0], np.zeros((cfg.train.batch_size, cfg.state_size)))
+    return one, {k: v.numpy()[0] for k, v in new.items()}, ref.grads, losses.numpy()[:, 0], ref.loss
 
 
 @pytest.mark.parametrize("xla", [True, False])
 def test_one_step_changes_every_parameter_with_tf1_adagrad(xla):
     cfg = small_cfg(f"train.xla={str(xla).lower()}")
     params, new, grads, losses, loss = _one_epoch(cfg)
-    assert losses.numpy()[0] == pytest.approx(loss.numpy(), abs=1e-6)
+    assert losses[0] == pytest.approx(loss, abs=1e-6)
     for k in params:
-        p, g = params[k].numpy().astype(np.float64), grads[k].numpy().astype(np.float64)
+        p, g = params[k].astype(np.float64), grads[k]
         expected = p - 0.1 * g / np.sqrt(0.1 + g * g)  # TF1 Adagrad, accumulator starts at 0.1
-        np.testing.assert_allclose(new[k].numpy(), expected, atol=1e-6)
-        assert np.all(new[k].numpy() != p), k
+        np.testing.assert_allclose(new[k], expected, atol=1e-6)
+        assert np.all(new[k] != p), k
 
 
 @pytest.mark.parametrize("name,make", [
@@ -96,19 +96,20 @@ def test_optimizers_match_tf1_over_three_windows(name, make):
     from rnn_sweep import data, engine, optim
 
     be = ScratchBackend(cfg.state_size)
-    init = be.init_params(0)
-    xs, ys = data.epoch_windows(cfg.data, 200 * 5 * 3, 200, 5, data.rng_for(0, 0))
+    init = be.init_params([0])
+    xs, ys = data.pack_epoch_windows(cfg.data, 200 * 5 * 3, 200, 5, [0], 0)
     params = {k: tf.constant(v) for k, v in init.items()}
-    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(cfg.train.optimizer).items()}
+    hp = optim.stacked_hyperparams([cfg.train.optimizer])
     ours, _, _, _ = engine.epoch_fn(be, name, "tf", False)(params, optim.init_state(name, params, hp), hp, xs, ys,
-                                                           be.zero_state(200))
+                                                           be.zero_state(1, 200))
     # The reference: TF's own TF1 optimizer on tf.Variables, window by window, eager.
     variables = {k: tf.Variable(v) for k, v in init.items()}
-    opt, state = make(tf), be.zero_state(200)
+    opt, state = make(tf), be.zero_state(1, 200)
     for i in range(3):
         with tf.GradientTape() as tape:
             logits, state = be.unroll(variables, tf.one_hot(tf.cast(xs[i], tf.int32), 2), state)
-            loss = engine.window_loss(logits, tf.cast(ys[i], tf.int32))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(ys[i], tf.int32), logits=logits))
         grads = tape.gradient(loss, list(variables.values()))
         opt.apply_gradients(zip(grads, variables.values()))
     for k in init:

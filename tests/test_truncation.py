@@ -127,12 +127,12 @@ def _run_epoch(backend, style, P, rows_x, rows_y, n, lr, update_every=None, xla=
 
     from rnn_sweep import engine, optim
 
-    params = {k: tf.constant(v, tf.float32) for k, v in P.items()}
-    hp = {k: tf.constant(v, tf.float32) for k, v in optim.hyperparams(OptimizerConfig(name="sgd", lr=lr)).items()}
+    params = {k: tf.constant(v[None], tf.float32) for k, v in P.items()}  # a pack of one
+    hp = optim.stacked_hyperparams([OptimizerConfig(name="sgd", lr=lr)])
     fn = engine.epoch_fn(backend, "sgd", style, xla, update_every=update_every)
-    new, _, losses, _ = fn(params, optim.init_state("sgd", params, hp), hp, _windows(rows_x, n),
-                           _windows(rows_y, n), backend.zero_state(rows_x.shape[0]))
-    return {k: v.numpy() for k, v in new.items()}, losses.numpy()
+    new, _, losses, _ = fn(params, optim.init_state("sgd", params, hp), hp, _windows(rows_x, n)[:, None],
+                           _windows(rows_y, n)[:, None], backend.zero_state(1, rows_x.shape[0]))
+    return {k: v.numpy()[0] for k, v in new.items()}, losses.numpy()[:, 0]
 
 
 # ----------------------------------------------------------------------------- parameter updates
@@ -201,26 +201,29 @@ def _reach(grad):
 
 
 def test_tf_style_loss_reaches_only_its_window_prefix():
+    """In a pack of two, each loss reaches its own replica's window prefix and nothing else."""
     import tensorflow as tf
 
-    from rnn_sweep import engine
+    from rnn_sweep.truncation import tf_style_step
 
-    n, b = 4, 3
+    n, b, k = 4, 3, 2
     be = _backend("scratch", 3)
-    params = {k: tf.constant(v, tf.float32) for k, v in _params(3).items()}
-    rows_x, rows_y = _data(b, 2 * n)
-    x = tf.one_hot(rows_x.astype(np.int32), 2)  # [B, 2n, 2]: windows 0 and 1
+    params = {name: tf.constant(np.stack([v, v * 0.5]), tf.float32) for name, v in _params(3).items()}
+    rows_x, rows_y = _data(k * b, 2 * n)
+    rows_x, rows_y = rows_x.reshape(k, b, 2 * n), rows_y.reshape(k, b, 2 * n).astype(np.int32)
+    x = tf.one_hot(rows_x.astype(np.int32), 2)  # [K, B, 2n, 2]: windows 0 and 1
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
-        _, _, state = engine.tf_style_step(be, params, x[:, :n], rows_y[:, :n].astype(np.int32), be.zero_state(b))
-        logits, _ = be.unroll(params, x[:, n:], state)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=rows_y[:, n:].astype(np.int32), logits=logits)
-        per_loss = [ce[i, j] for i in range(b) for j in range(n)]
-    for (i, j), loss in zip([(i, j) for i in range(b) for j in range(n)], per_loss):
+        _, _, state = tf_style_step(be, params, x[:, :, :n], rows_y[:, :, :n], be.zero_state(k, b))
+        logits, _ = be.unroll(params, x[:, :, n:], state)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=rows_y[:, :, n:], logits=logits)
+        cells = [(r, i, j) for r in range(k) for i in range(b) for j in range(n)]
+        per_loss = [ce[r, i, j] for r, i, j in cells]
+    for (r, i, j), loss in zip(cells, per_loss):
         reach = _reach(tape.gradient(loss, x).numpy())
-        expected = np.zeros((b, 2 * n), bool)
-        expected[i, n:n + j + 1] = True  # k = 0..j inside the window; nothing earlier
-        np.testing.assert_array_equal(reach, expected, err_msg=f"row {i}, window position {j}")
+        expected = np.zeros((k, b, 2 * n), bool)
+        expected[r, i, n:n + j + 1] = True  # k = 0..j inside the window; nothing earlier, no other replica
+        np.testing.assert_array_equal(reach, expected, err_msg=f"replica {r}, row {i}, window position {j}")
 
 
 @pytest.mark.parametrize("n, u, t0, backend, cell", [
@@ -236,23 +239,24 @@ def test_true_style_loss_reaches_exactly_n_inputs(n, u, t0, backend, cell):
 
     from rnn_sweep.truncation import start_states, true_step_losses
 
-    b, length, d = 2, 14, 3
+    b, length, d, k = 2, 14, 3, 2  # a pack of two: no loss may reach the other replica's inputs
     be = _backend(backend, d, cell)
-    params = {k: tf.constant(v) for k, v in be.init_params(0).items()}
-    rows_x, rows_y = _data(b, length)
+    params = {name: tf.constant(v) for name, v in be.init_params([0, 1]).items()}
+    rows_x, rows_y = _data(k * b, length)
+    rows_x, rows_y = rows_x.reshape(k, b, length), rows_y.reshape(k, b, length)
     x = tf.one_hot(rows_x.astype(np.int32), 2)
-    state = tuple(tf.random.stateless_uniform(s.shape, [1, 2], -0.5, 0.5) for s in be.zero_state(b))
+    state = tuple(tf.random.stateless_uniform(s.shape, [1, 2], -0.5, 0.5) for s in be.zero_state(k, b))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         starts, _ = start_states(be, params, x, state, t0, u, n)
-        losses = true_step_losses(be, params, x, rows_y.astype(np.int32), starts, t0, u, n)  # [u, B]
-        per_loss = {(j, i): losses[j, i] for j in range(u) for i in range(b)}
-    for (j, i), loss in per_loss.items():
+        losses = true_step_losses(be, params, x, rows_y.astype(np.int32), starts, t0, u, n)  # [K, u, B]
+        per_loss = {(r, j, i): losses[r, j, i] for r in range(k) for j in range(u) for i in range(b)}
+    for (r, j, i), loss in per_loss.items():
         t = t0 + j
-        expected = np.zeros((b, length), bool)
-        expected[i, max(t - n + 1, 0):t + 1] = True  # 0 <= k < n; exactly zero for k >= n
+        expected = np.zeros((k, b, length), bool)
+        expected[r, i, max(t - n + 1, 0):t + 1] = True  # 0 <= k < n; exactly zero for k >= n
         np.testing.assert_array_equal(_reach(tape.gradient(loss, x).numpy()), expected,
-                                      err_msg=f"t={t}, row {i}")
+                                      err_msg=f"replica {r}, t={t}, row {i}")
 
 
 # ----------------------------------------------------------------------------- configuration

@@ -1,0 +1,148 @@
+"""A pack: K compatible runs trained as one compiled program (no files; see train.py for records).
+
+Runs are compatible when they share everything that shapes the compiled program
+and the data: they may differ only in ``seed`` and the optimizer's numeric
+hyper-parameters (plus execution-only settings). Replica k of a pack is exactly
+the run ``cfgs[k]`` alone: its weights are ``init_params([seed_k])``, its data
+``rng_for(seed_k, ...)``, its hyper-parameters slice [k] of [K] tensors, and no
+operation mixes replicas (see :mod:`rnn_sweep.truncation` for why the gradients
+stay each replica's own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from rnn_sweep import data as data_mod
+from rnn_sweep import probe
+from rnn_sweep.config import RunConfig
+
+# Keys that may differ inside a pack: they enter the compiled program as tensors
+# (seed through the data and initial weights) or do not touch the results at all.
+PER_REPLICA = ("seed", "train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.beta1",
+               "train.optimizer.beta2", "train.optimizer.epsilon")
+EXECUTION_ONLY = ("train.progress", "train.threads")
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def pack_key(cfg: RunConfig) -> tuple:
+    """What runs must share to be trained as one pack: every setting except PER_REPLICA and
+    EXECUTION_ONLY, as a hashable, sorted tuple of (dotted key, value)."""
+    flat = _flat(dataclasses.asdict(cfg))
+    return tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in PER_REPLICA + EXECUTION_ONLY))
+
+
+def check_packable(cfgs: Sequence[RunConfig]) -> None:
+    """Raise ValueError naming the first key in which two runs of a would-be pack differ."""
+    if not cfgs:
+        raise ValueError("a pack needs at least one run configuration")
+    if any(c.train.replicas != 1 for c in cfgs):
+        raise ValueError("train.replicas must be 1 for every member of a pack (each member is one run)")
+    first = dict(pack_key(cfgs[0]))
+    for i, cfg in enumerate(cfgs[1:], start=1):
+        for key, value in pack_key(cfg):
+            if first.get(key) != value:
+                raise ValueError(f"runs 0 and {i} cannot share a pack: they differ in {key} "
+                                 f"({first.get(key)} vs {value}); only {', '.join(PER_REPLICA)} may differ")
+
+
+class Pack:
+    """The compiled training state of K runs: stacked parameters, optimizer slots, epoch function.
+
+    Args:
+        cfgs: the members' validated configurations (see :func:`check_packable`).
+    """
+
+    def __init__(self, cfgs: Sequence[RunConfig]):
+        import tensorflow as tf
+
+        from rnn_sweep import engine, optim
+        from rnn_sweep.models import build_backend
+
+        self.cfgs = list(cfgs)
+        cfg = self.cfgs[0]
+        self.seeds = [c.seed for c in self.cfgs]
+        self.backend = build_backend(cfg.model, cfg.state_size)
+        self.params = {k: tf.constant(v) for k, v in self.backend.init_params(self.seeds).items()}
+        self.hp = optim.stacked_hyperparams([c.train.optimizer for c in self.cfgs])
+        self.opt_state = optim.init_state(cfg.train.optimizer.name, self.params, self.hp)
+        if hasattr(self.backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
+            self.fn = self.backend.make_epoch_fn(cfg)
+        else:
+            self.fn = engine.epoch_fn(self.backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
+                                      update_every=cfg.truncation.update_every)
+
+    @property
+    def size(self) -> int:
+        """K, the number of replicas."""
+        return len(self.cfgs)
+
+    def train_epoch(self, epoch: int) -> tuple[np.ndarray, float, float]:
+        """One epoch of every replica; returns (losses float32 [U, K], data seconds, train seconds)."""
+        cfg = self.cfgs[0]
+        t0 = time.perf_counter()
+        xs, ys = data_mod.pack_epoch_windows(cfg.data, cfg.data.length, cfg.train.batch_size, cfg.num_steps,
+                                             self.seeds, epoch)
+        t1 = time.perf_counter()
+        state = self.backend.zero_state(self.size, cfg.train.batch_size)
+        self.params, self.opt_state, losses, _ = self.fn(self.params, self.opt_state, self.hp, xs, ys, state)
+        losses = np.asarray(losses)
+        return losses, t1 - t0, time.perf_counter() - t1
+
+    def heldout_predictions(self) -> list[tuple[np.ndarray, tuple]]:
+        """Every replica's predictions on its own fresh held-out data, in ONE compiled pass.
+
+        Returns per replica (p_win float32 [W, B, n] = P(Y=1), its data
+        ``generate_full(...)`` tuple); pass them to :func:`heldout_metrics`. A
+        replica whose parameters are not finite gets NaNs; it cannot disturb the others.
+        """
+        from rnn_sweep import engine
+
+        cfg = self.cfgs[0]
+        b, n = cfg.train.batch_size, cfg.num_steps
+        drawn = {s: data_mod.generate_full(cfg.data, cfg.data.eval_length, data_mod.rng_for(s, data_mod.EVAL_STREAM))
+                 for s in dict.fromkeys(self.seeds)}
+        full = [drawn[s] for s in self.seeds]
+        xs = np.stack([data_mod.to_windows(data_mod.to_rows(f[0], b), n) for f in full], axis=1)  # [W, K, B, n]
+        # Not XLA: one forward pass over the held-out data runs in ~0.1 s as a plain graph,
+        # less than XLA needs to compile it (benchmarks/compile_cost.py: "eval compile").
+        p_win = engine.predict_fn(self.backend, xla=False)(self.params, xs, self.backend.zero_state(self.size, b))
+        p_win = np.asarray(p_win)
+        return [(p_win[:, k], f) for k, f in enumerate(full)]
+
+
+def heldout_metrics(cfg: RunConfig, p_win: np.ndarray, full: tuple) -> dict:
+    """One run's held-out numbers from its predictions p_win [W, B, n] on its data ``full``.
+
+    Returns heldout_loss and heldout_optimal_loss (nats), learned_fraction {str(lag): fraction or
+    None}, learned_fraction_note {str(lag): why that fraction is None}.
+    """
+    _, y, p_true, lagged = full
+    b = cfg.train.batch_size
+    used = p_win.shape[0] * p_win.shape[2]
+
+    def rows(a):  # sequence -> the [B, used] positions the windows cover, flattened
+        return data_mod.to_rows(a, b)[:, :used].reshape(-1)
+
+    p_model = p_win.transpose(1, 0, 2).reshape(-1)
+    truth, inputs, lags = rows(p_true), [rows(xl) for xl in lagged], [d.lag for d in cfg.data.dependencies]
+    return {
+        "heldout_loss": probe.cross_entropy(p_model, rows(y)),
+        "heldout_optimal_loss": probe.cross_entropy(truth, rows(y)),
+        "learned_fraction": probe.learned_fractions(p_model, truth, inputs, lags),
+        # Why a fraction is null (a dependency with no effect has nothing to learn).
+        "learned_fraction_note": probe.undefined_fractions(truth, inputs, lags),
+    }
