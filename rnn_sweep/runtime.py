@@ -74,6 +74,20 @@ def import_tf(threads: int = 0):
     return tf
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc), None where that cannot be read.
+
+    Lets a run record the whole-process cost (interpreter, Hydra, TensorFlow import,
+    compile, training) that a clock started inside ``train()`` cannot see.
+    """
+    try:
+        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def versions() -> dict[str, str]:
     """Versions of Python, the platform and the numerical packages, for run records.
 

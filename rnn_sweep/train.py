@@ -99,10 +99,18 @@ class MemberLog:
 
 
 def _member_timings(clock: dict, lg: MemberLog, pack_size: int) -> dict:
-    """The pack's timings as seen by one member (its epochs only), plus ``pack_size``."""
+    """The pack's timings as seen by one member (its epochs only), plus ``pack_size``.
+
+    ``setup_s`` is train()'s own setup; ``tf_import_s`` what this process paid to import
+    TensorFlow (once per process, wherever it happened); ``process_s`` the whole process
+    so far (interpreter, Hydra, imports, earlier runs of a reused worker included).
+    """
+    from rnn_sweep.runtime import IMPORT_SECONDS, process_age_s
+
     epochs = clock["epoch_s"][:lg.epochs]
     return {
-        "total_s": time.perf_counter() - clock["start"], "import_s": clock["import_s"], "data_s": clock["data_s"],
+        "total_s": time.perf_counter() - clock["start"], "setup_s": clock["import_s"],
+        "tf_import_s": IMPORT_SECONDS.get("tensorflow"), "process_s": process_age_s(), "data_s": clock["data_s"],
         "train_s": clock["train_s"], "eval_s": clock["eval_s"], "epoch_s": epochs,
         "first_epoch_s": epochs[0] if epochs else None,
         "warm_epoch_s": float(np.median(epochs[1:])) if len(epochs) > 1 else None,

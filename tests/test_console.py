@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,20 @@ def test_failed_import_replays_what_was_hidden(tmp_path):
     out = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode != 0
     assert "libfoo.so missing" in out.stderr and "broken tf" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_single_run_prints_no_native_noise_and_times_the_tensorflow_import(tmp_path):
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "RNN_SWEEP_VERBOSE")}
+    out = subprocess.run([str(Path(sys.executable).parent / "rnn-sweep"), "data=small", "train.progress=false",
+                          "data.length=20000", "data.eval_length=20000", f"hydra.run.dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert not any(n in out.stderr + out.stdout for n in NOISE), out.stderr
+    assert "WARNING" not in out.stderr, out.stderr
+    timings = json.loads((tmp_path / "run" / "summary.json").read_text())["timings"]
+    # The TensorFlow import happens before train() starts its clock; it must still be counted.
+    assert timings["tf_import_s"] > 0.5
+    assert timings["process_s"] >= timings["tf_import_s"] + timings["total_s"] * 0.5
