@@ -228,6 +228,9 @@ def compose_jobs(hydra_context: HydraContext, config: DictConfig, job_overrides:
                  initial_job_idx: int) -> list[PackedJob]:
     """Compose and validate every job; refuse the sweep (exit 2) listing every invalid one."""
     jobs, invalid = [], []
+    # Name a job by what varies across the sweep (num_steps=0 state_size=4), not by the
+    # overrides every job shares.
+    shared = set.intersection(*(set(o) for o in job_overrides)) if len(job_overrides) > 1 else set()
     for k, overrides in enumerate(job_overrides):
         idx = initial_job_idx + k
         try:
@@ -237,7 +240,7 @@ def compose_jobs(hydra_context: HydraContext, config: DictConfig, job_overrides:
                 cfg.hydra.job.num = idx
             jobs.append(PackedJob(idx, list(overrides), cfg, run_config(cfg)))
         except Exception as err:  # noqa: BLE001 -- every reason is collected, then reported together
-            label = " ".join(filter_overrides(overrides)) or "(no overrides)"
+            label = " ".join(o for o in filter_overrides(overrides) if o not in shared) or "(no overrides)"
             invalid.append(f"{label}: {' '.join(str(err).split())}")
     if invalid:
         _refuse(invalid, len(job_overrides))
