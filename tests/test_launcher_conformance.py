@@ -45,3 +45,51 @@ class TestRnnSweepLauncher(LauncherTestSuite):
 ])
 class TestRnnSweepLauncherIntegration(IntegrationTestSuite):
     """Hydra's integration suite (apps run as scripts), through each wrapped launcher."""
+
+
+DISCOVER = """
+import sys, sysconfig
+sys.path[:0] = [{target!r}, {site!r}]  # the installed wheel, then the dependencies (no .pth files: not the repo)
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+import hydra_plugins.rnn_sweep_launcher.rnn_sweep_launcher as plugin
+import rnn_sweep
+print(plugin.__file__)
+print(rnn_sweep.__file__)
+print(" ".join(sorted(x.__name__ for x in Plugins.instance().discover(Launcher))))
+print(" ".join(ConfigStore.instance().list("hydra/launcher")))
+"""
+
+
+@pytest.mark.slow
+def test_a_regular_non_editable_install_is_discovered_by_hydra(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    import zipfile
+
+    from conftest import REPO
+
+    wheels, target, src = tmp_path / "wheels", tmp_path / "site", tmp_path / "src"
+    # a copy, so building leaves nothing (build/, *.egg-info) in the working tree
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "outputs",
+                                                             "__pycache__", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                    str(src)], check=True, capture_output=True, timeout=300)
+    wheel = next(wheels.glob("rnn_sweep-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    # a namespace package, as every Hydra plugin ships it: no hydra_plugins/__init__.py
+    assert "hydra_plugins/rnn_sweep_launcher/rnn_sweep_launcher.py" in names
+    assert "hydra_plugins/__init__.py" not in names
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    code = DISCOVER.format(target=str(target), site=sysconfig.get_paths()["purelib"])
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    plugin_file, package_file, launchers, configs = out.stdout.splitlines()
+    assert plugin_file.startswith(str(target)) and package_file.startswith(str(target))
+    assert "RnnSweepLauncher" in launchers.split()
+    assert {"rnn_sweep.yaml", "rnn_sweep_joblib.yaml", "rnn_sweep_submitit_local.yaml",
+            "rnn_sweep_submitit_slurm.yaml"} <= set(configs.split())
