@@ -88,6 +88,8 @@ class PackingLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         self.wrapped.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        if is_rnn_sweep_task(task_function):
+            ComposeOnce.install(hydra_context)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if not is_rnn_sweep_task(self.task_function):
@@ -127,7 +129,7 @@ class PackingLauncher(Launcher):
         assert self.config is not None
         out = []
         for number, pack in enumerate(packs, 1):
-            out.append(run_pack(pack, self.hydra_context, self.task_function, label=f"{number}/{len(packs)}"))
+            out.append(run_pack(pack, self.hydra_context.callbacks, self.task_function, label=f"{number}/{len(packs)}"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return out
 
@@ -141,7 +143,7 @@ class PackingLauncher(Launcher):
         log.info("Joblib.Parallel(%s) is launching %d packs", ",".join(f"{k}={v}" for k, v in cfg.items()),
                  len(packs))
         state = Singleton.get_state()
-        return Parallel(**cfg)(delayed(run_pack)(pack, self.hydra_context, self.task_function, state,
+        return Parallel(**cfg)(delayed(run_pack)(pack, self.hydra_context.callbacks, self.task_function, state,
                                                  f"{number}/{len(packs)}")
                                for number, pack in enumerate(packs, 1))
 
@@ -149,7 +151,7 @@ class PackingLauncher(Launcher):
         executor = submitit_executor(self.wrapped)
         log.info("Submitit '%s' is launching %d packs, one job each; sweep output dir: %s",
                  self.wrapped._EXECUTOR, len(packs), self.config.hydra.sweep.dir)  # type: ignore[attr-defined]
-        runner = SubmititPack(self.hydra_context, self.task_function)
+        runner = SubmititPack(self.hydra_context.callbacks, self.task_function)
         labels = [f"{number}/{len(packs)}" for number in range(1, len(packs) + 1)]
         state = Singleton.get_state()
         jobs = executor.map_array(runner, packs, labels, [state] * len(packs))
@@ -179,13 +181,13 @@ class PackingLauncher(Launcher):
 class SubmititPack:
     """The callable submitit runs for one pack (one Slurm job); picklable, like the submitit plugin's."""
 
-    def __init__(self, hydra_context: Optional[HydraContext], task_function: Optional[TaskFunction]) -> None:
-        self.hydra_context, self.task_function = hydra_context, task_function
+    def __init__(self, callbacks: Any, task_function: Optional[TaskFunction]) -> None:
+        self.callbacks, self.task_function = callbacks, task_function
 
     def __call__(self, pack: list[PackedJob], label: str, singleton_state: dict) -> list[JobReturn]:
         import submitit
 
-        return run_pack(pack, self.hydra_context, self.task_function, singleton_state, label,
+        return run_pack(pack, self.callbacks, self.task_function, singleton_state, label,
                         job_id=str(submitit.JobEnvironment().job_id))
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -234,7 +236,7 @@ def compose_jobs(hydra_context: HydraContext, config: DictConfig, job_overrides:
     for k, overrides in enumerate(job_overrides):
         idx = initial_job_idx + k
         try:
-            cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+            cfg = ComposeOnce.take(hydra_context, config, overrides)
             with open_dict(cfg):
                 cfg.hydra.job.id = idx
                 cfg.hydra.job.num = idx
@@ -244,7 +246,49 @@ def compose_jobs(hydra_context: HydraContext, config: DictConfig, job_overrides:
             invalid.append(f"{label}: {' '.join(str(err).split())}")
     if invalid:
         _refuse(invalid, len(job_overrides))
+    log.debug("composed %d jobs (%d reused from the sweeper's validation)", len(jobs), ComposeOnce.hits)
     return jobs
+
+
+class ComposeOnce:
+    """Compose each job once, not twice: the launcher reuses what Hydra's sweeper composed.
+
+    Hydra's sweeper composes every job of a batch to validate it, then a launcher
+    composes each again. One composition of an rnn-sweep job costs 0.1-0.5 s here
+    (defaults tree, structured schema, YAML merges; cProfile of ``load_sweep_config``):
+    the 300 jobs of ``experiment=r2rt_grid`` took 53 s per pass on this 2-core
+    machine under a load of 5. Installed on this sweep's config loader only
+    (rnn-sweep tasks); a job missing from the cache is composed as usual.
+    """
+
+    hits = 0  # jobs reused in this process (for the debug log and tests)
+
+    def __init__(self, original: Any) -> None:
+        self.original, self.cache = original, {}
+
+    def __call__(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        cfg = self.original(master_config, sweep_overrides)
+        self.cache[(id(master_config), tuple(sweep_overrides))] = cfg
+        return cfg
+
+    @classmethod
+    def install(cls, hydra_context: HydraContext) -> None:
+        """Cache what ``hydra_context.config_loader.load_sweep_config`` composes (instance attribute)."""
+        loader = hydra_context.config_loader
+        if not isinstance(getattr(loader, "load_sweep_config", None), cls):
+            loader.load_sweep_config = cls(loader.load_sweep_config)  # type: ignore[method-assign]
+
+    @classmethod
+    def take(cls, hydra_context: HydraContext, master: DictConfig, overrides: Sequence[str]) -> DictConfig:
+        """The job's composed config: from the cache (removed from it), else composed now."""
+        compose = hydra_context.config_loader.load_sweep_config
+        if isinstance(compose, cls):
+            hit = compose.cache.pop((id(master), tuple(overrides)), None)
+            if hit is not None:
+                cls.hits += 1
+                return hit
+            return compose.original(master, list(overrides))
+        return compose(master, list(overrides))
 
 
 def run_config(cfg: DictConfig) -> RunConfig:

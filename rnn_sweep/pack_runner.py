@@ -26,7 +26,7 @@ from typing import Any, Iterator, Optional, Sequence
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, setup_globals
-from hydra.types import HydraContext, TaskFunction
+from hydra.types import TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from rnn_sweep.config import RunConfig
@@ -64,14 +64,15 @@ class _Member:
     outcome: Outcome = field(default_factory=Outcome)
 
 
-def run_pack(jobs: Sequence[PackedJob], hydra_context: HydraContext, task_function: TaskFunction,
+def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunction,
              singleton_state: Optional[dict] = None, label: str = "1/1", job_id: Optional[str] = None,
              ) -> list[JobReturn]:
     """Run one pack of rnn-sweep jobs; return their JobReturns in ``jobs`` order.
 
     Args:
         jobs: the pack's members (same pack key, see :func:`rnn_sweep.packing.pack_key`).
-        hydra_context: the sweep's Hydra context (config loader, callbacks).
+        callbacks: the sweep's Hydra callbacks (``hydra_context.callbacks``): only they
+            travel to the workers, not the config loader.
         task_function: the app's task function, passed to the job callbacks only.
         singleton_state: Hydra's singletons to restore in a fresh worker process (None in-process).
         label: ``"<pack number>/<packs>"`` for the log and the pack record.
@@ -82,19 +83,18 @@ def run_pack(jobs: Sequence[PackedJob], hydra_context: HydraContext, task_functi
         Singleton.set_state(singleton_state)
     original = HydraConfig.instance().cfg
     try:
-        members = [_open(job, hydra_context, task_function, job_id) for job in jobs]
+        members = [_open(job, callbacks, task_function, job_id) for job in jobs]
         todo = [m for m in members if _decide(m)]
         if todo:
             _train(todo, members, label)
         for m in members:
-            _close(m, members, label, hydra_context)
+            _close(m, members, label, callbacks)
         return [m.ret for m in members]
     finally:
         HydraConfig.instance().cfg = original
 
 
-def _open(job: PackedJob, hydra_context: HydraContext, task_function: TaskFunction,
-          job_id: Optional[str]) -> _Member:
+def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: Optional[str]) -> _Member:
     """Hydra's ``run_job`` up to the task call: output dir, job log, records, ``on_job_start``."""
     config = job.config
     if job_id is not None:
@@ -123,7 +123,7 @@ def _open(job: PackedJob, hydra_context: HydraContext, task_function: TaskFuncti
                            ("overrides.yaml", config.hydra.overrides.task)):
             (records_dir / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
     log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    hydra_context.callbacks.on_job_start(config=config, task_function=task_function)
+    callbacks.on_job_start(config=config, task_function=task_function)
     return _Member(job, ret, Path(config.hydra.runtime.output_dir), records_dir, log_files)
 
 
@@ -209,7 +209,7 @@ def _train_one(cfg: RunConfig, run_dir: Path, threads: int) -> Outcome:
         return Outcome(error=f"{run_dir}: {type(err).__name__}: {err}", trained=True)
 
 
-def _close(m: _Member, members: list[_Member], label: str, hydra_context: HydraContext) -> None:
+def _close(m: _Member, members: list[_Member], label: str, callbacks: Any) -> None:
     """Hydra's ``run_job`` after the task: result line, failure record, pack record, ``on_job_end``."""
     from rnn_sweep.cli import record_failure
 
@@ -230,7 +230,7 @@ def _close(m: _Member, members: list[_Member], label: str, hydra_context: HydraC
         (m.records_dir / PACK_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     for handler in logging.getLogger().handlers:
         handler.flush()
-    hydra_context.callbacks.on_job_end(config=config, job_return=m.ret)
+    callbacks.on_job_end(config=config, job_return=m.ret)
 
 
 def result_line(summary: dict, run_dir: Path) -> str:

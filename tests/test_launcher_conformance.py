@@ -16,6 +16,22 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 
 from hydra_plugins.rnn_sweep_launcher.rnn_sweep_launcher import RnnSweepLauncher
 
+@pytest.fixture(autouse=True)
+def hydra_version_base_as_in_hydras_own_tests():
+    """Run each suite test under an unset version_base, as Hydra's own test runs do.
+
+    Importing rnn_sweep.cli (other test modules do) runs ``@hydra.main(version_base="1.3")``,
+    which sets Hydra's process-wide version base; the suites expect 1.1's defaults (jobs chdir).
+    """
+    from hydra import version
+
+    base = version.VersionBase.instance()  # a Singleton: VersionBase() would return this same object
+    saved = base.getbase()
+    base.version_base = version._UNSPECIFIED_
+    yield
+    version.VersionBase.instance().version_base = saved
+
+
 LOGGING = [{"override hydra/hydra_logging": "hydra_debug"}, {"override hydra/job_logging": "disabled"}]
 
 

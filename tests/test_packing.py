@@ -166,10 +166,12 @@ def test_invalid_combination_refuses_whole_sweep_before_anything_runs(tmp_path, 
 @pytest.mark.slow
 def test_seed_sweep_is_one_pack_with_per_run_records_equal_to_runs_alone(tmp_path):
     args = ("-m", "seed=0,1,2", "num_steps=4", "hydra.sweep.subdir=seed${seed}", *TINY)
-    out = run_cli(*args, "hydra.sweep.dir=packed", cwd=tmp_path)
+    out = run_cli(*args, "hydra.sweep.dir=packed", "hydra.verbose=rnn_sweep.launcher", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     assert "Packing 3 jobs into 1 pack (1 x 3)" in log
+    # each job composed once: the launcher reuses the configs Hydra's sweeper composed to validate them
+    assert "composed 3 jobs (3 reused from the sweeper's validation)" in log
     names = [f"seed{s}" for s in (0, 1, 2)]
     packed = tmp_path / "packed"
     for name in names:
