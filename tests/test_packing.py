@@ -161,6 +161,40 @@ def test_invalid_combination_refuses_whole_sweep_before_anything_runs(tmp_path, 
     assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"]
 
 
+def test_bad_max_pack_size_is_one_line_before_anything_runs(tmp_path):
+    out = run_cli("-m", "seed=0,1", "hydra.sweep.dir=sw", "hydra.launcher.max_pack_size=0", *TINY, cwd=tmp_path,
+                  timeout=120)
+    assert out.returncode == 2
+    assert [ln for ln in out.stderr.splitlines() if ln.strip()] == [
+        "rnn-sweep: error: hydra.launcher.max_pack_size=0 is invalid: must be a positive integer (>= 1)"]
+    assert sorted(p.name for p in (tmp_path / "sw").iterdir()) == ["multirun.yaml"]
+
+
+@pytest.mark.parametrize("launcher, extra, expected", [
+    ("rnn_sweep", [], 0),  # in-process: TensorFlow's default
+    ("cores", ["hydra.launcher.n_jobs=2"], max(1, (os.cpu_count() or 1) // 2)),
+    ("cores", ["hydra.launcher.n_jobs=-1"], 1),  # one worker per core
+    ("local_submitit", ["hydra.launcher.cpus_per_task=3"], 3),
+    ("slurm", ["hydra.launcher.cpus_per_task=4"], 4),
+    ("joblib", ["hydra.launcher.n_jobs=1"], os.cpu_count() or 1),  # the plain plugin, unwrapped
+])
+def test_job_threads_reads_the_wrapped_launchers_share(launcher, extra, expected):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from rnn_sweep.cli import job_threads
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", *extra], return_hydra_config=True)
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert job_threads(0) == expected
+        assert job_threads(5) == 5  # the user's train.threads wins
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
 # --- real sweeps in packs ----------------------------------------------------------------
 
 @pytest.mark.slow
