@@ -1,9 +1,11 @@
-"""Wall time of one fixed sweep: Hydra's sequential basic launcher vs joblib on every core.
+"""Wall time of one fixed sweep: in-process (the default launcher) vs joblib on every core (cores).
 
     .venv/bin/python benchmarks/bench_launchers.py            # 8 runs on the article's data
     .venv/bin/python benchmarks/bench_launchers.py --quick    # 8 runs on data=small
 
-Each launcher runs the same sweep from scratch into its own temporary sweep
+Both go through rnn-sweep's packing launcher (docs/sweeps.md): in-process, and
+``hydra/launcher=cores`` (packs per joblib worker); benchmarks/bench_packing.py compares
+packed with one-run-per-job. Each launcher runs the same sweep from scratch into its own temporary sweep
 directory (aggregation off, so only the runs are timed), through the real
 ``rnn-sweep`` console script; the speedup is basic / joblib wall time. Both
 include process start, TensorFlow import and compilation, which a sweep pays:
@@ -59,9 +61,9 @@ def main() -> None:
         joblib = run_sweep(Path(tmp) / "joblib", data, a.epochs,
                            ["hydra/launcher=cores", f"hydra.launcher.n_jobs={a.n_jobs}", *extra])
     print("| launcher | wall s | runs/min |\n|---|---|---|")
-    print(f"| basic (sequential) | {basic:.1f} | {8 * 60 / basic:.1f} |")
-    print(f"| joblib, n_jobs={a.n_jobs}, batch_size={a.batch_size or 'preset'} | {joblib:.1f} | {8 * 60 / joblib:.1f} |")
-    print(f"speedup (basic / joblib): {basic / joblib:.2f}x; load average after {os.getloadavg()[0]:.2f}")
+    print(f"| in-process (default, packed) | {basic:.1f} | {8 * 60 / basic:.1f} |")
+    print(f"| cores (joblib, packed), n_jobs={a.n_jobs}, batch_size={a.batch_size or 'preset'} | {joblib:.1f} | {8 * 60 / joblib:.1f} |")
+    print(f"speedup (in-process / cores): {basic / joblib:.2f}x; load average after {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -201,12 +201,14 @@ def job_threads(train_threads: int) -> int:
 
     Parallel launchers run several jobs per machine (joblib) or get a fixed CPU
     allocation (Slurm); giving each job all cores would oversubscribe the CPU.
+    rnn-sweep's packing launcher (rnn_sweep.launcher) names the launcher it wraps
+    in ``wrapped`` and carries that launcher's settings (n_jobs, cpus_per_task).
     """
     if train_threads:
         return train_threads
     hc = HydraConfig.get()
     launcher = hc.launcher
-    target = str(launcher.get("_target_", ""))
+    target = str(launcher.get("wrapped") or launcher.get("_target_", ""))
     cores = os.cpu_count() or 1
     if "joblib" in target:
         n = int(launcher.get("n_jobs") or -1)

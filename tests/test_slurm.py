@@ -1,4 +1,5 @@
-"""A sweep through hydra/launcher=slurm (submitit_slurm) on a real, private single-node Slurm cluster.
+"""A sweep through hydra/launcher=slurm (rnn-sweep's packing launcher wrapping submitit_slurm) on a
+real, private single-node Slurm cluster: one Slurm job (array task) per pack.
 
 The fixture installs Debian's slurm-wlm when it is missing (CI runs ``make test``
 as root on a clean machine), starts munged/slurmctld/slurmd with private paths
@@ -11,6 +12,7 @@ import json
 import shutil
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import run_cli
 from slurm_cluster import SlurmCluster, ensure_installed, unavailable_reason
@@ -44,8 +46,16 @@ def test_smoke_sweep_on_slurm(slurm, tmp_path):
     for name, (n, s) in expected.items():
         assert runs[name]["status"] == "completed", runs[name]["error"]
         assert (runs[name]["num_steps"], runs[name]["seed"]) == (n, s)
-    # The jobs really went through Slurm: submitit kept one job folder (with the
-    # sbatch script and Slurm's output) per array task.
+    # The jobs really went through Slurm: submitit kept the sbatch script and one result
+    # per array task -- one task per pack (smoke's two num_steps, two seeds each), not per run.
     sbatch_scripts = list((sweep / ".submitit").rglob("*_submission.sh"))
     assert sbatch_scripts and "#SBATCH --partition=test" in sbatch_scripts[0].read_text()
+    assert "#SBATCH --array=0-1" in sbatch_scripts[0].read_text()
+    assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
+    packs = {name: json.loads((sweep / ".jobs" / name / "pack.json").read_text()) for name in expected}
+    for name, (n, _) in expected.items():
+        assert packs[name]["members"] == [f"num_steps={n},seed={s}" for s in (0, 1)]
+    # hydra.job.id of each run is its Slurm job id: the two seeds of a pack share one
+    job_ids = {name: str(OmegaConf.load(sweep / ".jobs" / name / "hydra.yaml").hydra.job.id) for name in expected}
+    assert job_ids["num_steps=2,seed=0"] == job_ids["num_steps=2,seed=1"] != job_ids["num_steps=5,seed=0"]
     assert shutil.which("squeue")

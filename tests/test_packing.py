@@ -1,0 +1,288 @@
+"""Sweeps in packs: up-front validation, grouping, per-run records, resume and failures.
+
+The launcher (rnn_sweep/launcher.py, default for sweeps) validates every job
+before anything trains, groups runs that can share one compiled program, and
+trains each pack as one unit of work. Everything a user sees stays per run.
+Real sweeps use a smoke-sized problem (8,000 steps, 4,000 held out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli, small_cfg
+from rnn_sweep import packing
+from rnn_sweep import pack_runner
+
+RUN_ARGS = ("data=small", "data.length=8000", "data.eval_length=4000", "train.log_every=5", "train.progress=false",
+            "train.xla=false")
+TINY = (*RUN_ARGS, "hydra.callbacks.aggregate.enabled=false")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def digests(sweep: Path, names) -> dict[str, str]:
+    return {str(p.relative_to(sweep)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for name in names for p in sorted((sweep / name).rglob("*")) if p.is_file()}
+
+
+# --- grouping (no TensorFlow) ---------------------------------------------------------
+
+def test_pack_key_ignores_exactly_seed_optimizer_constants_and_execution_keys():
+    base = packing.pack_key(small_cfg())
+    same = [("seed=7",), ("train.optimizer.lr=0.3",), ("train.optimizer.initial_accumulator=0.2",),
+            ("train.optimizer.beta1=0.5", "train.optimizer.beta2=0.9", "train.optimizer.epsilon=1e-6"),
+            ("train.threads=1", "train.progress=true")]
+    for overrides in same:
+        assert packing.pack_key(small_cfg(*overrides)) == base, overrides
+    other = [("num_steps=6",), ("state_size=5",), ("model=static",), ("truncation=true_bptt",),
+             ("train.optimizer.name=sgd",), ("train.epochs=2",), ("train.batch_size=100",), ("data.length=90000",),
+             ("train.xla=false",), ("data.boundary=wrap",)]
+    keys = {packing.pack_key(small_cfg(*o)) for o in other}
+    assert base not in keys and len(keys) == len(other)
+    # model.fit runs and train.replicas runs never share a pack
+    assert packing.pack_key(small_cfg("model=keras")) is None
+    assert packing.pack_key(small_cfg("train.replicas=2")) is None
+
+
+def test_make_packs_groups_in_sweep_order_and_caps_size_and_memory():
+    # jobs: n=2 s0, n=5 s0, n=2 s1, keras, n=2 s2, n=5 s1, n=2 s3
+    cfgs = [small_cfg("num_steps=2", "seed=0"), small_cfg("num_steps=5", "seed=0"), small_cfg("num_steps=2", "seed=1"),
+            small_cfg("model=keras"), small_cfg("num_steps=2", "seed=2"), small_cfg("num_steps=5", "seed=1"),
+            small_cfg("num_steps=2", "seed=3")]
+    assert packing.make_packs(cfgs) == [[0, 2, 4, 6], [1, 5], [3]]
+    assert packing.make_packs(cfgs, max_pack_size=3) == [[0, 2, 4], [6], [1, 5], [3]]
+    assert packing.make_packs(cfgs, max_pack_size=1) == [[i] for i in (0, 2, 4, 6, 1, 5, 3)]
+    # memory: 100 bytes per n=2 run, 250 per n=5 run, budget 300 -> three n=2 runs fit, one n=5 run
+    est = {2: 100, 5: 250, 5_000: 0}
+
+    def estimate(c):
+        return est[c.num_steps]
+
+    assert packing.make_packs(cfgs, 32, memory_budget=300, estimate=estimate) == [[0, 2, 4], [6], [1], [5], [3]]
+    # a run over budget on its own still gets a pack (refusing it is the config validation's job)
+    assert packing.make_packs(cfgs[:3], 32, memory_budget=50, estimate=estimate) == [[0], [2], [1]]
+    with pytest.raises(ValueError, match="max_pack_size=0"):
+        packing.make_packs(cfgs, max_pack_size=0)
+    assert packing.describe([[0, 2], [1, 5]]) == "2 packs (2 x 2)"
+    assert packing.describe([[0, 2, 4], [1]]) == "2 packs (sizes 3, 1)"
+
+
+def test_only_rnn_sweeps_own_task_is_recognised():
+    from rnn_sweep import cli
+    from rnn_sweep.launcher import is_rnn_sweep_task
+
+    assert is_rnn_sweep_task(cli.run.__wrapped__)
+
+    def run(cfg):  # same name, another file
+        return cfg
+
+    assert not is_rnn_sweep_task(run) and not is_rnn_sweep_task(None)
+
+
+# --- training a pack: both engine paths look the same from outside ----------------------
+
+def _fake_summary(cfg, status="completed", error=None):
+    return {"status": status, "seed": cfg.seed, "heldout_loss": 0.5 if status == "completed" else None,
+            "error": error}
+
+
+def test_train_members_uses_train_pack_and_reports_its_failed_member(monkeypatch, tmp_path):
+    import rnn_sweep.sweep as sw
+    import rnn_sweep.train as T
+
+    calls = []
+
+    def fake_pack(cfgs, run_dirs, threads=0):
+        calls.append(([c.seed for c in cfgs], threads))
+        return [_fake_summary(c, "failed", "FloatingPointError: boom") if c.seed == 1 else _fake_summary(c)
+                for c in cfgs]
+
+    monkeypatch.setattr(T, "train_pack", fake_pack, raising=False)
+    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads: None)
+    cfgs = [small_cfg(f"seed={s}") for s in (0, 1, 2)]
+    out = pack_runner.train_members(cfgs, [tmp_path / f"s{s}" for s in (0, 1, 2)], threads=3)
+    assert calls == [([0, 1, 2], 3)]  # one call for the whole pack
+    assert [o.summary["status"] for o in out] == ["completed", "failed", "completed"]
+    assert [o.error for o in out] == [None, f"{tmp_path / 's1'}: FloatingPointError: boom (recorded in summary.json)",
+                                      None]
+
+
+def test_a_pack_that_cannot_train_as_one_is_retried_run_by_run(monkeypatch, tmp_path):
+    import rnn_sweep.sweep as sw
+    import rnn_sweep.train as T
+
+    def broken_pack(cfgs, run_dirs, threads=0):
+        raise RuntimeError("whole pack failed")
+
+    def fake_run_job(cfg, run_dir, force=False, threads=0):
+        if cfg.seed == 1:
+            raise sw.RunFailed(f"{run_dir}: FloatingPointError: seed 1 (recorded in summary.json)")
+        return _fake_summary(cfg)
+
+    monkeypatch.setattr(T, "train_pack", broken_pack, raising=False)
+    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads: None)
+    monkeypatch.setattr(sw, "run_job", fake_run_job)
+    out = pack_runner.train_members([small_cfg(f"seed={s}") for s in (0, 1)], [tmp_path / "a", tmp_path / "b"])
+    assert [o.summary and o.summary["seed"] for o in out] == [0, None]
+    assert out[1].error == f"{tmp_path / 'b'}: FloatingPointError: seed 1 (recorded in summary.json)"
+    assert all(o.trained for o in out)
+
+
+# --- one invalid combination: nothing runs ---------------------------------------------
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=cores"], ["hydra/launcher=local_submitit"]])
+def test_invalid_combination_refuses_whole_sweep_before_anything_runs(tmp_path, launcher):
+    out = run_cli("-m", "num_steps=2,0,3", "state_size=4,0", "hydra.sweep.dir=sw", *TINY, *launcher,
+                  cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr[-3000:]
+    # every invalid combination of 3 x 2, in sweep order, named by its swept values, with its reason
+    # (and nothing else: TensorFlow never loaded, no job ran)
+    expected = [
+        "rnn-sweep: error: 4 of 6 sweep combinations are invalid; nothing was trained (fix or remove them and rerun):",
+        f"  num_steps=2 state_size=0: state_size=0 is invalid: must be a positive integer (>= 1)",
+        f"  num_steps=0 state_size=4: num_steps=0 is invalid: must be a positive integer (>= 1)",
+        f"  num_steps=0 state_size=0: num_steps=0 is invalid: must be a positive integer (>= 1)",
+        f"  num_steps=3 state_size=0: state_size=0 is invalid: must be a positive integer (>= 1)",
+    ]
+    assert [ln for ln in out.stderr.splitlines() if ln.strip()] == expected, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    sweep = tmp_path / "sw"
+    # Hydra's own multirun.yaml only: no run directory, no job records, no submitit jobs, no lock left
+    assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"]
+
+
+def test_bad_max_pack_size_is_one_line_before_anything_runs(tmp_path):
+    out = run_cli("-m", "seed=0,1", "hydra.sweep.dir=sw", "hydra.launcher.max_pack_size=0", *TINY, cwd=tmp_path,
+                  timeout=120)
+    assert out.returncode == 2
+    assert [ln for ln in out.stderr.splitlines() if ln.strip()] == [
+        "rnn-sweep: error: hydra.launcher.max_pack_size=0 is invalid: must be a positive integer (>= 1)"]
+    assert sorted(p.name for p in (tmp_path / "sw").iterdir()) == ["multirun.yaml"]
+
+
+@pytest.mark.parametrize("launcher, extra, expected", [
+    ("rnn_sweep", [], 0),  # in-process: TensorFlow's default
+    ("cores", ["hydra.launcher.n_jobs=2"], max(1, (os.cpu_count() or 1) // 2)),
+    ("cores", ["hydra.launcher.n_jobs=-1"], 1),  # one worker per core
+    ("local_submitit", ["hydra.launcher.cpus_per_task=3"], 3),
+    ("slurm", ["hydra.launcher.cpus_per_task=4"], 4),
+    ("joblib", ["hydra.launcher.n_jobs=1"], os.cpu_count() or 1),  # the plain plugin, unwrapped
+])
+def test_job_threads_reads_the_wrapped_launchers_share(launcher, extra, expected):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from rnn_sweep.cli import job_threads
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", *extra], return_hydra_config=True)
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert job_threads(0) == expected
+        assert job_threads(5) == 5  # the user's train.threads wins
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
+# --- real sweeps in packs ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_seed_sweep_is_one_pack_with_per_run_records_equal_to_runs_alone(tmp_path):
+    args = ("-m", "seed=0,1,2", "num_steps=4", "hydra.sweep.subdir=seed${seed}", *TINY)
+    out = run_cli(*args, "hydra.sweep.dir=packed", "hydra.verbose=rnn_sweep.launcher", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "Packing 3 jobs into 1 pack (1 x 3)" in log
+    # each job composed once: the launcher reuses the configs Hydra's sweeper composed to validate them
+    assert "composed 3 jobs (3 reused from the sweeper's validation)" in log
+    names = [f"seed{s}" for s in (0, 1, 2)]
+    packed = tmp_path / "packed"
+    for name in names:
+        record = read_json(packed / ".jobs" / name / "pack.json")
+        assert record == {"pack": "1/1", "size": 3, "members": names, "trained": names}
+        # Hydra's per-job records, as for any job
+        assert {"config.yaml", "hydra.yaml", "overrides.yaml", "cli.log"} <= {
+            p.name for p in (packed / ".jobs" / name).iterdir()}
+        assert f"-> {packed.resolve() / name}" in (packed / ".jobs" / name / "cli.log").read_text()
+        assert sorted(p.name for p in (packed / name).iterdir()) == ["losses.csv", "summary.json"]
+    # the same runs, each alone through Hydra's basic launcher (today's path): same numbers
+    ref = run_cli(*args, "hydra.sweep.dir=alone", "hydra/launcher=basic", cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert not (tmp_path / "alone" / ".jobs" / names[0] / "pack.json").exists()
+    for name in names:
+        a, b = read_json(packed / name / "summary.json"), read_json(tmp_path / "alone" / name / "summary.json")
+        assert a["status"] == b["status"] == "completed"
+        assert a["seed"] == b["seed"] and a["config"] == b["config"]
+        for key in ("final_loss", "heldout_loss"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5)
+        rows_a = (packed / name / "losses.csv").read_text().splitlines()
+        rows_b = (tmp_path / "alone" / name / "losses.csv").read_text().splitlines()
+        assert len(rows_a) == len(rows_b) == 1 + 2  # 10 windows in blocks of 5
+        for ra, rb in zip(rows_a[1:], rows_b[1:]):
+            assert float(ra.split(",")[2]) == pytest.approx(float(rb.split(",")[2]), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_retrains_only_the_unfinished_member_of_a_pack(tmp_path):
+    args = ("-m", "seed=0,1,2", "num_steps=4", "hydra.sweep.dir=sw", "hydra.sweep.subdir=seed${seed}", *TINY)
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    sweep = tmp_path / "sw"
+    names = [f"seed{s}" for s in (0, 1, 2)]
+    first = read_json(sweep / names[1] / "summary.json")
+    kept = digests(sweep, [names[0], names[2]])
+    # seed 1 "killed" mid-run: no summary, a truncated losses.csv
+    (sweep / names[1] / "summary.json").unlink()
+    (sweep / names[1] / "losses.csv").write_text("epoch,step,loss,block_steps,elapsed_s\n0,5,0.69")
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert f"retraining {(sweep / names[1]).resolve()} from scratch (removed losses.csv)" in log
+    assert sum(f"skipping {(sweep / n).resolve()}:" in log for n in names) == 2
+    assert digests(sweep, [names[0], names[2]]) == kept
+    for name in names:
+        assert read_json(sweep / ".jobs" / name / "pack.json")["trained"] == [names[1]]
+    again = read_json(sweep / names[1] / "summary.json")
+    assert again["status"] == "completed" and again["final_loss"] == pytest.approx(first["final_loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_diverging_member_is_isolated_and_the_sweep_still_succeeds(tmp_path):
+    longer = [a.replace("length=8000", "length=40000") for a in TINY]
+    out = run_cli("-m", "train.optimizer.lr=0.1,1000", "hydra.sweep.dir=sw", "hydra.sweep.subdir=lr${train.optimizer.lr}",
+                  *longer, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Packing 2 jobs into 1 pack (1 x 2)" in out.stdout + out.stderr
+    sweep = tmp_path / "sw"
+    good, bad = read_json(sweep / "lr0.1" / "summary.json"), read_json(sweep / "lr1000.0" / "summary.json")
+    assert good["status"] == "completed" and good["diverged_at_step"] is None
+    # 40,000 steps / 200 rows / n=5: 40 windows, logged every 5: the first block already explodes
+    assert bad["status"] == "diverged" and bad["diverged_at_step"] == 5 and bad["heldout_loss"] is None
+    # the diverged member did not disturb the other: same as that run trained alone
+    alone = run_cli("train.optimizer.lr=0.1", "hydra.run.dir=alone", *longer[:len(RUN_ARGS)], cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert good["final_loss"] == pytest.approx(read_json(tmp_path / "alone" / "summary.json")["final_loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_one_job_per_pack(tmp_path):
+    out = run_cli("experiment=smoke", "hydra.callbacks.aggregate.enabled=false", "hydra/launcher=local_submitit",
+                  cwd=tmp_path, timeout=400)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    sweep = tmp_path / "outputs" / "sweeps" / "smoke"
+    runs = {p.parent.name: read_json(p) for p in sweep.glob("*/summary.json")}
+    assert set(runs) == {f"num_steps={n},seed={s}" for n in (2, 5) for s in (0, 1)}
+    assert all(r["status"] == "completed" for r in runs.values())
+    # smoke = num_steps 2,5 x seed 0,1: two packs of two seeds, so two submitit jobs, not four
+    assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
+    assert {read_json(sweep / ".jobs" / name / "pack.json")["pack"] for name in runs} == {"1/2", "2/2"}
