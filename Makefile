@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sweep test test-fast bench clean-venv
+.PHONY: sweep test test-fast bench clean-venv figures
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# conf/experiment/quickstart.yaml: 24 runs into outputs/sweeps/quickstart/; rerunning
-# trains only what is missing. Aggregation runs at the end (a Hydra callback).
+# conf/experiment/quickstart.yaml (its header gives the run count and time) into
+# outputs/sweeps/quickstart/; rerunning trains only what is missing. Aggregation runs at
+# the end (a Hydra callback) into outputs/sweeps/quickstart/aggregate/.
 sweep: $(STAMP)
 	$(BIN)/rnn-sweep experiment=quickstart
 
@@ -24,8 +25,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-# rnn-sweep against a literal tf.compat.v1 port of the article's code, same machine, same run
-# (~5-10 min on 2 cores): markdown table on stdout and in benchmarks/results/.
+# rnn-sweep against a literal tf.compat.v1 port of the article's code, same machine, same run:
+# markdown table on stdout and in benchmarks/results/ (docs/benchmarks.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
@@ -35,8 +36,7 @@ clean-venv:
 # The docs figures (docs/figures/*.png, see docs/figures.md), regenerated from the sweeps they
 # show: each experiment's sweep runs into $(FIGURE_SWEEPS)/<experiment>/ (a rerun trains only
 # what is missing), is aggregated there, and its PNGs are copied to docs/figures/<experiment>-<figure>.png.
-# Roughly 45-60 min on 2 cores the first time (r2rt_grid ~15, truncation_styles ~20).
-.PHONY: figures
+# The experiments' headers give their run counts and times.
 FIGURE_SWEEPS ?= outputs/sweeps
 FIGURE_EXPERIMENTS ?= quickstart r2rt_grid truncation_styles backends
 FIGURE_DPI ?= 110

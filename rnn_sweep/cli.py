@@ -138,6 +138,14 @@ def _require_writable(directory: str) -> None:
         failures.fail(err)
 
 
+def _verbose_from_hydra(config: DictConfig) -> None:
+    """``hydra.verbose=true`` also shows TensorFlow's native start-up lines (here and in workers)."""
+    from rnn_sweep.runtime import VERBOSE_ENV
+
+    if OmegaConf.select(config, "hydra.verbose", default=False):
+        os.environ.setdefault(VERBOSE_ENV, "1")  # before TensorFlow loads; inherited by workers
+
+
 class SweepLockCallback(Callback):
     """Checks and locks the output before any work: the run dir of a run, the sweep dir of a sweep.
 
@@ -163,6 +171,7 @@ class SweepLockCallback(Callback):
         atexit.register(lock.release)  # also when the run ends early (Ctrl-C, launcher error)
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _verbose_from_hydra(config)
         run_dir = str(config.hydra.run.dir)
         try:
             to_run_config(config)
@@ -178,6 +187,7 @@ class SweepLockCallback(Callback):
             self.lock.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _verbose_from_hydra(config)
         sweep_dir = str(config.hydra.sweep.dir)
         aggregate_out = OmegaConf.select(config, "hydra.callbacks.aggregate.out", default="aggregate")
         try:

@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rnn_sweep.config import RunConfig
 from rnn_sweep.pack_runner import PackedJob, run_pack
 from rnn_sweep.packing import DEFAULT_MAX_PACK_SIZE, describe, make_packs
+from rnn_sweep.progress import Progress
 
 log = logging.getLogger("rnn_sweep.launcher")
 BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -84,6 +85,7 @@ class PackingLauncher(Launcher):
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.task_function: Optional[TaskFunction] = None
+        self.progress = Progress(0)  # replaced per launch, when the number of runs is known
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -110,6 +112,7 @@ class PackingLauncher(Launcher):
         for number, pack in enumerate(packs, 1):
             log.info("\tpack %d: %s", number, " | ".join(" ".join(filter_overrides(jobs[i].overrides)) or "-"
                                                          for i in pack))
+        self.progress = Progress(len(jobs))
         returns = run_packs([[jobs[i] for i in pack] for pack in packs])
         by_index = {i: ret for pack, rets in zip(packs, returns) for i, ret in zip(pack, rets)}
         return [by_index[i] for i in range(len(jobs))]
@@ -131,7 +134,13 @@ class PackingLauncher(Launcher):
         for number, pack in enumerate(packs, 1):
             out.append(run_pack(pack, self.hydra_context.callbacks, self.task_function, label=f"{number}/{len(packs)}"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            self._report(pack, out[-1])
         return out
+
+    def _report(self, pack: list[PackedJob], returns: list[JobReturn]) -> None:
+        """One progress line per run of a finished pack (``[k/N] name: held-out ... ETA``)."""
+        names = [str(OmegaConf.select(job.config, "hydra.sweep.subdir")) for job in pack]
+        self.progress.pack_done(names, [ret.return_value for ret in returns])
 
     def _joblib(self, packs: list[list[PackedJob]]) -> list[list[JobReturn]]:
         from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
@@ -143,9 +152,15 @@ class PackingLauncher(Launcher):
         log.info("Joblib.Parallel(%s) is launching %d packs", ",".join(f"{k}={v}" for k, v in cfg.items()),
                  len(packs))
         state = Singleton.get_state()
-        return Parallel(**cfg)(delayed(run_pack)(pack, self.hydra_context.callbacks, self.task_function, state,
-                                                 f"{number}/{len(packs)}")
-                               for number, pack in enumerate(packs, 1))
+        cfg["return_as"] = "generator"  # results in order as they finish: progress lines while it runs
+        results = Parallel(**cfg)(delayed(run_pack)(pack, self.hydra_context.callbacks, self.task_function, state,
+                                                    f"{number}/{len(packs)}")
+                                  for number, pack in enumerate(packs, 1))
+        out = []
+        for pack, returns in zip(packs, results):
+            out.append(returns)
+            self._report(pack, returns)
+        return out
 
     def _submitit(self, packs: list[list[PackedJob]]) -> list[list[JobReturn]]:
         executor = submitit_executor(self.wrapped)
@@ -155,7 +170,11 @@ class PackingLauncher(Launcher):
         labels = [f"{number}/{len(packs)}" for number in range(1, len(packs) + 1)]
         state = Singleton.get_state()
         jobs = executor.map_array(runner, packs, labels, [state] * len(packs))
-        return [job.results()[0] for job in jobs]
+        out = []
+        for pack, job in zip(packs, jobs):
+            out.append(job.results()[0])
+            self._report(pack, out[-1])
+        return out
 
     def _memory_cap(self) -> tuple[Optional[int], Any]:
         """(bytes a pack may use, the config layer's estimate) or (None, None) when it has none."""

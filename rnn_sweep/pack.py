@@ -11,49 +11,27 @@ stay each replica's own).
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from rnn_sweep import data as data_mod
 from rnn_sweep import probe
 from rnn_sweep.config import RunConfig
+from rnn_sweep.packing import PER_REPLICA, shared_settings
 
 # Keys that may differ inside a pack: they enter the compiled program as tensors
 # (seed through the data and initial weights) or do not touch the results at all.
-PER_REPLICA = ("seed", "train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.beta1",
-               "train.optimizer.beta2", "train.optimizer.epsilon")
-EXECUTION_ONLY = ("train.progress", "train.threads")
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def pack_key(cfg: RunConfig) -> tuple:
-    """What runs must share to be trained as one pack: every setting except PER_REPLICA and
-    EXECUTION_ONLY, as a hashable, sorted tuple of (dotted key, value)."""
-    flat = _flat(dataclasses.asdict(cfg))
-    return tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in PER_REPLICA + EXECUTION_ONLY))
-
-
 def check_packable(cfgs: Sequence[RunConfig]) -> None:
     """Raise ValueError naming the first key in which two runs of a would-be pack differ."""
     if not cfgs:
         raise ValueError("a pack needs at least one run configuration")
     if any(c.train.replicas != 1 for c in cfgs):
         raise ValueError("train.replicas must be 1 for every member of a pack (each member is one run)")
-    first = dict(pack_key(cfgs[0]))
+    first = shared_settings(cfgs[0])
     for i, cfg in enumerate(cfgs[1:], start=1):
-        for key, value in pack_key(cfg):
+        for key, value in shared_settings(cfg).items():
             if first.get(key) != value:
                 raise ValueError(f"runs 0 and {i} cannot share a pack: they differ in {key} "
                                  f"({first.get(key)} vs {value}); only {', '.join(PER_REPLICA)} may differ")

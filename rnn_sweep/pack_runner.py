@@ -81,6 +81,8 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
     if singleton_state is not None:
         setup_globals()
         Singleton.set_state(singleton_state)
+    if jobs:
+        _guard_worker(jobs[0].config)
     original = HydraConfig.instance().cfg
     try:
         members = [_open(job, callbacks, task_function, job_id) for job in jobs]
@@ -92,6 +94,14 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
         return [m.ret for m in members]
     finally:
         HydraConfig.instance().cfg = original
+
+
+def _guard_worker(config: DictConfig) -> None:
+    """In a worker process: die with the sweep and hold its lock while alive (issue 11: kill -9)."""
+    from rnn_sweep.cli import SWEEP_PID_ENV
+    from rnn_sweep.sweep import guard_worker
+
+    guard_worker(str(OmegaConf.select(config, "hydra.sweep.dir")), int(os.environ.get(SWEEP_PID_ENV, os.getpid())))
 
 
 def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: Optional[str]) -> _Member:

@@ -21,10 +21,11 @@ import json
 from typing import Callable, Optional, Sequence
 
 from rnn_sweep.config import RunConfig
+from rnn_sweep.records import EXECUTION_KEYS
 
 PER_REPLICA = ("seed", "train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.beta1",
                "train.optimizer.beta2", "train.optimizer.epsilon")
-EXECUTION_ONLY = ("train.progress", "train.threads")
+EXECUTION_ONLY = EXECUTION_KEYS
 DEFAULT_MAX_PACK_SIZE = 32
 
 
@@ -51,9 +52,13 @@ def pack_key(cfg: RunConfig) -> Optional[str]:
     """
     if not packable(cfg):
         return None
+    return json.dumps(shared_settings(cfg), sort_keys=True)
+
+
+def shared_settings(cfg: RunConfig) -> dict:
+    """Every setting of ``cfg`` that all members of its pack must share: {dotted key: value}."""
     flat = _flat(json.loads(json.dumps(dataclasses.asdict(cfg))))
-    shared = {k: v for k, v in flat.items() if k not in PER_REPLICA + EXECUTION_ONLY}
-    return json.dumps(shared, sort_keys=True)
+    return {k: v for k, v in flat.items() if k not in PER_REPLICA + EXECUTION_ONLY}
 
 
 def make_packs(cfgs: Sequence[RunConfig], max_pack_size: int = DEFAULT_MAX_PACK_SIZE,

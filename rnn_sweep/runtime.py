@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 
-# Set this (or run with hydra.verbose=true / -v) to see TensorFlow's own start-up lines.
+# Set this (or run with hydra.verbose=true) to see TensorFlow's own start-up lines.
 VERBOSE_ENV = "RNN_SWEEP_VERBOSE"
 IMPORT_SECONDS: dict[str, float] = {}  # {"tensorflow": s} once this process imported it here
 

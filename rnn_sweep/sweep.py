@@ -143,7 +143,7 @@ def failure_summary(cfg: RunConfig, err: BaseException) -> dict:
         "backend": cfg.model.backend, "cell": cfg.model.cell, "style": cfg.truncation.style,
         "num_steps": cfg.num_steps, "state_size": cfg.state_size, "seed": cfg.seed,
         "final_loss": None, "heldout_loss": None, "heldout_optimal_loss": None,
-        "learned_fraction": {}, "levels": [lv.to_dict() for lv in learning_levels(cfg.data)],
+        "learned_fraction": {}, "learned_fraction_note": {}, "levels": [lv.to_dict() for lv in learning_levels(cfg.data)],
         "steps": None, "epochs_completed": None, "diverged_at_step": None, "timings": {},
         "versions": {}, "config": dataclasses.asdict(cfg),
         "error": f"{type(err).__name__}: {err}",

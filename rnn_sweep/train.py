@@ -30,7 +30,8 @@ from rnn_sweep.baselines import learning_levels
 from rnn_sweep.config import RunConfig, updates_per_epoch, validate
 from rnn_sweep.records import (  # noqa: F401  (the run record lives in rnn_sweep.records; re-exported)
     LOSS_HEADER, LOSSES_FILE, SUMMARY_FILE, ResultsWriteError, check_writable, write_json_atomic)
-from rnn_sweep.pack import check_packable, pack_key
+from rnn_sweep.pack import check_packable
+from rnn_sweep.packing import pack_key
 
 __all__ = ["train", "train_pack", "pack_key", "combined_summary", "write_json_atomic", "check_writable",
            "ResultsWriteError", "LOSSES_FILE", "SUMMARY_FILE", "LOSS_HEADER"]
@@ -275,7 +276,7 @@ def train_pack(cfgs: Sequence[RunConfig], run_dirs: Sequence[str | os.PathLike],
     Args:
         cfgs: the members; they may differ only in ``seed``, ``train.optimizer.{lr,
             initial_accumulator, beta1, beta2, epsilon}``, ``train.progress`` and
-            ``train.threads`` (:func:`rnn_sweep.pack.pack_key`).
+            ``train.threads`` (:func:`rnn_sweep.packing.pack_key`).
         run_dirs: one run directory per member (created if missing).
         threads: TensorFlow intra-op threads (0 = the first member's ``train.threads``).
         overwrite: as for :func:`train`.
