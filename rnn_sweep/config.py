@@ -306,6 +306,11 @@ def available_memory_bytes() -> int | None:
         except ValueError:
             raise ConfigError(f"{MEMORY_LIMIT_ENV}={limit!r} is invalid: bytes with an optional K/M/G/T suffix, "
                               "or off") from None
+    return meminfo_available()  # None where not Linux: no check
+
+
+def meminfo_available() -> int | None:
+    """Bytes of memory available to new work (Linux MemAvailable), None where it cannot be read."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -313,7 +318,7 @@ def available_memory_bytes() -> int | None:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return None  # not Linux: no check
+    return None
 
 
 def check_memory(cfg: RunConfig) -> None:

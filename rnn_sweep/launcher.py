@@ -233,14 +233,9 @@ def submitit_executor(wrapped: Any):
 
 def available_memory() -> int:
     """Bytes of memory available to new work on this machine (MemAvailable), or all of it."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    from rnn_sweep.config import meminfo_available
+
+    return meminfo_available() or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 # --- validation before anything runs ---------------------------------------------------------
