@@ -177,17 +177,26 @@ class PackingLauncher(Launcher):
         return out
 
     def _memory_cap(self) -> tuple[Optional[int], Any]:
-        """(bytes a pack may use, the config layer's estimate) or (None, None) when it has none."""
-        from rnn_sweep import config as config_mod
+        """(bytes a pack's runs may add to one process, each run's share) for make_packs.
 
-        estimate = getattr(config_mod, "estimate_memory_bytes", None)
-        if estimate is None:
-            return None, None
+        A pack is one process: it pays the runtime's fixed cost (``config.BASE_BYTES``:
+        Python, TensorFlow, compiled programs) once, and each member adds its own
+        parameters, activations and data (``config.memory_terms``). Summing whole-run
+        estimates would count the runtime once per member and, under a Slurm job's
+        ``mem_gb``, leave every run alone in its pack.
+        """
+        from rnn_sweep.config import BASE_BYTES, memory_terms
+
+        def member_bytes(cfg: RunConfig) -> int:
+            return sum(memory_terms(cfg).values())
+
         if self.pack_memory_gb is not None:
-            return int(float(self.pack_memory_gb) * 2**30), estimate
-        if self.params.get("mem_gb"):
-            return int(float(self.params["mem_gb"]) * 2**30 * MEMORY_SHARE), estimate
-        return int(available_memory() * MEMORY_SHARE / self._parallel_workers()), estimate
+            budget = float(self.pack_memory_gb) * 2**30
+        elif self.params.get("mem_gb"):
+            budget = float(self.params["mem_gb"]) * 2**30 * MEMORY_SHARE
+        else:
+            budget = available_memory() * MEMORY_SHARE / self._parallel_workers()
+        return max(0, int(budget) - BASE_BYTES), member_bytes
 
     def _parallel_workers(self) -> int:
         if self.wrapped_target != JOBLIB:

@@ -286,3 +286,22 @@ def test_submitit_local_runs_one_job_per_pack(tmp_path):
     # smoke = num_steps 2,5 x seed 0,1: two packs of two seeds, so two submitit jobs, not four
     assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
     assert {read_json(sweep / ".jobs" / name / "pack.json")["pack"] for name in runs} == {"1/2", "2/2"}
+
+
+def test_memory_cap_counts_the_runtime_once_per_pack_not_once_per_member():
+    """A pack is one process: BASE_BYTES once, then each member's own terms (by hand)."""
+    from rnn_sweep.config import BASE_BYTES, memory_terms
+    from rnn_sweep.launcher import PackingLauncher
+
+    launcher = PackingLauncher(pack_memory_gb=1.0)
+    budget, member = launcher._memory_cap()
+    assert budget == 2**30 - BASE_BYTES
+    cfg = small_cfg("seed=3")
+    assert member(cfg) == sum(memory_terms(cfg).values()) < BASE_BYTES
+    # Under a 1 GiB Slurm job (80% usable), a seed sweep of small runs is one pack; with the
+    # runtime counted per member (the old sum of whole-run estimates) each run was alone.
+    slurm = PackingLauncher(wrapped="hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+                            mem_gb=1, partition=None, timeout_min=5, cpus_per_task=1, gpus_per_node=None,
+                            tasks_per_node=1, nodes=1, name="x", submitit_folder="x")
+    cfgs = [small_cfg(f"seed={s}") for s in range(4)]
+    assert packing.make_packs(cfgs, 32, *slurm._memory_cap()) == [[0, 1, 2, 3]]
