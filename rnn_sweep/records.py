@@ -186,16 +186,21 @@ def _refusal(path: Path, what: str, reason: str, at_risk: list[str]) -> UnsafeDi
                            f"choose an empty or new directory")
 
 
+def _non_empty(directory: str | os.PathLike, key: str) -> Path:
+    """``directory`` as a Path; an empty value (Hydra's way of saying the cwd) is refused."""
+    if str(directory).strip() == "":
+        raise UnsafeDirectory(f"refusing to use an empty {key} (it means the current directory); "
+                              "choose an empty or new directory")
+    return Path(directory)
+
+
 def check_run_dir(run_dir: str | os.PathLike) -> None:
     """Refuse a run directory that holds files rnn-sweep did not write, or is ``.``, ``~``, ``/``, empty.
 
     Raises:
         UnsafeDirectory: one line naming the path and the files at risk.
     """
-    if str(run_dir).strip() == "":
-        raise UnsafeDirectory("refusing to use an empty hydra.run.dir (it means the current directory); "
-                              "choose an empty or new directory")
-    path = Path(run_dir)
+    path = _non_empty(run_dir, "hydra.run.dir")
     reason = _protected(path)
     if reason is None and is_sweep_dir(path):
         reason = "it is a sweep directory (it holds .sweep.lock, multirun.yaml or .jobs/)"
@@ -229,10 +234,7 @@ def check_sweep_dir(sweep_dir: str | os.PathLike, aggregate_dir: str = "aggregat
     Raises:
         UnsafeDirectory: one line naming the path and the files at risk.
     """
-    if str(sweep_dir).strip() == "":
-        raise UnsafeDirectory("refusing to use an empty hydra.sweep.dir (it means the current directory); "
-                              "choose an empty or new directory")
-    path = Path(sweep_dir)
+    path = _non_empty(sweep_dir, "hydra.sweep.dir")
     reason = _protected(path)
     if reason is not None:
         raise _refusal(path, "sweep directory", reason, _listing(path))
