@@ -91,13 +91,28 @@ def epoch_windows(rule: DataConfig, length: int, batch_size: int, num_steps: int
     return to_windows(to_rows(x, batch_size), num_steps), to_windows(to_rows(y, batch_size), num_steps)
 
 
-def pack_epoch_windows(rule: DataConfig, length: int, batch_size: int, num_steps: int,
-                       seeds: list[int], epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """A pack's training data for ``epoch``: (x, y), each int8 [W, K, B, num_steps].
+def steps_major(rows: list[np.ndarray]) -> np.ndarray:
+    """Per-replica rows [B, C] -> one time-major array [C, K, B] (the engine's layout)."""
+    return np.ascontiguousarray(np.stack(rows, axis=0).transpose(2, 0, 1))
 
-    Slice [:, k] is exactly what a run with seed ``seeds[k]`` alone draws
-    (:func:`epoch_windows` on ``rng_for(seeds[k], TRAIN_STREAM, epoch)``).
+
+def windows_to_steps(windows: np.ndarray) -> np.ndarray:
+    """Windows [W, K, B, n] -> the same steps time-major, [W*n, K, B]."""
+    w, k, b, n = windows.shape
+    return np.ascontiguousarray(windows.transpose(0, 3, 1, 2).reshape(w * n, k, b))
+
+
+def pack_epoch_steps(rule: DataConfig, length: int, batch_size: int, seeds: list[int],
+                     epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pack's training data for ``epoch``: (x, y), each int8 [C, K, B] time-major, C = length // B.
+
+    Replica k's rows ``[:, k, :].T`` are exactly what a run with seed ``seeds[k]``
+    alone draws (``to_rows`` of :func:`generate` on ``rng_for(seeds[k],
+    TRAIN_STREAM, epoch)``); its windows of n are columns [i*n, (i+1)*n), the
+    last C mod n columns unused (the article's batching). The data do not depend
+    on n, so one compiled program can serve every n.
     """
-    drawn = {s: epoch_windows(rule, length, batch_size, num_steps, rng_for(s, TRAIN_STREAM, epoch))
+    drawn = {s: generate(rule, length, rng_for(s, TRAIN_STREAM, epoch))[:2]
              for s in dict.fromkeys(seeds)}  # members with one seed (a learning-rate pack) share one draw
-    return np.stack([drawn[s][0] for s in seeds], axis=1), np.stack([drawn[s][1] for s in seeds], axis=1)
+    return (steps_major([to_rows(drawn[s][0], batch_size) for s in seeds]),
+            steps_major([to_rows(drawn[s][1], batch_size) for s in seeds]))

@@ -3,11 +3,14 @@
 An epoch is ONE compiled computation: a ``tf.while_loop`` over the updates whose
 loop variables are the stacked parameters [K, ...], the optimizer slots and the
 carried RNN state; the truncation style (:mod:`rnn_sweep.truncation`) supplies
-each update's losses and gradients. Compiled functions are cached by their
-static structure (backend, cell, state size, optimizer, style, XLA), and
-hyper-parameters enter as [K] tensors, so a pack of any seeds and learning rates,
-and the next pack of the same shapes in this process, reuse the compiled
-program instead of tracing and compiling again (tests/test_compile_reuse.py).
+each update's losses and gradients. Data enter time-major, int8 [C, K, B], and
+the window length n as a tensor, so compiled functions are cached by their
+static structure only (backend, cell, state size, optimizer, style, XLA, and
+for TF style the buffer size that bounds n; true style is built per n).
+Hyper-parameters enter as [K] tensors, so a pack of any seeds and learning
+rates, the next pack of the same shapes in this process, and -- in TF style --
+every other num_steps, reuse the compiled program instead of tracing and
+compiling again (tests/test_compile_reuse.py).
 """
 
 from __future__ import annotations
@@ -21,69 +24,89 @@ from rnn_sweep import optim, truncation
 _CACHE: dict[tuple, Callable] = {}
 
 
-def update_loop(num_updates, opt_name: str, hp, params, opt_state, state, grad_step):
-    """``num_updates`` optimizer updates as one ``tf.while_loop`` (shared by every style).
+def update_loop(num_updates, max_updates: int, opt_name: str, hp, params, opt_state, carry, grad_step):
+    """``num_updates`` (<= ``max_updates``) optimizer updates as one ``tf.while_loop``.
 
-    ``grad_step(k, params, state) -> (losses [K], grads, state)`` computes update
-    k; returns (params, opt_state, losses [num_updates, K], state).
+    ``grad_step(k, params, carry) -> (losses [K], grads, carry)`` computes update
+    k; returns (params, opt_state, losses [max_updates, K] (rows past num_updates
+    are zero), carry).
     """
-    losses = tf.TensorArray(tf.float32, size=num_updates)
+    losses = tf.TensorArray(tf.float32, size=max_updates)
 
-    def body(k, params, opt_state, state, losses):
-        loss, grads, state = grad_step(k, params, state)
+    def body(k, params, opt_state, carry, losses):
+        loss, grads, carry = grad_step(k, params, carry)
         params, opt_state = optim.apply(opt_name, params, grads, opt_state, hp)
-        return k + 1, params, opt_state, state, losses.write(k, loss)
+        return k + 1, params, opt_state, carry, losses.write(k, loss)
 
-    _, params, opt_state, state, losses = tf.while_loop(
-        lambda k, *_: k < num_updates, body, (tf.constant(0), params, opt_state, state, losses))
-    return params, opt_state, losses.stack(), state
+    _, params, opt_state, carry, losses = tf.while_loop(
+        lambda k, *_: k < num_updates, body, (tf.constant(0), params, opt_state, carry, losses))
+    return params, opt_state, losses.stack(), carry
 
 
 def _key(kind: str, backend, *rest) -> tuple:
     return (kind, backend.name, backend.cell, backend.state_size, *rest)
 
 
-def epoch_fn(backend, opt_name: str, style: str = "tf", xla: bool = True,
-             update_every: int | None = None) -> Callable:
-    """The compiled pack epoch for a backend/optimizer/style, built once per process.
-
-    Returns f(params [K,...], opt_state, hp {name: [K]}, xs [W,K,B,n] int8,
-    ys [W,K,B,n] int8, state [K,B,d]...) -> (params, opt_state, losses [U, K],
-    final_state). TF style: U = W windows; true style: U = (W*n) // update_every
-    (update_every None = n, so U = W).
-    """
-    key = _key("epoch", backend, opt_name, style, xla, update_every)
+def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int, update_every: int | None):
+    key = _key("epoch", backend, opt_name, style, xla, static_n, update_every)
     if key not in _CACHE:
-        def run_epoch(params, opt_state, hp, xs, ys, state):
-            num_updates, grad_step = truncation.grad_steps(backend, style, xs, ys, update_every)
-            return update_loop(num_updates, opt_name, hp, params, opt_state, state, grad_step)
+        def run_epoch(params, opt_state, hp, xs, ys, n, state):
+            updates, most, grad_step, carry = truncation.grad_steps(backend, style, xs, ys, n, state, static_n,
+                                                                    update_every)
+            params, opt_state, losses, carry = update_loop(updates, most, opt_name, hp, params, opt_state, carry,
+                                                           grad_step)
+            return params, opt_state, losses, updates, carry[0]
 
-        # autograph=False: the loops are explicit tf.while_loops and the unrolls static
-        # Python loops, so autograph's source conversion would only add tracing time
-        # (true style, n=10: first epoch 10.7 s instead of 13.9 s with it; issue 12).
+        # autograph=False: the loops are explicit tf.while_loops, so autograph's source
+        # conversion would only add tracing time (true style, n=10: first epoch 10.7 s
+        # instead of 13.9 s with it; issue 12).
         _CACHE[key] = tf.function(run_epoch, jit_compile=xla, autograph=False)
     return _CACHE[key]
 
 
-def predict_fn(backend, xla: bool = False) -> Callable:
-    """Compiled forward pass over windows with carried state (no gradients), for a pack.
+def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
+             update_every: int | None = None) -> Callable:
+    """The pack epoch for a backend/optimizer/style and window length n = ``num_steps``.
 
-    Returns f(params [K,...], xs [W,K,B,n] int8, state) -> P(Y=1) float32 [W, K, B, n].
+    Returns f(params [K,...], opt_state, hp {name: [K]}, xs [C,K,B] int8, ys
+    [C,K,B] int8, state [K,B,d]...) -> (params, opt_state, losses [U, K],
+    final_state). TF style: U = C // n windows; true style: U = L // u with L =
+    (C // n) * n and u = update_every or n. The compiled program behind it
+    (``f.program``) is built once per process and shared: in TF style by every n
+    up to :func:`rnn_sweep.truncation.buffer_steps` (n).
+    """
+    static_n = truncation.buffer_steps(num_steps) if style == "tf" else int(num_steps)
+    program = _compiled_epoch(backend, opt_name, style, xla, static_n, update_every)
+    n = tf.constant(int(num_steps), tf.int32)
+
+    def run(params, opt_state, hp, xs, ys, state):
+        params, opt_state, losses, updates, state = program(params, opt_state, hp, xs, ys, n, state)
+        return params, opt_state, losses[:int(updates)], state
+
+    run.program = program
+    return run
+
+
+def predict_fn(backend, xla: bool = False) -> Callable:
+    """Compiled forward pass along the rows with carried state (no gradients), for a pack.
+
+    Returns f(params [K,...], xs [C,K,B] int8, state) -> P(Y=1) float32 [C, K, B].
+    The state is carried across every step (as across windows: prediction does
+    not depend on n), so one program serves every n.
     """
     key = _key("predict", backend, xla)
     if key not in _CACHE:
         def predict(params, xs, state):
-            n_windows = tf.shape(xs)[0]
-            out = tf.TensorArray(tf.float32, size=n_windows)
+            steps = int(xs.shape[0])
+            x1h = tf.one_hot(tf.cast(xs, tf.int32), 2, dtype=tf.float32)
+            out = tf.TensorArray(tf.float32, size=steps)
 
-            def body(i, state, out):
-                x = tf.one_hot(tf.cast(xs[i], tf.int32), 2, dtype=tf.float32)
-                logits, state = backend.unroll(params, x, state)
-                return i + 1, state, out.write(i, tf.nn.softmax(logits)[..., 1])
+            def body(t, state, out):
+                logits, state = backend.unroll(params, tf.gather(x1h, t)[:, :, None], state)
+                return t + 1, state, out.write(t, tf.nn.softmax(logits[:, :, 0])[..., 1])
 
-            _, _, out = tf.while_loop(lambda i, *_: i < n_windows, body, (tf.constant(0), state, out))
+            _, _, out = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), tuple(state), out))
             return out.stack()
 
         _CACHE[key] = tf.function(predict, jit_compile=xla, autograph=False)  # explicit loop, see epoch_fn
     return _CACHE[key]
-

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from rnn_sweep.config import OptimizerConfig, RunConfig
+from rnn_sweep.data import to_windows
 from rnn_sweep.inits import NUM_CLASSES
 from rnn_sweep.keras_backends import DynamicBackend, cell_weights, make_cell
 
@@ -95,8 +96,8 @@ class KerasFit:
 
     The call has the engine's epoch signature for a pack of one, so training treats
     it like :func:`rnn_sweep.engine.epoch_fn`'s result: f(params [1, ...],
-    opt_state, hp, xs[W,1,B,n], ys[W,1,B,n], state) -> (params, opt_state,
-    losses[W, 1], final_state). ``params`` are written into the model before
+    opt_state, hp, xs[C,1,B], ys[C,1,B], state) -> (params, opt_state,
+    losses[W, 1], final_state), W = C // num_steps windows. ``params`` are written into the model before
     fitting and read back after; ``opt_state`` and ``hp`` are passed through
     unused (the Keras optimizer keeps its own slots across epochs, built from the
     run's OptimizerConfig). One model trains one run: a pack of this backend is
@@ -144,7 +145,8 @@ class KerasFit:
         if xs.shape[1] != 1:
             raise ValueError(f"model.fit trains one run at a time, got a pack of {xs.shape[1]}")
         params = {k: np.asarray(v)[0] for k, v in params.items()}
-        xs, ys = xs[:, 0], ys[:, 0]
+        n = self.cfg.num_steps
+        xs, ys = (to_windows(np.asarray(a)[:, 0].T, n) for a in (xs, ys))  # [W, B, n]
         windows, batch, num_steps = xs.shape
         if self.model is None:
             self._build(batch, num_steps, windows)

@@ -61,7 +61,7 @@ class Pack:
             self.fn = self.backend.make_epoch_fn(cfg)
         else:
             self.fn = engine.epoch_fn(self.backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
-                                      update_every=cfg.truncation.update_every)
+                                      cfg.num_steps, update_every=cfg.truncation.update_every)
 
     @property
     def size(self) -> int:
@@ -72,8 +72,7 @@ class Pack:
         """One epoch of every replica; returns (losses float32 [U, K], data seconds, train seconds)."""
         cfg = self.cfgs[0]
         t0 = time.perf_counter()
-        xs, ys = data_mod.pack_epoch_windows(cfg.data, cfg.data.length, cfg.train.batch_size, cfg.num_steps,
-                                             self.seeds, epoch)
+        xs, ys = data_mod.pack_epoch_steps(cfg.data, cfg.data.length, cfg.train.batch_size, self.seeds, epoch)
         t1 = time.perf_counter()
         state = self.backend.zero_state(self.size, cfg.train.batch_size)
         self.params, self.opt_state, losses, _ = self.fn(self.params, self.opt_state, self.hp, xs, ys, state)
@@ -83,39 +82,42 @@ class Pack:
     def heldout_predictions(self) -> list[tuple[np.ndarray, tuple]]:
         """Every replica's predictions on its own fresh held-out data, in ONE compiled pass.
 
-        Returns per replica (p_win float32 [W, B, n] = P(Y=1), its data
-        ``generate_full(...)`` tuple); pass them to :func:`heldout_metrics`. A
-        replica whose parameters are not finite gets NaNs; it cannot disturb the others.
+        Returns per replica (p_rows float32 [B, C] = P(Y=1) along its held-out rows,
+        its data ``generate_full(...)`` tuple); pass them to :func:`heldout_metrics`.
+        A replica whose parameters are not finite gets NaNs; it cannot disturb the others.
         """
         from rnn_sweep import engine
 
         cfg = self.cfgs[0]
-        b, n = cfg.train.batch_size, cfg.num_steps
+        b = cfg.train.batch_size
         drawn = {s: data_mod.generate_full(cfg.data, cfg.data.eval_length, data_mod.rng_for(s, data_mod.EVAL_STREAM))
                  for s in dict.fromkeys(self.seeds)}
         full = [drawn[s] for s in self.seeds]
-        xs = np.stack([data_mod.to_windows(data_mod.to_rows(f[0], b), n) for f in full], axis=1)  # [W, K, B, n]
-        # Not XLA: one forward pass over the held-out data runs in ~0.1 s as a plain graph,
-        # less than XLA needs to compile it (benchmarks/compile_cost.py: "eval compile").
-        p_win = engine.predict_fn(self.backend, xla=False)(self.params, xs, self.backend.zero_state(self.size, b))
-        p_win = np.asarray(p_win)
-        return [(p_win[:, k], f) for k, f in enumerate(full)]
+        xs = data_mod.steps_major([data_mod.to_rows(f[0], b) for f in full])  # [C, K, B]
+        # Compiled with XLA when training is: the program does not depend on n, so a sweep
+        # compiles it once per state size (and pack size), and it then runs in milliseconds.
+        predict = engine.predict_fn(self.backend, xla=cfg.train.xla)
+        p = np.asarray(predict(self.params, xs, self.backend.zero_state(self.size, b)))
+        return [(p[:, k].T, f) for k, f in enumerate(full)]
 
 
-def heldout_metrics(cfg: RunConfig, p_win: np.ndarray, full: tuple) -> dict:
-    """One run's held-out numbers from its predictions p_win [W, B, n] on its data ``full``.
+def heldout_metrics(cfg: RunConfig, p_rows: np.ndarray, full: tuple) -> dict:
+    """One run's held-out numbers from its predictions p_rows [B, C] on its data ``full``.
+
+    Scored on the positions training's windows of n cover (the first (C // n) * n
+    of each row), as the article evaluates.
 
     Returns heldout_loss and heldout_optimal_loss (nats), learned_fraction {str(lag): fraction or
     None}, learned_fraction_note {str(lag): why that fraction is None}.
     """
     _, y, p_true, lagged = full
     b = cfg.train.batch_size
-    used = p_win.shape[0] * p_win.shape[2]
+    used = (p_rows.shape[1] // cfg.num_steps) * cfg.num_steps
 
     def rows(a):  # sequence -> the [B, used] positions the windows cover, flattened
         return data_mod.to_rows(a, b)[:, :used].reshape(-1)
 
-    p_model = p_win.transpose(1, 0, 2).reshape(-1)
+    p_model = p_rows[:, :used].reshape(-1)
     truth, inputs, lags = rows(p_true), [rows(xl) for xl in lagged], [d.lag for d in cfg.data.dependencies]
     return {
         "heldout_loss": probe.cross_entropy(p_model, rows(y)),

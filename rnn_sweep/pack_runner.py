@@ -193,7 +193,7 @@ def train_members(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], threads: 
     train_pack = getattr(train_mod, "train_pack", None)
     if train_pack is not None and all(packable(c) for c in cfgs):
         try:
-            prepare_worker(cfgs[0].seed, threads)
+            prepare_worker(cfgs[0].seed, threads, cfgs[0].model.backend)
             summaries = list(train_pack(list(cfgs), [Path(d) for d in run_dirs], threads=threads))
             return [_from_summary(s, d) for s, d in zip(summaries, run_dirs)]
         except Exception as err:  # noqa: BLE001 -- retried run by run below

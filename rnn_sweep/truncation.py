@@ -1,16 +1,27 @@
 """Truncation styles: how far each error is backpropagated, for a pack of K replicas.
 
-Both styles are written as a *gradient step* ``grad_step(k, params, state) ->
-(losses [K], grads, state)`` for update k of an epoch; :mod:`rnn_sweep.engine`
-runs the steps in one compiled loop with the optimizer. Data come window-major
-with the replica axis second: xs, ys int8 [W, K, B, n]. The objective of a step
-is the SUM over replicas of each replica's own mean loss: replica k's parameters
-only reach its own term, so slice [k] of the gradient is exactly the gradient
-replica k would get alone.
+Both styles are written as a *gradient step* ``grad_step(k, params, carry) ->
+(losses [K], grads, carry)`` for update k of an epoch; :mod:`rnn_sweep.engine`
+runs the steps in one compiled loop with the optimizer. Data come time-major
+with the replica axis second: xs, ys int8 [C, K, B] (C = steps per row, B
+rows), so the data's shape does not depend on n. The objective of a step is the
+SUM over replicas of each replica's own mean loss: replica k's parameters only
+reach its own term, so slice [k] of the gradient is exactly the gradient replica
+k would get alone. ``carry = (state, scratch)``: the RNN state carried along the
+rows plus whatever buffers a style keeps across updates.
 
-**TensorFlow style**, BPTT(n, n) (:func:`tf_style_step`): the row is cut into
-windows of n; the state entering a window is a constant (gradient stopped), so
-the error at window position j flows back through j+1 cells only.
+**TensorFlow style**, BPTT(n, n) (:func:`tf_style_grad_steps`): the row is cut
+into windows of n; the state entering a window is a constant (gradient
+stopped), so the error at window position j flows back through j+1 cells only.
+Written *step by step* with n a runtime tensor: a forward loop over the
+window's n cells records the state entering each cell in a buffer; a backward
+loop walks the cells in reverse, recomputes each cell from its recorded state
+and takes its vector-Jacobian product (the cell's loss plus the gradient
+arriving from the later cells). The compiled graph holds one cell forward and
+one cell backward whatever n is, so ONE program serves every n up to the
+buffer's size (:func:`buffer_steps`): a sweep over num_steps compiles once per
+state size instead of once per (n, state size), and compiling does not grow
+with n (issue 12).
 
 **True truncated BPTT(n, 1)** (:func:`start_states`, :func:`true_step_losses`):
 EVERY error flows back exactly n cells: the loss at step t gets gradient through
@@ -26,6 +37,8 @@ construction):
 2. the u sub-sequences x_{t-n+1..t} are batched into one [K, u*B, n] input and
    unrolled once under the gradient tape from those (stopped) states; the loss
    of sub-sequence t is taken at its last step.
+
+Its program is built for one n (the sub-sequences are unrolled as [K, u*B, n]).
 
 Row start (the first n-1 positions of each row of an epoch): there is no history
 before position 0, so a loss at t < n-1 gets gradient through the t+1 cells
@@ -45,30 +58,10 @@ from typing import Callable
 import tensorflow as tf
 
 
-def replica_losses(logits, y):
-    """Each replica's mean sparse softmax cross-entropy: logits [K, ..., 2], y [K, ...] -> [K]."""
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-    return tf.reduce_mean(tf.reshape(ce, [tf.shape(ce)[0], -1]), axis=1)
-
-
-def tf_style_step(backend, params, x, y, state):
-    """Losses [K], gradients and carried state of one window, BPTT(n, n).
-
-    x float32 [K, B, n, 2] one-hot, y int32 [K, B, n], state tuple [K, B, d].
-    """
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        logits, new_state = backend.unroll(params, x, state)
-        losses = replica_losses(logits, y)
-        total = tf.reduce_sum(losses)  # d total / d params[k] = d losses[k] / d params[k]
-    grads = tape.gradient(total, params)
-    return losses, grads, tuple(tf.stop_gradient(s) for s in new_state)
-
-
-def windows_to_rows(xs):
-    """Windows [W, K, B, n] back to contiguous rows [K, B, W*n] (the positions TF style trains on)."""
-    w, k, b, n = xs.shape
-    return tf.reshape(tf.transpose(xs, [1, 2, 0, 3]), [k, b, w * n])
+def steps_to_rows(xs, n: int):
+    """Time-major steps [C, K, B] -> rows [K, B, L], L = (C // n) * n (the positions training uses)."""
+    used = (int(xs.shape[0]) // n) * n
+    return tf.transpose(xs[:used], [1, 2, 0])
 
 
 def subsequence_layout(t0, u: int, n: int):
@@ -133,43 +126,130 @@ def true_step_losses(backend, params, rows_1h, rows_y, starts, t0, u: int, n: in
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=last)
 
 
-def tf_style_grad_steps(backend, xs, ys) -> tuple:
-    """(number of updates W, grad_step) for TF style over windows xs, ys [W, K, B, n]."""
-    def grad_step(i, params, state):
-        x = tf.one_hot(tf.cast(xs[i], tf.int32), 2, dtype=tf.float32)
-        return tf_style_step(backend, params, x, tf.cast(ys[i], tf.int32), state)
-
-    return tf.shape(xs)[0], grad_step
 
 
-def true_grad_steps(backend, xs, ys, update_every: int | None = None) -> tuple:
-    """(number of updates U, grad_step) for true BPTT(n, 1) over windows xs, ys [W, K, B, n].
+def buffer_steps(num_steps: int) -> int:
+    """Cells one TF-style program can hold per window: 32, or the next power of two above n.
 
-    n is the window length (the backprop length), u = update_every or n, U =
-    (W*n) // u. The carried state is the forward pass's, lagging n behind the
-    losses (training resets the state every epoch anyway).
+    Every n up to this size shares one compiled program (the buffer of recorded
+    states is this long); a longer n gets the next size.
     """
-    n = int(xs.shape[3])
-    u = int(update_every or n)
-    rows_y = windows_to_rows(ys)
-    rows_1h = tf.one_hot(tf.cast(windows_to_rows(xs), tf.int32), 2, dtype=tf.float32)  # [K, B, L, 2]
+    return max(32, 1 << (int(num_steps) - 1).bit_length())
 
-    def grad_step(k, params, state):
+
+def _cell(backend, params, x1h, t, state):
+    """One cell at position t: (logits [K, B, 2], new state); x1h is one-hot [C, K, B, 2]."""
+    logits, state = backend.unroll(params, tf.gather(x1h, t)[:, :, None], state)
+    return logits[:, :, 0], state
+
+
+def _window_forward(backend, params, x1h, t0, n, state, buf):
+    """Run cells t0..t0+n-1 from ``state``; buf[i] gets the state entering cell t0+i."""
+    def body(i, state, buf):
+        buf = tuple(tf.tensor_scatter_nd_update(b, [[i]], s[None]) for b, s in zip(buf, state))
+        _, state = _cell(backend, params, x1h, t0 + i, state)
+        return i + 1, state, buf
+
+    _, state, buf = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), tuple(state), buf))
+    return state, buf
+
+
+def _window_backward(backend, params, x1h, y, t0, n, buf):
+    """Gradient of the window's per-replica mean loss, cell by cell in reverse.
+
+    Each cell is recomputed from its recorded entering state and differentiated
+    once: its own loss plus the gradient ``ds`` arriving from the later cells. The
+    state entering the window gets no gradient (it is a constant in TF style).
+    Returns (losses [K], grads).
+    """
+    k = params[next(iter(params))].shape[0]
+    scale = 1.0 / tf.cast(n, tf.float32)
+
+    def body(j, ds, grads, loss):
+        t = n - 1 - j
+        s_prev = tuple(tf.gather(b, t) for b in buf)
+        with tf.GradientTape() as tape:
+            tape.watch((params, s_prev))
+            logits, s_new = _cell(backend, params, x1h, t0 + t, s_prev)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(y, t0 + t), logits=logits)
+            step = tf.reduce_mean(ce, axis=1)  # [K]: each replica's mean over its B rows
+            total = tf.reduce_sum(step) * scale
+        g_params, ds = tape.gradient([total, *s_new], (params, s_prev),
+                                     output_gradients=[tf.ones_like(total), *ds],
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return j + 1, tuple(ds), {name: grads[name] + g_params[name] for name in grads}, loss + step
+
+    ds0 = tuple(tf.zeros_like(b[0]) for b in buf)
+    grads0 = {name: tf.zeros_like(v) for name, v in params.items()}
+    _, _, grads, loss = tf.while_loop(lambda j, *_: j < n, body, (tf.constant(0), ds0, grads0, tf.zeros([k])))
+    return loss * scale, grads
+
+
+def tf_style_window(backend, params, x1h, y, t0, n, state, buf) -> tuple:
+    """BPTT(n, n) of the window at t0..t0+n-1 from the (constant) ``state``.
+
+    x1h float32 [C, K, B, 2] one-hot steps, y int32 [C, K, B]; ``buf`` a tuple of
+    [max_steps, K, B, d] buffers (reused across windows). Returns (losses [K] =
+    each replica's mean loss over the window, grads, (end state, buf)).
+    """
+    end, buf = _window_forward(backend, params, x1h, t0, n, state, buf)
+    losses, grads = _window_backward(backend, params, x1h, y, t0, n, buf)
+    return losses, grads, (end, buf)
+
+
+def state_buffers(state, max_steps: int) -> tuple:
+    """Zero buffers [max_steps, K, B, d] for the states entering a window's cells."""
+    return tuple(tf.zeros([max_steps, *s.shape.as_list()], s.dtype) for s in state)
+
+
+def tf_style_grad_steps(backend, xs, ys, n, state, max_steps: int) -> tuple:
+    """TF style over time-major steps xs, ys int8 [C, K, B], n an int32 tensor <= ``max_steps``.
+
+    Returns (updates C // n, the largest possible count C, grad_step, carry0).
+    """
+    x1h = tf.one_hot(tf.cast(xs, tf.int32), 2, dtype=tf.float32)  # [C, K, B, 2]
+    y = tf.cast(ys, tf.int32)
+
+    def grad_step(k, params, carry):
+        return tf_style_window(backend, params, x1h, y, k * n, n, *carry)
+
+    return int(xs.shape[0]) // n, int(xs.shape[0]), grad_step, (tuple(state), state_buffers(state, max_steps))
+
+
+def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = None) -> tuple:
+    """True BPTT(n, 1) over time-major steps xs, ys int8 [C, K, B] for a static n.
+
+    u = update_every or n; U = L // u with L = (C // n) * n positions, as TF
+    style trains on. The carried state is the forward pass's, lagging n behind the
+    losses (training resets the state every epoch anyway). Returns (U, U,
+    grad_step, carry0).
+    """
+    u = int(update_every or n)
+    rows_y = steps_to_rows(ys, n)
+    rows_1h = tf.one_hot(tf.cast(steps_to_rows(xs, n), tf.int32), 2, dtype=tf.float32)  # [K, B, L, 2]
+
+    def grad_step(k, params, carry):
+        state, _ = carry
         t0 = k * u
         starts, state = start_states(backend, params, rows_1h, state, t0, u, n)
         with tf.GradientTape() as tape:
             tape.watch(params)
             losses = tf.reduce_mean(true_step_losses(backend, params, rows_1h, rows_y, starts, t0, u, n), axis=[1, 2])
             total = tf.reduce_sum(losses)
-        return losses, tape.gradient(total, params), state
+        return losses, tape.gradient(total, params), (state, ())
 
-    return int(rows_y.shape[2]) // u, grad_step
+    updates = int(rows_y.shape[2]) // u
+    return updates, updates, grad_step, (tuple(state), ())
 
 
-def grad_steps(backend, style: str, xs, ys, update_every: int | None = None) -> tuple[object, Callable]:
-    """The style's (number of updates, grad_step) for one epoch of windows xs, ys [W, K, B, n]."""
+def grad_steps(backend, style: str, xs, ys, n, state, static_n: int, update_every: int | None = None) -> tuple:
+    """The style's (updates, most updates, grad_step, carry0) for one epoch of steps xs, ys [C, K, B].
+
+    ``n`` is the runtime window length (TF style); ``static_n`` is the program's
+    build-time number: the buffer size for TF style, n itself for true style.
+    """
     if style == "true":
-        return true_grad_steps(backend, xs, ys, update_every)
+        return true_grad_steps(backend, xs, ys, static_n, state, update_every)
     if style == "tf":
-        return tf_style_grad_steps(backend, xs, ys)
+        return tf_style_grad_steps(backend, xs, ys, n, state, static_n)
     raise ValueError(f"truncation.style={style!r}: allowed values are tf, true")

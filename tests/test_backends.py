@@ -10,6 +10,7 @@ import pytest
 from conftest import small_cfg
 from rnn_sweep import oracle
 from rnn_sweep.config import ConfigError, ModelConfig
+from rnn_sweep.data import windows_to_steps
 from rnn_sweep.inits import vanilla_init
 from rnn_sweep.models import build_backend
 
@@ -42,8 +43,6 @@ def _functional_window_grads(name, params, xs, ys):
     """Per-window (loss, grads, dL/dx), state carried; eager (test_training_epoch_* runs XLA)."""
     import tensorflow as tf
 
-    from rnn_sweep.truncation import replica_losses
-
     be = build_backend(ModelConfig(backend=name), params["W"].shape[1])
 
     def run(params, xs, ys):  # a pack of one: leading replica axis of size 1
@@ -53,7 +52,8 @@ def _functional_window_grads(name, params, xs, ys):
             with tf.GradientTape() as tape:
                 tape.watch([params, x])
                 logits, new_state = be.unroll(params, x, state)
-                loss = replica_losses(logits, tf.cast(ys[i], tf.int32)[None])[0]
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=tf.cast(ys[i], tf.int32)[None], logits=logits))
             grads, dx = tape.gradient(loss, [params, x])
             out.append((loss, grads, dx[0]))
             state = tuple(tf.stop_gradient(s) for s in new_state)
@@ -109,13 +109,15 @@ def _epoch(name, params, xs, ys, opt="adagrad", lr=0.1):
 
     from rnn_sweep import engine, optim
 
-    cfg = small_cfg(f"model={name}", f"train.optimizer.name={opt}", f"train.optimizer.lr={lr}")
+    cfg = small_cfg(f"model={name}", f"train.optimizer.name={opt}", f"train.optimizer.lr={lr}",
+                    f"num_steps={xs.shape[2]}")
     be = build_backend(cfg.model, 4)
     p = {k: tf.constant(v[None]) for k, v in params.items()}  # a pack of one
     hp = optim.stacked_hyperparams([cfg.train.optimizer])
     st = optim.init_state(opt, p, hp)
-    fn = be.make_epoch_fn(cfg) if name == "keras" else engine.epoch_fn(be, opt, "tf", True)
-    new, _, losses, _ = fn(p, st, hp, xs[:, None], ys[:, None], be.zero_state(1, xs.shape[1]))
+    fn = be.make_epoch_fn(cfg) if name == "keras" else engine.epoch_fn(be, opt, "tf", True, xs.shape[2])
+    new, _, losses, _ = fn(p, st, hp, windows_to_steps(xs[:, None]), windows_to_steps(ys[:, None]),
+                           be.zero_state(1, xs.shape[1]))
     return {k: v.numpy()[0] for k, v in new.items()}, losses.numpy()[:, 0]
 
 

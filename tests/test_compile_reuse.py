@@ -12,8 +12,9 @@ def _fns(cfg):
     from rnn_sweep.models import build_backend
 
     be = build_backend(cfg.model, cfg.state_size)
-    return (engine.epoch_fn(be, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla),
-            engine.predict_fn(be, xla=False))
+    return (engine.epoch_fn(be, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
+                            cfg.num_steps).program,
+            engine.predict_fn(be, xla=cfg.train.xla))
 
 
 def _traces(fns) -> tuple[int, int]:

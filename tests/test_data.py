@@ -113,14 +113,17 @@ def test_seeded_streams_are_reproducible_and_fresh_per_epoch():
     assert not np.array_equal(a[0], c[0])
 
 
-def test_pack_windows_are_each_seeds_own_draw():
-    """Slice k of a pack's epoch data is exactly what the run with seeds[k] alone draws (repeats too)."""
+def test_pack_steps_are_each_seeds_own_draw():
+    """Slice k of a pack's epoch data is exactly what the run with seeds[k] alone draws (repeats too),
+    and its windows of n are the article's batching of that draw."""
     rule = DataConfig(length=6000)
     seeds = [4, 9, 4]
-    xs, ys = data.pack_epoch_windows(rule, 6000, 20, 7, seeds, epoch=2)
-    assert xs.shape == ys.shape == (6000 // 20 // 7, 3, 20, 7)
+    xs, ys = data.pack_epoch_steps(rule, 6000, 20, seeds, epoch=2)
+    assert xs.shape == ys.shape == (6000 // 20, 3, 20)
     for k, s in enumerate(seeds):
-        x, y = data.epoch_windows(rule, 6000, 20, 7, data.rng_for(s, data.TRAIN_STREAM, 2))
-        np.testing.assert_array_equal(xs[:, k], x)
-        np.testing.assert_array_equal(ys[:, k], y)
+        x, y = data.epoch_windows(rule, 6000, 20, 7, data.rng_for(s, data.TRAIN_STREAM, 2))  # [W, B, 7]
+        used = x.shape[0] * 7
+        np.testing.assert_array_equal(xs[:used, k], x.transpose(0, 2, 1).reshape(used, 20))
+        np.testing.assert_array_equal(ys[:used, k], y.transpose(0, 2, 1).reshape(used, 20))
+        np.testing.assert_array_equal(data.windows_to_steps(x[:, None])[:, 0], xs[:used, k])
     assert not np.array_equal(xs[:, 0], xs[:, 1])

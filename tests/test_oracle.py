@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rnn_sweep import oracle
+from rnn_sweep.data import windows_to_steps
 
 
 def _problem(seed=0, B=3, T=4, d=3):
@@ -142,8 +143,9 @@ def test_pack_of_three_matches_the_oracle_replica_by_replica(backend, cell, styl
     params = {k: tf.constant(v) for k, v in init.items()}
     hp = optim.stacked_hyperparams([OptimizerConfig(name=opt, lr=lr) for lr in PACK_LRS])
     update_every = 2 if style == "true" else None  # u < n: start states from earlier updates' positions
-    fn = engine.epoch_fn(be, opt, style, xla=False, update_every=update_every)
-    new, _, losses, _ = fn(params, optim.init_state(opt, params, hp), hp, xs, ys, be.zero_state(3, b))
+    fn = engine.epoch_fn(be, opt, style, xla=False, num_steps=n, update_every=update_every)
+    new, _, losses, _ = fn(params, optim.init_state(opt, params, hp), hp, windows_to_steps(xs), windows_to_steps(ys),
+                           be.zero_state(3, b))
     assert losses.shape == ((w if style == "tf" else w * n // 2), 3)
     for k, lr in enumerate(PACK_LRS):
         one = {name: v[k] for name, v in init.items()}
@@ -169,14 +171,15 @@ def test_keras_fit_pack_members_match_the_oracle(tmp_path, cell, opt):
     rng = np.random.default_rng(8)
     xs, ys = rng.integers(0, 2, (w, 3, b, n)).astype(np.int8), rng.integers(0, 2, (w, 3, b, n)).astype(np.int8)
     for k, (seed, lr) in enumerate(zip(PACK_SEEDS, PACK_LRS)):
-        cfg = RunConfig(model=ModelConfig(backend="keras", cell=cell), state_size=d)
+        cfg = RunConfig(model=ModelConfig(backend="keras", cell=cell), state_size=d, num_steps=n)
         cfg.train.optimizer = OptimizerConfig(name=opt, lr=lr)
         be = build_backend(cfg.model, d)
         init = be.init_params([seed])
         params = {name: tf.constant(v) for name, v in init.items()}
         hp = optim.stacked_hyperparams([cfg.train.optimizer])
         new, _, losses, _ = be.make_epoch_fn(cfg)(params, optim.init_state(opt, params, hp), hp,
-                                                  xs[:, k:k + 1], ys[:, k:k + 1], be.zero_state(1, b))
+                                                  windows_to_steps(xs[:, k:k + 1]), windows_to_steps(ys[:, k:k + 1]),
+                                                  be.zero_state(1, b))
         one = {name: v[0] for name, v in init.items()}
         ref, ref_losses = oracle.reference_epoch(cell, one, xs[:, k], ys[:, k], "tf", opt, {"lr": lr, **HP})
         np.testing.assert_allclose(losses.numpy()[:, 0], ref_losses, rtol=1e-5)

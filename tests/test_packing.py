@@ -108,7 +108,7 @@ def test_train_members_uses_train_pack_and_reports_its_failed_member(monkeypatch
                 for c in cfgs]
 
     monkeypatch.setattr(T, "train_pack", fake_pack, raising=False)
-    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads: None)
+    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads, backend="keras": None)
     cfgs = [small_cfg(f"seed={s}") for s in (0, 1, 2)]
     out = pack_runner.train_members(cfgs, [tmp_path / f"s{s}" for s in (0, 1, 2)], threads=3)
     assert calls == [([0, 1, 2], 3)]  # one call for the whole pack
@@ -130,7 +130,7 @@ def test_a_pack_that_cannot_train_as_one_is_retried_run_by_run(monkeypatch, tmp_
         return _fake_summary(cfg)
 
     monkeypatch.setattr(T, "train_pack", broken_pack, raising=False)
-    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads: None)
+    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads, backend="keras": None)
     monkeypatch.setattr(sw, "run_job", fake_run_job)
     out = pack_runner.train_members([small_cfg(f"seed={s}") for s in (0, 1)], [tmp_path / "a", tmp_path / "b"])
     assert [o.summary and o.summary["seed"] for o in out] == [0, None]

@@ -61,10 +61,11 @@ def _one_epoch(cfg, windows=1):
     params = {k: tf.constant(v) for k, v in be.init_params([cfg.seed]).items()}
     hp = optim.stacked_hyperparams([cfg.train.optimizer])
     st = optim.init_state(cfg.train.optimizer.name, params, hp)
-    xs, ys = data.pack_epoch_windows(cfg.data, cfg.train.batch_size * cfg.num_steps * windows,
-                                     cfg.train.batch_size, cfg.num_steps, [0], 0)
-    fn = engine.epoch_fn(be, cfg.train.optimizer.name, "tf", cfg.train.xla)
-    new, _, losses, _ = fn(params, st, hp, xs, ys, be.zero_state(1, cfg.train.batch_size))
+    xs, ys = (a[:, None] for a in data.epoch_windows(cfg.data, cfg.train.batch_size * cfg.num_steps * windows,
+                                                     cfg.train.batch_size, cfg.num_steps, data.rng_for(0, 0, 0)))
+    fn = engine.epoch_fn(be, cfg.train.optimizer.name, "tf", cfg.train.xla, cfg.num_steps)
+    new, _, losses, _ = fn(params, st, hp, data.windows_to_steps(xs), data.windows_to_steps(ys),
+                           be.zero_state(1, cfg.train.batch_size))
     # gradient of the first window, by hand from the oracle, for the optimizer checks
     one = {k: v.numpy()[0] for k, v in params.items()}
     ref = oracle.window_grads(one, oracle.onehot(xs[0, 0]), ys[0, 0], np.zeros((cfg.train.batch_size, cfg.state_size)))
@@ -97,11 +98,12 @@ def test_optimizers_match_tf1_over_three_windows(name, make):
 
     be = ScratchBackend(cfg.state_size)
     init = be.init_params([0])
-    xs, ys = data.pack_epoch_windows(cfg.data, 200 * 5 * 3, 200, 5, [0], 0)
+    xs, ys = (a[:, None] for a in data.epoch_windows(cfg.data, 200 * 5 * 3, 200, 5, data.rng_for(0, 0, 0)))
     params = {k: tf.constant(v) for k, v in init.items()}
     hp = optim.stacked_hyperparams([cfg.train.optimizer])
-    ours, _, _, _ = engine.epoch_fn(be, name, "tf", False)(params, optim.init_state(name, params, hp), hp, xs, ys,
-                                                           be.zero_state(1, 200))
+    ours, _, _, _ = engine.epoch_fn(be, name, "tf", False, 5)(params, optim.init_state(name, params, hp), hp,
+                                                              data.windows_to_steps(xs), data.windows_to_steps(ys),
+                                                              be.zero_state(1, 200))
     # The reference: TF's own TF1 optimizer on tf.Variables, window by window, eager.
     variables = {k: tf.Variable(v) for k, v in init.items()}
     opt, state = make(tf), be.zero_state(1, 200)
