@@ -83,7 +83,7 @@ class TrainConfig:
     log_every: int = 100  # training steps per logged loss block
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     xla: bool = True  # compile the epoch with XLA (faster on CPU for this model)
-    threads: int = 0  # TF intra-op threads; 0 = TensorFlow's default
+    threads: int = 0  # TF intra-op threads; 0 = automatic (1, or a parallel launcher's share)
     progress: bool = True  # tqdm bar (silent anyway when stderr is not a terminal)
     replicas: int = 1  # independent seeds trained as one vectorised computation
     diverge_loss: float = 10.0  # a block mean above this (or NaN) stops the run
@@ -193,7 +193,7 @@ def validate(cfg: RunConfig) -> None:
     _positive_int("train.log_every", t.log_every)
     _positive_int("train.replicas", t.replicas)  # K > 1: seeds seed..seed+K-1 as one pack (any backend, style)
     if isinstance(t.threads, bool) or not isinstance(t.threads, int) or not 0 <= t.threads <= thread_limit():
-        _fail("train.threads", t.threads, f"must be an integer from 0 (TensorFlow default) to {thread_limit()} "
+        _fail("train.threads", t.threads, f"must be an integer from 0 (automatic) to {thread_limit()} "
               f"(4 x this machine's {os.cpu_count()} cores, at most {MAX_THREADS})")
     if not (isinstance(t.diverge_loss, (int, float)) and t.diverge_loss > 0):
         _fail("train.diverge_loss", t.diverge_loss, "must be a positive number")

@@ -62,6 +62,7 @@ class _Member:
     records_dir: Optional[Path]
     log_files: list[str] = field(default_factory=list)
     outcome: Outcome = field(default_factory=Outcome)
+    must_train: bool = False
 
 
 def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunction,
@@ -86,7 +87,7 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
     original = HydraConfig.instance().cfg
     try:
         members = [_open(job, callbacks, task_function, job_id) for job in jobs]
-        todo = [m for m in members if _decide(m)]
+        todo = [m for m in members if m.must_train]
         if todo:
             _train(todo, members, label)
         for m in members:
@@ -134,15 +135,15 @@ def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: O
             (records_dir / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
     log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     callbacks.on_job_start(config=config, task_function=task_function)
-    return _Member(job, ret, Path(config.hydra.runtime.output_dir), records_dir, log_files)
+    member = _Member(job, ret, Path(config.hydra.runtime.output_dir), records_dir, log_files)
+    member.must_train = _decide(member)  # while this job's config and log are the current ones
+    return member
 
 
 def _decide(m: _Member) -> bool:
     """Plan a member: True when it must train; a skip or a refusal is settled here."""
     from rnn_sweep.sweep import ConfigMismatch, clear_partial, plan, run_job
 
-    HydraConfig.instance().set_config(m.job.config)
-    configure_log(m.job.config.hydra.job_logging, m.job.config.hydra.verbose)
     force = bool(m.ret.cfg.get("force", False))  # +force=true: a sweep option, not part of the run
     try:
         if plan(m.job.run_cfg, m.run_dir, force) == "skip":

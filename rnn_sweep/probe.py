@@ -61,4 +61,4 @@ def undefined_fractions(p_true: np.ndarray, lagged: list[np.ndarray], lags: list
 def cross_entropy(p_model: np.ndarray, y: np.ndarray) -> float:
     """Mean binary cross-entropy in nats of P(Y=1)=p_model against targets y."""
     p = np.clip(p_model.astype(np.float64), 1e-12, 1 - 1e-12)
-    return float(-np.mean(np.where(y == 1, np.log(p), np.log1p(-p))))
+    return float(-np.mean(np.log(np.where(y == 1, p, 1.0 - p))))  # one log per position, not two
