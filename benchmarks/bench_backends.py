@@ -39,7 +39,7 @@ def measure(backend_name: str, cell: str, xla: bool, repeats: int, windows) -> d
     params = {k: tf.constant(v) for k, v in be.init_params([0]).items()}  # a pack of one
     hp = optim.stacked_hyperparams([cfg.train.optimizer])
     opt_state = optim.init_state(cfg.train.optimizer.name, params, hp)
-    fn = be.make_epoch_fn(cfg) if hasattr(be, "make_epoch_fn") else engine.epoch_fn(be, "adagrad", "tf", xla)
+    fn = be.make_epoch_fn(cfg) if hasattr(be, "make_epoch_fn") else engine.epoch_fn(be, "adagrad", "tf", xla, cfg.num_steps)
     times = []
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import_tf()
     cfg = RunConfig()  # the article: 1M steps, batch 200, n=5, d=4
-    windows = data.pack_epoch_windows(cfg.data, cfg.data.length, cfg.train.batch_size, cfg.num_steps, [0], 0)
+    windows = data.pack_epoch_steps(cfg.data, cfg.data.length, cfg.train.batch_size, [0], 0)
     rows = []
     for name in args.backends.split(","):
         for cell in args.cells.split(","):

@@ -29,10 +29,10 @@ def time_style(backend, style: str, n: int, args) -> tuple[float, float, int]:
     params = {k: tf.constant(v) for k, v in backend.init_params([0]).items()}  # a pack of one
     hp = optim.stacked_hyperparams([OptimizerConfig()])
     opt_state = optim.init_state("adagrad", params, hp)
-    fn = engine.epoch_fn(backend, "adagrad", style, xla=not args.no_xla)
+    fn = engine.epoch_fn(backend, "adagrad", style, not args.no_xla, n)
     times = []
     for epoch in range(args.repeats + 1):
-        xs, ys = data.pack_epoch_windows(DataConfig(), args.length, args.batch_size, n, [0], epoch)
+        xs, ys = data.pack_epoch_steps(DataConfig(), args.length, args.batch_size, [0], epoch)
         t0 = time.perf_counter()
         params, opt_state, losses, _ = fn(params, opt_state, hp, xs, ys, backend.zero_state(1, args.batch_size))
         losses.numpy()  # wait for the computation

@@ -31,6 +31,12 @@ def _args(be, cfg, n: int):
 
     from rnn_sweep import data, optim
 
+    if hasattr(data, "pack_epoch_steps"):  # time-major steps, n a runtime tensor (this release)
+        params = {k: tf.constant(v) for k, v in be.init_params([0]).items()}
+        hp = optim.stacked_hyperparams([cfg.train.optimizer])
+        xs, ys = data.pack_epoch_steps(cfg.data, cfg.data.length, 200, [0], 0)
+        ev = data.pack_epoch_steps(cfg.data, cfg.data.eval_length, 200, [0], 1)[0]
+        return params, hp, xs, ys, be.zero_state(1, 200), ev
     packed = len(inspect.signature(be.zero_state).parameters) == 2
     xs, ys = data.epoch_windows(cfg.data, cfg.data.length, 200, n, data.rng_for(0, 0, 0))
     ev = data.epoch_windows(cfg.data, cfg.data.eval_length, 200, n, data.rng_for(0, 1, 0))[0]
@@ -49,6 +55,8 @@ def child(style: str, n: int, d: int, xla: bool = True) -> dict:
     from rnn_sweep.runtime import import_tf
 
     import_tf()
+    import tensorflow as tf
+
     from rnn_sweep import engine, optim
     from rnn_sweep.config import RunConfig
     from rnn_sweep.models import build_backend
@@ -58,15 +66,19 @@ def child(style: str, n: int, d: int, xla: bool = True) -> dict:
     be = build_backend(cfg.model, d)
     params, hp, xs, ys, state, ev = _args(be, cfg, n)
     opt_state = optim.init_state("adagrad", params, hp)
-    fn = engine.epoch_fn(be, "adagrad", style, xla)
+    stepwise = "num_steps" in inspect.signature(engine.epoch_fn).parameters
+    fn = engine.epoch_fn(be, "adagrad", style, xla, n) if stepwise else engine.epoch_fn(be, "adagrad", style, xla)
     t = [time.perf_counter()]
-    fn.get_concrete_function(params, opt_state, hp, xs, ys, state)
+    if stepwise:
+        fn.program.get_concrete_function(params, opt_state, hp, xs, ys, tf.constant(n), state)
+    else:
+        fn.get_concrete_function(params, opt_state, hp, xs, ys, state)
     t.append(time.perf_counter())
     for _ in range(2):
         out = fn(params, opt_state, hp, xs, ys, state)
         out[2].numpy()
         t.append(time.perf_counter())
-    predict = engine.predict_fn(be, xla=False)
+    predict = engine.predict_fn(be, xla=xla if stepwise else False)
     for _ in range(2):
         predict(out[0], ev, state).numpy()
         t.append(time.perf_counter())

@@ -113,7 +113,7 @@ def compile_reuse_probe() -> dict:
     from rnn_sweep import engine
     from rnn_sweep.models import ScratchBackend
 
-    out["epoch_traces"] = engine.epoch_fn(ScratchBackend(4), "adagrad", "tf", True).experimental_get_tracing_count()
+    out["epoch_traces"] = engine.epoch_fn(ScratchBackend(4), "adagrad", "tf", True, 5).program.experimental_get_tracing_count()
     return out
 
 

@@ -54,3 +54,33 @@ def test_a_pack_traces_each_program_once_and_the_next_pack_reuses_them(tmp_path)
     train(small_cfg(*SHAPES, "num_steps=5", "train.replicas=3", "seed=20"), tmp_path / "c")
     assert _traces(fns) == once
     assert (tmp_path / "c" / "seed=22" / "summary.json").exists()
+
+
+def test_other_num_steps_reuse_the_tf_style_program(tmp_path):
+    """TF style: n enters the compiled epoch as a number, so runs with other num_steps (up to the
+    program's buffer of 32 cells) and the same state size trace and compile nothing new; true
+    style builds its program per n."""
+    from rnn_sweep import engine
+    from rnn_sweep.train import train
+
+    shapes = [s for s in SHAPES if not s.startswith("num_steps")]
+    train(small_cfg(*shapes, "num_steps=2"), tmp_path / "a")
+    fns = _fns(small_cfg(*shapes, "num_steps=2"))
+    traced = _traces(fns)
+    for n in (1, 7, 32):
+        cfg = small_cfg(*shapes, f"num_steps={n}")
+        assert _fns(cfg) == fns
+        s = train(cfg, tmp_path / f"n{n}")
+        assert s["status"] == "completed" and s["num_steps"] == n
+    assert _traces(fns) == traced
+    assert engine.epoch_fn(*_args(small_cfg(*shapes, "num_steps=33"))).program is not fns[0]  # next buffer size
+    true2, true3 = (engine.epoch_fn(*_args(small_cfg(*shapes, "truncation=true_bptt", f"num_steps={n}"))).program
+                    for n in (2, 3))
+    assert true2 is not true3
+
+
+def _args(cfg):
+    from rnn_sweep.models import build_backend
+
+    return (build_backend(cfg.model, cfg.state_size), cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
+            cfg.num_steps)

@@ -166,3 +166,18 @@ def test_learns_both_dependencies_with_longer_truncation(tmp_path):
     tail = pd.read_csv(tmp_path / "losses.csv")["loss"].tail(3).mean()
     assert tail < 0.48 and s["heldout_loss"] < 0.49
     assert s["learned_fraction"]["3"] > 0.9 and s["learned_fraction"]["8"] > 0.6
+
+
+def test_automatic_threads_is_one_intra_op_thread():
+    """train.threads=0 (automatic) gives TensorFlow one intra-op thread (rnn_sweep.runtime.import_tf);
+    an explicit number is kept. A fresh process each: the setting is fixed once TF's runtime starts."""
+    import subprocess
+    import sys
+
+    code = ("from rnn_sweep.runtime import import_tf; tf = import_tf({}); "
+            "print(tf.config.threading.get_intra_op_parallelism_threads())")
+    for threads, expected in ((0, "1"), (2, "2")):
+        out = subprocess.run([sys.executable, "-c", code.format(threads)], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == expected

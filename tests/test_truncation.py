@@ -134,8 +134,10 @@ def _run_epoch(backend, style, P, rows_x, rows_y, n, lr, update_every=None, xla=
 # ----------------------------------------------------------------------------- parameter updates
 
 
-@pytest.mark.parametrize("n, windows", [(1, 5), (3, 4), (5, 3)])
+@pytest.mark.parametrize("n, windows", [(1, 5), (3, 4), (5, 3), (32, 2), (33, 2)])
 def test_tf_style_epoch_matches_numpy_bptt(n, windows):
+    """Also at n = 32, the largest n of the first compiled program (buffer of 32 states), and
+    n = 33, the first of the next (64)."""
     P = _params(3)
     rows_x, rows_y = _data(4, n * windows)
     new, losses = _run_epoch(_backend("scratch", 3), "tf", P, rows_x, rows_y, n, lr=0.3)
