@@ -84,3 +84,31 @@ def _args(cfg):
 
     return (build_backend(cfg.model, cfg.state_size), cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
             cfg.num_steps)
+
+
+def test_n_is_a_runtime_input_of_the_compiled_program_not_a_constant():
+    """One trace is not enough: XLA recompiles per value of any input it must treat as a
+    compile-time constant (it did for n while the data were sliced with Python indexing).
+    The program's HLO is identical for n=2 and n=7, so XLA compiles it once."""
+    import re
+
+    import tensorflow as tf
+
+    from rnn_sweep import data, engine, optim
+    from rnn_sweep.config import DataConfig, RunConfig
+    from rnn_sweep.models import build_backend
+
+    tf.random.set_seed(0)  # determinism is on: XLA's lowering asks for a seed
+    cfg = RunConfig(num_steps=3, state_size=3)
+    be = build_backend(cfg.model, 3)
+    params = {k: tf.constant(v) for k, v in be.init_params([0]).items()}
+    hp = optim.stacked_hyperparams([cfg.train.optimizer])
+    xs, ys = data.pack_epoch_steps(DataConfig(), 2000, 20, [0], 0)
+    program = engine.epoch_fn(be, "adagrad", "tf", True, 3).program
+
+    def hlo(n: int) -> str:
+        ir = program.experimental_get_compiler_ir(params, optim.init_state("adagrad", params, hp), hp, xs, ys,
+                                                  tf.constant(n), be.zero_state(1, 20))(stage="hlo")
+        return re.sub(r"HloModule \S+", "", ir)
+
+    assert hlo(2) == hlo(7)
