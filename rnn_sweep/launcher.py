@@ -24,11 +24,14 @@ Hydra only instantiates launchers from the ``hydra_plugins`` namespace package:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -40,8 +43,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnn_sweep.compose import SweepComposer
 from rnn_sweep.config import RunConfig
-from rnn_sweep.pack_runner import PackedJob, run_pack
-from rnn_sweep.packing import DEFAULT_MAX_PACK_SIZE, describe, make_packs
+from rnn_sweep.pack_runner import PACK_RECORD, PackedJob, run_pack, run_packs
+from rnn_sweep.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describe, make_packs
 from rnn_sweep.progress import Progress
 
 log = logging.getLogger("rnn_sweep.launcher")
@@ -135,33 +138,50 @@ class PackingLauncher(Launcher):
         for number, pack in enumerate(packs, 1):
             out.append(run_pack(pack, self.hydra_context.callbacks, self.task_function, label=f"{number}/{len(packs)}"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            self._report(pack, out[-1])
+            self._report(pack, [ret.return_value for ret in out[-1]])
         return out
 
-    def _report(self, pack: list[PackedJob], returns: list[JobReturn]) -> None:
-        """One progress line per run of a finished pack (``[k/N] name: held-out ... ETA``)."""
+    def _report(self, pack: list[PackedJob], values: list[Optional[float]]) -> None:
+        """One progress line per run of a finished pack (``[k/N] name: held-out ... ETA``).
+
+        ``values``: the runs' held-out losses (their JobReturns' return values).
+        """
         names = [str(OmegaConf.select(job.config, "hydra.sweep.subdir")) for job in pack]
-        self.progress.pack_done(names, [ret.return_value for ret in returns])
+        self.progress.pack_done(names, values)
 
     def _joblib(self, packs: list[list[PackedJob]]) -> list[list[JobReturn]]:
+        """Packs on worker processes: one task per worker, packs that share a program together.
+
+        Each worker process compiles each program it meets once; dispatching pack by
+        pack would make every worker compile every program (the 16-run slice of the
+        article's grid on 2 workers: 4 compiles instead of 2). So packs are split
+        into one chunk per worker (:func:`rnn_sweep.packing.assign_workers`) and the
+        sweep process follows them pack by pack through their pack records
+        (:class:`PackWatcher`), for the progress lines.
+        """
         from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
         from joblib import Parallel, delayed
 
         cfg = dict(self.wrapped.joblib)  # type: ignore[attr-defined]
         cfg["backend"] = "loky"  # as the joblib plugin: its threading backend is incompatible with Hydra
         process_joblib_cfg(cfg)
-        log.info("Joblib.Parallel(%s) is launching %d packs", ",".join(f"{k}={v}" for k, v in cfg.items()),
-                 len(packs))
+        chunks = assign_workers([[j.run_cfg for j in pack] for pack in packs], self._parallel_workers())
+        log.info("Joblib.Parallel(%s) is launching %d packs as %d tasks (packs sharing a compiled program "
+                 "on the same worker)", ",".join(f"{k}={v}" for k, v in cfg.items()), len(packs), len(chunks))
         state = Singleton.get_state()
-        cfg["return_as"] = "generator"  # results in order as they finish: progress lines while it runs
-        results = Parallel(**cfg)(delayed(run_pack)(pack, self.hydra_context.callbacks, self.task_function, state,
-                                                    f"{number}/{len(packs)}")
-                                  for number, pack in enumerate(packs, 1))
-        out = []
-        for pack, returns in zip(packs, results):
-            out.append(returns)
-            self._report(pack, returns)
-        return out
+        labels = [f"{number}/{len(packs)}" for number in range(1, len(packs) + 1)]
+        launch = f"{os.getpid()}-{time.time_ns()}"
+        cfg["return_as"] = "generator"  # chunk by chunk, in order; progress comes from the watcher before
+        out: dict[int, list[JobReturn]] = {}
+        with PackWatcher(packs, launch, self._report) as watcher:
+            results = Parallel(**cfg)(delayed(_run_chunk)(chunk, [packs[i] for i in chunk], self.hydra_context.callbacks,
+                                                          self.task_function, state, [labels[i] for i in chunk],
+                                                          launch)
+                                      for chunk in chunks)
+            for chunk, returns in results:
+                out.update(zip(chunk, returns))
+                watcher.finished(chunk, returns)
+        return [out[i] for i in range(len(packs))]
 
     def _submitit(self, packs: list[list[PackedJob]]) -> list[list[JobReturn]]:
         executor = submitit_executor(self.wrapped)
@@ -174,7 +194,7 @@ class PackingLauncher(Launcher):
         out = []
         for pack, job in zip(packs, jobs):
             out.append(job.results()[0])
-            self._report(pack, out[-1])
+            self._report(pack, [ret.return_value for ret in out[-1]])
         return out
 
     def _memory_cap(self) -> tuple[Optional[int], Any]:
@@ -205,6 +225,83 @@ class PackingLauncher(Launcher):
         n = int(self.params.get("n_jobs") or -1)
         cores = os.cpu_count() or 1
         return max(1, n if n > 0 else cores + 1 + n)
+
+
+def _run_chunk(chunk: list[int], packs: list[list[PackedJob]], callbacks: Any, task_function: Any,
+               state: dict, labels: list[str], launch: str) -> tuple[list[int], list[list[JobReturn]]]:
+    """One worker's task: its packs in order, returned with their indices."""
+    return chunk, run_packs(packs, callbacks, task_function, state, labels, launch)
+
+
+class PackWatcher:
+    """Reports packs that finish in worker processes, as they finish, from the sweep process.
+
+    A worker writes each member's pack record (``<sweep>/.jobs/<run>/pack.json``)
+    when the member is done, with this launch's id and its held-out loss
+    (:func:`rnn_sweep.pack_runner.run_packs`). A thread polls the records of the
+    packs not yet reported and calls ``report(pack, values)`` once all of a pack's
+    members are there; :meth:`finished` reports what is left of a worker's packs
+    from its returned results (e.g. with ``hydra.output_subdir=null``, no records).
+    Reports are made under one lock, each pack exactly once.
+    """
+
+    POLL_S = 0.5
+
+    def __init__(self, packs: list[list[PackedJob]], launch: str, report: Callable) -> None:
+        self.packs, self.launch, self.report = packs, launch, report
+        self.records = [[_pack_record(job) for job in pack] for pack in packs]
+        self.pending = set(range(len(packs)))
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="rnn-sweep-pack-watcher", daemon=True)
+
+    def __enter__(self) -> "PackWatcher":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _poll(self) -> None:
+        while not self.stop.wait(self.POLL_S):
+            for i in sorted(self.pending):
+                values = [_finished_value(path, self.launch) for path in self.records[i]]
+                if all(v is not _NOT_YET for v in values):
+                    self._report_once(i, values)
+
+    def finished(self, chunk: list[int], returns: list[list[JobReturn]]) -> None:
+        for i, rets in zip(chunk, returns):
+            self._report_once(i, [ret.return_value for ret in rets])
+
+    def _report_once(self, i: int, values: list) -> None:
+        with self.lock:
+            if i in self.pending:
+                self.pending.discard(i)
+                self.report(self.packs[i], values)
+
+
+_NOT_YET = object()
+
+
+def _pack_record(job: PackedJob) -> Optional[Path]:
+    """Where the worker will write ``job``'s pack record (None: ``hydra.output_subdir=null``)."""
+    subdir = OmegaConf.select(job.config, "hydra.output_subdir")
+    if subdir is None:
+        return None
+    out = Path(str(OmegaConf.select(job.config, "hydra.sweep.dir"))) / str(OmegaConf.select(job.config, "hydra.sweep.subdir"))
+    return (out / str(subdir)).absolute() / PACK_RECORD
+
+
+def _finished_value(path: Optional[Path], launch: str) -> Any:
+    """The held-out loss a finished member recorded in this launch; ``_NOT_YET`` until then."""
+    if path is None:
+        return _NOT_YET
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return _NOT_YET  # not written yet (records are replaced whole, never half-written)
+    return record.get("heldout_loss") if record.get("launch") == launch else _NOT_YET
 
 
 class SubmititPack:

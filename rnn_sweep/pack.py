@@ -119,10 +119,11 @@ def heldout_metrics(cfg: RunConfig, p_rows: np.ndarray, full: tuple) -> dict:
 
     p_model = p_rows[:, :used].reshape(-1)
     truth, inputs, lags = rows(p_true), [rows(xl) for xl in lagged], [d.lag for d in cfg.data.dependencies]
+    undefined = probe.undefined_fractions(truth, inputs, lags)
     return {
         "heldout_loss": probe.cross_entropy(p_model, rows(y)),
         "heldout_optimal_loss": probe.cross_entropy(truth, rows(y)),
-        "learned_fraction": probe.learned_fractions(p_model, truth, inputs, lags),
+        "learned_fraction": probe.learned_fractions(p_model, truth, inputs, lags, undefined),
         # Why a fraction is null (a dependency with no effect has nothing to learn).
-        "learned_fraction_note": probe.undefined_fractions(truth, inputs, lags),
+        "learned_fraction_note": undefined,
     }

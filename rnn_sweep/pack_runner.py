@@ -14,7 +14,6 @@ failure list (:func:`rnn_sweep.cli.record_failure`) without touching the others.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -65,9 +64,22 @@ class _Member:
     must_train: bool = False
 
 
+def run_packs(packs: Sequence[Sequence[PackedJob]], callbacks: Any, task_function: TaskFunction,
+              singleton_state: Optional[dict], labels: Sequence[str], launch: Optional[str] = None,
+              ) -> list[list[JobReturn]]:
+    """Run several packs one after the other in this worker (they share its compiled programs).
+
+    ``launch``: the launch's id, written into each member's pack record as it
+    finishes, which is how the sweep process follows the progress of packs that
+    run in other processes (:class:`rnn_sweep.launcher.PackWatcher`).
+    """
+    return [run_pack(pack, callbacks, task_function, singleton_state, label, launch=launch)
+            for pack, label in zip(packs, labels)]
+
+
 def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunction,
              singleton_state: Optional[dict] = None, label: str = "1/1", job_id: Optional[str] = None,
-             ) -> list[JobReturn]:
+             launch: Optional[str] = None) -> list[JobReturn]:
     """Run one pack of rnn-sweep jobs; return their JobReturns in ``jobs`` order.
 
     Args:
@@ -78,6 +90,7 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
         singleton_state: Hydra's singletons to restore in a fresh worker process (None in-process).
         label: ``"<pack number>/<packs>"`` for the log and the pack record.
         job_id: the scheduler's job id (submitit) for ``hydra.job.id``; None keeps the launcher's.
+        launch: the launch's id for the pack records (see :func:`run_packs`).
     """
     if singleton_state is not None:
         setup_globals()
@@ -91,7 +104,7 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
         if todo:
             _train(todo, members, label)
         for m in members:
-            _close(m, members, label, callbacks)
+            _close(m, members, label, callbacks, launch)
         return [m.ret for m in members]
     finally:
         HydraConfig.instance().cfg = original
@@ -112,17 +125,20 @@ def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: O
         with open_dict(config):
             config.hydra.job.id = job_id
     HydraConfig.instance().set_config(config)
-    output_dir = os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")),
-                              str(OmegaConf.select(config, "hydra.sweep.subdir")))
-    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
-    HydraConfig.instance().set_config(config)
+    output_dir = os.path.abspath(os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")),
+                                              str(OmegaConf.select(config, "hydra.sweep.subdir"))))
+    # Hydra's run_job sets the output dir and calls set_config again, which copies the whole
+    # hydra node a second time; setting it in both places leaves the same state, copied once.
+    hydra_cfg = HydraConfig.instance().cfg
+    for node in (config.hydra.runtime, hydra_cfg.hydra.runtime):
+        with read_write(node), open_dict(node):
+            node.output_dir = output_dir
     ret = JobReturn()
-    task_cfg = copy.deepcopy(config)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
+    # The job's config without its hydra node; Hydra deep-copies all of it, then drops hydra.
+    task_cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    OmegaConf.set_struct(task_cfg, OmegaConf.is_struct(config))
     ret.cfg = task_cfg
-    ret.hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+    ret.hydra_cfg = hydra_cfg  # a fresh copy per job (set_config); never changed after this
     ret.overrides = OmegaConf.to_container(config.hydra.overrides.task)
     ret.working_dir = os.getcwd()  # rnn-sweep runs never chdir: run directories are absolute
     configure_log(config.hydra.job_logging, config.hydra.verbose)
@@ -165,7 +181,7 @@ def _train(todo: list[_Member], members: list[_Member], label: str) -> None:
     """Train the unfinished members as one call; every member's job log gets the pack's lines."""
     from rnn_sweep.cli import job_threads
 
-    HydraConfig.instance().set_config(todo[0].job.config)
+    HydraConfig.instance().cfg = todo[0].ret.hydra_cfg
     threads = job_threads(todo[0].job.run_cfg.train.threads)
     env = dict(OmegaConf.to_container(todo[0].job.config.hydra.job.env_set, resolve=True) or {})
     log_files = [f for m in members for f in m.log_files]
@@ -220,12 +236,12 @@ def _train_one(cfg: RunConfig, run_dir: Path, threads: int) -> Outcome:
         return Outcome(error=f"{run_dir}: {type(err).__name__}: {err}", trained=True)
 
 
-def _close(m: _Member, members: list[_Member], label: str, callbacks: Any) -> None:
+def _close(m: _Member, members: list[_Member], label: str, callbacks: Any, launch: Optional[str] = None) -> None:
     """Hydra's ``run_job`` after the task: result line, failure record, pack record, ``on_job_end``."""
     from rnn_sweep.cli import record_failure
 
     config = m.job.config
-    HydraConfig.instance().set_config(config)
+    HydraConfig.instance().cfg = m.ret.hydra_cfg  # this member's, as _open set it (no second copy)
     configure_log(config.hydra.job_logging, config.hydra.verbose)
     if m.outcome.error is not None:
         record_failure(m.outcome.error)
@@ -238,7 +254,11 @@ def _close(m: _Member, members: list[_Member], label: str, callbacks: Any) -> No
     if m.records_dir is not None:
         record = {"pack": label, "size": len(members), "members": [o.run_dir.name for o in members],
                   "trained": [o.run_dir.name for o in members if o.outcome.trained]}
-        (m.records_dir / PACK_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if launch is not None:
+            record.update(launch=launch, heldout_loss=m.ret.return_value)
+        tmp = m.records_dir / f".{PACK_RECORD}.{os.getpid()}.tmp"  # whole or not at all: the sweep reads it
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, m.records_dir / PACK_RECORD)
     for handler in logging.getLogger().handlers:
         handler.flush()
     callbacks.on_job_end(config=config, job_return=m.ret)

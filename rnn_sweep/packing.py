@@ -119,6 +119,91 @@ def _chunks(group: list[int], cfgs: Sequence[RunConfig], max_size: int, budget: 
     return chunks
 
 
+def buffer_steps(num_steps: int) -> int:
+    """Cells one TF-style program can hold per window: 32, or the next power of two above n.
+
+    Every n up to this size shares one compiled program (the buffer of recorded
+    states is this long, see :mod:`rnn_sweep.truncation`); a longer n gets the next size.
+    """
+    return max(32, 1 << (int(num_steps) - 1).bit_length())
+
+
+# --- which worker trains which packs (hydra/launcher=cores) ----------------------------------
+
+COMPILE_SECONDS = 1.0  # trace + XLA compile of one training program and its evaluation (dev VM)
+RUN_OVERHEAD_SECONDS = 0.05  # per run: Hydra's job records, data, evaluation, summary
+
+
+def program_key(cfg: RunConfig, size: int) -> str:
+    """What decides the compiled program a pack of ``size`` runs like ``cfg`` trains with.
+
+    The pack key (:func:`shared_settings`) and the pack size, with num_steps replaced
+    by the TF-style buffer size (:func:`buffer_steps`): in TF style every n up to
+    it shares one program. Runs that are never packed get a key of their own.
+    """
+    if not packable(cfg):
+        return json.dumps({"alone": dataclasses.asdict(cfg)}, sort_keys=True, default=str)
+    shared = shared_settings(cfg)
+    if cfg.truncation.style == "tf":
+        shared["num_steps"] = f"buffer {buffer_steps(cfg.num_steps)}"
+    return json.dumps({**shared, "pack size": size}, sort_keys=True)
+
+
+def pack_seconds(cfg: RunConfig, size: int) -> float:
+    """A rough guess of a pack's training seconds on one core, once its program is compiled.
+
+    Only for balancing packs across workers (:func:`assign_workers`): measured on
+    the 2-core dev VM, scratch RNN in TF style, 1M steps per replica take about
+    0.03 s + 0.0002 s * d^2 (d=4: 0.04 s, d=32: 0.23 s); true BPTT recomputes
+    about n/2 cells per step; GRU and LSTM cells cost about 3x and 4x an RNN cell.
+    """
+    d, n = cfg.state_size, cfg.num_steps
+    per_million = (0.03 + 0.0002 * d * d) * {"rnn": 1.0, "gru": 3.0, "lstm": 4.0}.get(cfg.model.cell, 1.0)
+    if cfg.truncation.style == "true":
+        per_million *= 1 + n / 2
+    steps = cfg.data.length * cfg.train.epochs + cfg.data.eval_length
+    return size * (steps / 1e6 * per_million + RUN_OVERHEAD_SECONDS)
+
+
+def assign_workers(packs: Sequence[Sequence[RunConfig]], workers: int) -> list[list[int]]:
+    """Split packs (each a list of run configs) among ``workers`` processes: pack indices per worker.
+
+    Each worker compiles every program it meets once (its own cache), so packs
+    that share a program (:func:`program_key`) go to the same worker where the
+    balance allows: packs are ordered by program and cut into at most ``workers``
+    consecutive chunks of about equal estimated time (:func:`pack_seconds`, plus
+    :data:`COMPILE_SECONDS` for each program a chunk compiles). Programs with the
+    longest packs come first, so the short ones even out the last chunks. A
+    program is split across workers only when its packs are more than one
+    worker's share. Every pack index appears exactly once.
+    """
+    if workers < 1:
+        raise ValueError(f"workers={workers!r} is invalid: must be a positive integer (>= 1)")
+    keys = [program_key(p[0], len(p)) for p in packs]
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+    cost = [pack_seconds(p[0], len(p)) for p in packs]
+    heaviest = {k: max(c for c, kk in zip(cost, keys) if kk == k) for k in first}
+    # programs with the longest packs first (the short ones even out the last chunks), then sweep order
+    order = sorted(range(len(packs)), key=lambda i: (-heaviest[keys[i]], first[keys[i]], i))
+    left = sum(cost) + COMPILE_SECONDS * len(first)  # not yet placed: packs, first compile of each program
+    chunks: list[list[int]] = [[]]
+    compiled: set[str] = set()  # programs the current chunk compiles
+    spent = 0.0  # the current chunk's estimate
+    for i in order:
+        extra = cost[i] + (0.0 if keys[i] in compiled else COMPILE_SECONDS)
+        split = COMPILE_SECONDS if keys[i] in compiled else 0.0  # a program cut in two is compiled twice
+        share = (spent + left + split) / (workers - len(chunks) + 1)
+        if chunks[-1] and len(chunks) < workers and spent + extra / 2 > share:
+            chunks.append([])
+            compiled, spent = set(), 0.0
+            extra = cost[i] + COMPILE_SECONDS
+        left -= cost[i] + (COMPILE_SECONDS if keys[i] not in compiled and first[keys[i]] == i else 0.0)
+        chunks[-1].append(i)
+        compiled.add(keys[i])
+        spent += extra
+    return [c for c in chunks if c]
+
+
 def describe(packs: Sequence[Sequence[int]]) -> str:
     """One line for the log: ``8 packs (sizes 2, 2, ...)`` or ``2 packs (2 x 4)`` when all are equal."""
     sizes = [len(p) for p in packs]

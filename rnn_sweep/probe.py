@@ -18,28 +18,49 @@ import numpy as np
 NOISE_SE = 4.0  # a true effect within 4 standard errors of zero is not measurable
 
 
-def _standard_error(p: np.ndarray, lagged: np.ndarray) -> float:
-    """Standard error of :func:`effect` (difference of two means of independent groups)."""
-    on, off = p[lagged == 1], p[lagged == 0]
-    return float(np.sqrt(on.var() / len(on) + off.var() / len(off)))
+def _groups(p: np.ndarray, lagged: np.ndarray) -> tuple[tuple[int, float, float], ...]:
+    """(count, mean, variance) of ``p`` where lagged == 1 and where lagged == 0 (NaNs if empty).
+
+    Dot products with the 0/1 masks, in float64: a sweep scores every run on 200k
+    held-out positions, and boolean indexing (which copies each group) cost ~2 ms a
+    statistic, ~25 ms a run.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = []
+    for mask in (lagged == 1, lagged == 0):
+        n = int(np.count_nonzero(mask))
+        if n == 0:
+            out.append((0, float("nan"), float("nan")))
+            continue
+        weights = mask.astype(np.float64)
+        mean = float(p @ weights) / n
+        out.append((n, mean, float(np.square(p - mean) @ weights) / n))
+    return tuple(out)
+
+
+def _effect_and_error(p: np.ndarray, lagged: np.ndarray) -> tuple[float, float]:
+    """:func:`effect` and its standard error (difference of two means of independent groups)."""
+    (n_on, mean_on, var_on), (n_off, mean_off, var_off) = _groups(p, lagged)
+    if n_on == 0 or n_off == 0:
+        return float("nan"), float("nan")
+    return mean_on - mean_off, float(np.sqrt(var_on / n_on + var_off / n_off))
 
 
 def effect(p: np.ndarray, lagged: np.ndarray) -> float:
     """E[p | lagged=1] - E[p | lagged=0] (NaN if either group is empty)."""
-    on, off = lagged == 1, lagged == 0
-    if not on.any() or not off.any():
-        return float("nan")
-    return float(p[on].mean() - p[off].mean())
+    return _effect_and_error(p, lagged)[0]
 
 
 def learned_fractions(p_model: np.ndarray, p_true: np.ndarray, lagged: list[np.ndarray],
-                      lags: list[int]) -> dict[str, float | None]:
+                      lags: list[int], undefined: dict[str, str] | None = None) -> dict[str, float | None]:
     """Captured fraction of each dependency's effect, keyed by str(lag); None where it is undefined.
 
-    All arrays are aligned 1-D over the same positions.
+    All arrays are aligned 1-D over the same positions. ``undefined``: the result
+    of :func:`undefined_fractions` for the same arguments, when the caller has it.
     """
+    if undefined is None:
+        undefined = undefined_fractions(p_true, lagged, lags)
     out: dict[str, float | None] = {}
-    undefined = undefined_fractions(p_true, lagged, lags)
     for lag, xl in zip(lags, lagged):
         out[str(lag)] = None if str(lag) in undefined else effect(p_model, xl) / effect(p_true, xl)
     return out
@@ -49,10 +70,10 @@ def undefined_fractions(p_true: np.ndarray, lagged: list[np.ndarray], lags: list
     """Why a dependency's learned fraction is None, keyed by str(lag) (only the undefined ones)."""
     out = {}
     for lag, xl in zip(lags, lagged):
-        true_eff = effect(p_true, xl)
+        true_eff, error = _effect_and_error(p_true, xl)
         if np.isnan(true_eff):
             out[str(lag)] = "X_{t-lag} takes only one value on the held-out data: no effect can be measured"
-        elif abs(true_eff) <= NOISE_SE * _standard_error(p_true, xl):
+        elif abs(true_eff) <= NOISE_SE * error:
             out[str(lag)] = ("the dependency has no effect on the held-out data (E[p|X=1] - E[p|X=0] is within "
                              f"{NOISE_SE:g} standard errors of 0): nothing to learn")
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -27,16 +28,18 @@ def _import_tensorflow_quietly():
     at a temporary file for the import only; if the import fails, what it wrote is
     replayed to the real stderr so no error is lost.
     """
-    if "tensorflow" in sys.modules or verbose():
+    if "tensorflow" in sys.modules:
         import tensorflow as tf
 
         return tf
+    if verbose():
+        return _import_tensorflow_without_keras()
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            import tensorflow as tf
+            tf = _import_tensorflow_without_keras()
         except BaseException:
             os.dup2(saved, 2)
             sink.seek(0)
@@ -45,6 +48,34 @@ def _import_tensorflow_quietly():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    return tf
+
+
+# ``import tensorflow`` ends with ``importlib.import_module("keras.src.optimizers")``
+# inside ``try/except ImportError`` ("so that registration of optimizers in the
+# SavedModel registry" happens at load time). That loads all of Keras 3, and
+# through keras.src.visualization matplotlib: 0.65-0.7 s of the 2.2 s import on
+# the 2-core dev VM, paid by every process and worker, although the scratch
+# backend never touches Keras and rnn-sweep saves no SavedModel.
+_EAGER_KERAS = "keras.src.optimizers"
+
+
+def _import_tensorflow_without_keras():
+    """``import tensorflow`` without its eager Keras load; Keras still imports on first use.
+
+    A ``None`` in ``sys.modules`` makes that one import raise ImportError before any
+    parent package loads, which TensorFlow's ``except`` swallows; the entry is removed
+    right after, so ``import keras`` (the keras backends, ``tf.keras``) works as usual.
+    When Keras is already loaded nothing is blocked.
+    """
+    block = "keras" not in sys.modules and _EAGER_KERAS not in sys.modules
+    if block:
+        sys.modules[_EAGER_KERAS] = None
+    try:
+        import tensorflow as tf
+    finally:
+        if block and sys.modules.get(_EAGER_KERAS, 0) is None:
+            del sys.modules[_EAGER_KERAS]
     return tf
 
 
@@ -101,8 +132,14 @@ def versions() -> dict[str, str]:
     """Versions of Python, the platform and the numerical packages, for run records.
 
     Read from the installed distributions' metadata: importing pandas just to
-    ask its version would cost a single run ~0.35 s.
+    ask its version would cost a single run ~0.35 s. Looked up once per process
+    (a sweep records them for every run: ~2 ms each time otherwise).
     """
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple:
     from importlib import metadata
 
     from rnn_sweep import __version__
@@ -116,4 +153,4 @@ def versions() -> dict[str, str]:
                 break
             except metadata.PackageNotFoundError:
                 continue
-    return out
+    return tuple(out.items())

@@ -57,6 +57,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from rnn_sweep.packing import buffer_steps  # noqa: F401 -- the buffer size is part of a program's identity
+
 
 def steps_to_rows(xs, n: int):
     """Time-major steps [C, K, B] -> rows [K, B, L], L = (C // n) * n (the positions training uses)."""
@@ -126,15 +128,6 @@ def true_step_losses(backend, params, rows_1h, rows_y, starts, t0, u: int, n: in
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=last)
 
 
-
-
-def buffer_steps(num_steps: int) -> int:
-    """Cells one TF-style program can hold per window: 32, or the next power of two above n.
-
-    Every n up to this size shares one compiled program (the buffer of recorded
-    states is this long); a longer n gets the next size.
-    """
-    return max(32, 1 << (int(num_steps) - 1).bit_length())
 
 
 def _cell(backend, params, x1h, t, state):

@@ -58,3 +58,20 @@ def test_a_single_run_prints_no_native_noise_and_times_the_tensorflow_import(tmp
     # The TensorFlow import happens before train() starts its clock; it must still be counted.
     assert timings["tf_import_s"] > 0.5
     assert timings["process_s"] >= timings["tf_import_s"] + timings["total_s"] * 0.5
+
+
+@pytest.mark.slow
+def test_tensorflow_loads_without_keras_and_keras_still_imports_later():
+    """``import tensorflow`` eagerly loads all of Keras 3 (~0.7 s); rnn-sweep's import skips
+    that one eager load (rnn_sweep.runtime), so a scratch run never pays for Keras, and
+    ``import keras`` / ``tf.keras`` work as usual afterwards. A plain ``import tensorflow``
+    in the same interpreter does load Keras: the first check can fail."""
+    code = ("import sys; from rnn_sweep.runtime import import_tf; tf = import_tf(); "
+            "print('keras' in sys.modules, 'keras.src.optimizers' in sys.modules); "
+            "import keras; print(type(keras.optimizers.Adam()).__name__, tf.keras.layers.Dense(2).units)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False", "Adam", "2"]
+    plain = subprocess.run([sys.executable, "-c", "import sys, tensorflow; print('keras' in sys.modules)"],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0 and plain.stdout.split()[-1] == "True", plain.stderr[-2000:]

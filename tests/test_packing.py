@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import REPO, run_cli, small_cfg
 from rnn_sweep import packing
@@ -75,6 +76,87 @@ def test_make_packs_groups_in_sweep_order_and_caps_size_and_memory():
         packing.make_packs(cfgs, max_pack_size=0)
     assert packing.describe([[0, 2], [1, 5]]) == "2 packs (2 x 2)"
     assert packing.describe([[0, 2, 4], [1]]) == "2 packs (sizes 3, 1)"
+
+
+def test_program_key_is_shared_by_every_tf_style_n_up_to_the_buffer():
+    key = packing.program_key(small_cfg("num_steps=5"), 2)
+    assert packing.program_key(small_cfg("num_steps=32", "seed=3"), 2) == key  # same buffer of 32 cells
+    assert packing.program_key(small_cfg("num_steps=33"), 2) != key  # a buffer of 64
+    assert packing.program_key(small_cfg("num_steps=5"), 3) != key  # K is a shape
+    assert packing.program_key(small_cfg("num_steps=5", "state_size=5"), 2) != key
+    true5, true6 = (packing.program_key(small_cfg("truncation=true_bptt", f"num_steps={n}"), 2) for n in (5, 6))
+    assert true5 != true6  # true BPTT is built per n
+
+
+def test_assign_workers_keeps_programs_together_and_balances_by_hand_derived_cases():
+    adagrad, sgd = small_cfg(), small_cfg("train.optimizer.name=sgd")  # two programs, equal estimated cost
+    # packs in sweep order: A B A B (one run each) on 2 workers: each worker compiles one program
+    assert packing.assign_workers([[adagrad], [sgd], [adagrad], [sgd]], 2) == [[0, 2], [1, 3]]
+    # one worker: everything, programs contiguous, each in sweep order
+    assert packing.assign_workers([[adagrad], [sgd], [adagrad], [sgd]], 1) == [[0, 2, 1, 3]]
+    # one program, four equal packs, two workers: split in halves (each worker compiles it once)
+    assert packing.assign_workers([[adagrad]] * 4, 2) == [[0, 1], [2, 3]]
+    # the program with the longer packs comes first
+    big = small_cfg("state_size=64")
+    assert packing.assign_workers([[adagrad], [big]], 1) == [[1, 0]]
+    # more workers than packs: a pack each; never an empty chunk
+    assert packing.assign_workers([[adagrad], [sgd]], 8) == [[0], [1]]
+    with pytest.raises(ValueError, match="workers=0 is invalid"):
+        packing.assign_workers([[adagrad]], 0)
+
+
+def test_assign_workers_places_every_pack_once_on_at_most_workers_chunks():
+    import itertools
+
+    cfgs = [small_cfg(f"num_steps={n}", f"state_size={d}") for n, d in itertools.product((1, 5, 40), (2, 8, 32))]
+    packs = [[c] * k for c, k in zip(cfgs, itertools.cycle((1, 2, 3)))]
+    for workers in (1, 2, 3, 5, 16):
+        chunks = packing.assign_workers(packs, workers)
+        assert sorted(i for c in chunks for i in c) == list(range(len(packs)))
+        assert 1 <= len(chunks) <= workers and all(chunks)
+
+
+def test_pack_watcher_reports_each_pack_once_from_this_launchs_records(tmp_path):
+    import time
+
+    from omegaconf import OmegaConf
+
+    from rnn_sweep.launcher import PackWatcher
+    from rnn_sweep.pack_runner import PACK_RECORD, PackedJob
+
+    def job(name, subdir=".hydra"):
+        config = OmegaConf.create({"hydra": {"output_subdir": subdir, "sweep": {"dir": str(tmp_path), "subdir": name}}})
+        return PackedJob(0, [], config, small_cfg())
+
+    packs = [[job("a"), job("b")], [job("c")], [job("d", subdir=None)]]
+    reports = []
+    with PackWatcher(packs, "L1", lambda pack, values: reports.append((pack[0].config.hydra.sweep.subdir,
+                                                                         values))) as watcher:
+        watcher.POLL_S = 0.05
+
+        def record(name, launch, loss):
+            (tmp_path / name / ".hydra").mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / ".hydra" / PACK_RECORD).write_text(json.dumps({"launch": launch, "heldout_loss": loss}))
+
+        record("a", "L1", 0.5)
+        record("b", "L0", 0.6)  # an earlier launch's record: pack 1 is not done
+        record("c", "L1", None)
+        time.sleep(1.2)
+        assert reports == [("c", [None])]
+        record("b", "L1", 0.6)
+        time.sleep(1.2)
+        assert reports == [("c", [None]), ("a", [0.5, 0.6])]
+        # what the workers returned: only the pack nobody reported yet is reported now
+        watcher.finished([0, 1, 2], [[_ret(0.5), _ret(0.6)], [_ret(None)], [_ret(0.7)]])
+    assert reports == [("c", [None]), ("a", [0.5, 0.6]), ("d", [0.7])]
+
+
+def _ret(value):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn(status=JobStatus.COMPLETED)
+    ret.return_value = value
+    return ret
 
 
 def test_only_rnn_sweeps_own_task_is_recognised():
@@ -221,6 +303,15 @@ def test_seed_sweep_is_one_pack_with_per_run_records_equal_to_runs_alone(tmp_pat
     assert ref.returncode == 0, ref.stderr[-3000:]
     assert not (tmp_path / "alone" / ".jobs" / names[0] / "pack.json").exists()
     for name in names:
+        # Hydra's records written by the pack runner equal those Hydra's own run_job wrote
+        mine, hydras = packed / ".jobs" / name, tmp_path / "alone" / ".jobs" / name
+        for record in ("config.yaml", "overrides.yaml"):
+            assert (mine / record).read_text() == (hydras / record).read_text()
+        mine_h, hydras_h = OmegaConf.load(mine / "hydra.yaml").hydra, OmegaConf.load(hydras / "hydra.yaml").hydra
+        assert mine_h.runtime.output_dir == str((packed / name).resolve())
+        assert hydras_h.runtime.output_dir == str((tmp_path / "alone" / name).resolve())
+        for key in ("job", "overrides.task", "runtime.choices.experiment", "runtime.choices.model", "job_logging"):
+            assert OmegaConf.select(mine_h, key) == OmegaConf.select(hydras_h, key), key
         a, b = read_json(packed / name / "summary.json"), read_json(tmp_path / "alone" / name / "summary.json")
         assert a["status"] == b["status"] == "completed"
         assert a["seed"] == b["seed"] and a["config"] == b["config"]

@@ -190,6 +190,23 @@ def test_learned_fraction_of_a_dependency_without_effect_is_null_with_reason():
     assert "only one value" in probe.undefined_fractions(p_true, [np.zeros(1000)], [9])["9"]
 
 
+def test_probe_statistics_equal_the_textbook_formulas_on_model_sized_data():
+    """The probe's one-pass group statistics against boolean indexing and np.var / np.sqrt,
+    written out here, on float32 predictions over 200k int8 positions (a held-out set)."""
+    import numpy as np
+
+    from rnn_sweep import probe
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2, 200_000).astype(np.int8)
+    p = (0.4 + 0.2 * x + 0.05 * rng.standard_normal(200_000)).astype(np.float32)
+    on, off = p[x == 1].astype(np.float64), p[x == 0].astype(np.float64)
+    assert probe.effect(p, x) == pytest.approx(on.mean() - off.mean(), rel=1e-12)
+    diff, error = probe._effect_and_error(p, x)
+    assert error == pytest.approx(np.sqrt(on.var() / len(on) + off.var() / len(off)), rel=1e-9)
+    assert np.isnan(probe.effect(p, np.ones_like(x)))  # one empty group
+
+
 @pytest.mark.parametrize("body,problem", [
     ([1, 2], "is a JSON list"),
     ({"status": "completed", "config": {}, "final_loss": 0.5, "heldout_loss": 0.5, "learned_fraction": {}},
