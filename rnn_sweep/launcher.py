@@ -11,8 +11,9 @@ named by its config field ``wrapped``, and for a sweep of rnn-sweep runs:
 2. groups the jobs into packs (:func:`rnn_sweep.packing.make_packs`, capped by
    ``max_pack_size`` and, when the config layer can estimate it, memory);
 3. runs each pack as one unit of work of the wrapped launcher
-   (:func:`rnn_sweep.pack_runner.run_pack`): in this process, one joblib
-   dispatch per pack, or one submitit (Slurm) job per pack.
+   (:func:`rnn_sweep.pack_runner.run_pack`): in this process, on joblib workers
+   (one task per worker, packs that share a compiled program on the same worker:
+   :func:`rnn_sweep.packing.assign_workers`), or one submitit (Slurm) job per pack.
 
 For any other task function it *is* the wrapped launcher (setup and launch are
 passed through), which is how it passes Hydra's launcher conformance suites.
