@@ -130,7 +130,9 @@ def buffer_steps(num_steps: int) -> int:
 
 # --- which worker trains which packs (hydra/launcher=cores) ----------------------------------
 
-COMPILE_SECONDS = 1.0  # trace + XLA compile of one training program and its evaluation (dev VM)
+# Trace + XLA compile of one training program and its evaluation in a worker: 1.0 s alone on
+# the 2-core dev VM, 1.4-1.9 s while another worker imports or compiles too.
+COMPILE_SECONDS = 1.5
 RUN_OVERHEAD_SECONDS = 0.05  # per run: Hydra's job records, data, evaluation, summary
 
 
@@ -169,22 +171,48 @@ def assign_workers(packs: Sequence[Sequence[RunConfig]], workers: int) -> list[l
     """Split packs (each a list of run configs) among ``workers`` processes: pack indices per worker.
 
     Each worker compiles every program it meets once (its own cache), so packs
-    that share a program (:func:`program_key`) go to the same worker where the
-    balance allows: packs are ordered by program and cut into at most ``workers``
-    consecutive chunks of about equal estimated time (:func:`pack_seconds`, plus
-    :data:`COMPILE_SECONDS` for each program a chunk compiles). Programs with the
-    longest packs come first, so the short ones even out the last chunks. A
-    program is split across workers only when its packs are more than one
-    worker's share. Every pack index appears exactly once.
+    that share a program (:func:`program_key`) should go to the same worker. Two
+    plans are estimated (:func:`pack_seconds` per pack, :data:`COMPILE_SECONDS`
+    per program a worker compiles) and the one that finishes sooner is taken:
+    whole programs, longest first, each to the least loaded worker (no program is
+    compiled twice), and the packs ordered by program and cut into consecutive
+    chunks of about equal time (a program with more than one worker's share of
+    the work is split). Every pack index appears exactly once; no chunk is empty.
     """
     if workers < 1:
         raise ValueError(f"workers={workers!r} is invalid: must be a positive integer (>= 1)")
     keys = [program_key(p[0], len(p)) for p in packs]
-    first = {k: i for i, k in reversed(list(enumerate(keys)))}
     cost = [pack_seconds(p[0], len(p)) for p in packs]
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
     heaviest = {k: max(c for c, kk in zip(cost, keys) if kk == k) for k in first}
     # programs with the longest packs first (the short ones even out the last chunks), then sweep order
     order = sorted(range(len(packs)), key=lambda i: (-heaviest[keys[i]], first[keys[i]], i))
+    plans = [_whole_programs(order, keys, cost, workers), _consecutive_chunks(order, keys, cost, workers)]
+
+    def finish(chunks: list[list[int]]) -> float:
+        return max(sum(cost[i] for i in c) + COMPILE_SECONDS * len({keys[i] for i in c}) for c in chunks)
+
+    return min(plans, key=finish)  # on a tie, the first: no program compiled twice
+
+
+def _whole_programs(order: list[int], keys: list[str], cost: list[float], workers: int) -> list[list[int]]:
+    """Each program's packs to one worker: programs by total time, longest first, to the least loaded."""
+    programs: dict[str, list[int]] = {}
+    for i in order:
+        programs.setdefault(keys[i], []).append(i)
+    total = {k: COMPILE_SECONDS + sum(cost[i] for i in members) for k, members in programs.items()}
+    chunks: list[list[int]] = [[] for _ in range(min(workers, len(programs)))]
+    load = [0.0] * len(chunks)
+    for k in sorted(programs, key=lambda k: -total[k]):  # stable: equal totals keep their order
+        w = load.index(min(load))
+        chunks[w].extend(programs[k])
+        load[w] += total[k]
+    return [c for c in chunks if c]
+
+
+def _consecutive_chunks(order: list[int], keys: list[str], cost: list[float], workers: int) -> list[list[int]]:
+    """Packs in ``order`` cut into at most ``workers`` consecutive chunks of about equal time."""
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
     left = sum(cost) + COMPILE_SECONDS * len(first)  # not yet placed: packs, first compile of each program
     chunks: list[list[int]] = [[]]
     compiled: set[str] = set()  # programs the current chunk compiles
