@@ -250,7 +250,6 @@ class PackWatcher:
 
     def __init__(self, packs: list[list[PackedJob]], launch: str, report: Callable) -> None:
         self.packs, self.launch, self.report = packs, launch, report
-        self.records = [[_pack_record(job) for job in pack] for pack in packs]
         self.pending = set(range(len(packs)))
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -265,9 +264,15 @@ class PackWatcher:
         self.thread.join()
 
     def _poll(self) -> None:
+        # Resolved here, not in __init__: ~2-4 ms a job (Hydra's interpolations), which must
+        # not delay handing the packs to the workers.
+        with self.lock:  # the job configs are also read by reports made from the main thread
+            records = [[_pack_record(job) for job in pack] for pack in self.packs]
         while not self.stop.wait(self.POLL_S):
-            for i in sorted(self.pending):
-                values = [_finished_value(path, self.launch) for path in self.records[i]]
+            with self.lock:
+                todo = sorted(self.pending)
+            for i in todo:
+                values = [_finished_value(path, self.launch) for path in records[i]]
                 if all(v is not _NOT_YET for v in values):
                     self._report_once(i, values)
 
