@@ -14,6 +14,10 @@ whatever the truncation style. A backend provides
 * ``unroll(params, x, state)`` with x float32 [K, B, T, 2] (one-hot inputs) ->
   (logits float32 [K, B, T, 2], final state tuple). Differentiable in params
   and x; slice k of every output depends on slice k of the inputs only.
+* optionally ``cell_vjp(params, x, y, s_prev, ds, scale)``: one cell's losses and
+  exact gradient derived by hand, which TF-style truncation then uses instead of
+  autodiff through ``unroll`` (a smaller program: faster to trace, compile and,
+  at d=32, to run). Only ``scratch`` has one; it is tested against autodiff.
 
 ``scratch`` lives in :mod:`rnn_sweep.scratch`; the Keras-cell backends
 ``static`` and ``dynamic`` in :mod:`rnn_sweep.keras_backends`; ``keras``, which

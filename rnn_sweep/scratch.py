@@ -64,6 +64,41 @@ class ScratchBackend:
         return logits, (s,)
 
 
+    def cell_vjp(self, params: dict, x, y, s_prev: tuple, ds: tuple, scale):
+        """One cell's loss and its exact gradient, derived by hand (no autodiff).
+
+        x [K, B, 2] one-hot, y int [K, B] targets, s_prev ([K, B, d],) the state entering
+        the cell, ds ([K, B, d],) the gradient arriving at its output state from later
+        cells; the cell's loss is ``scale`` x the mean over B of its cross-entropy, summed
+        over replicas. Returns (per-replica mean cross-entropy [K], {W, b, U, c}
+        gradients, (gradient w.r.t. s_prev,)). Equal to TensorFlow's autodiff through
+        :meth:`unroll` (tests/test_truncation.py).
+        """
+        import tensorflow as tf
+
+        W, b, U, c = params["W"], params["b"], params["U"], params["c"]
+        (s0,), (g,) = s_prev, ds
+        w_s = W[:, NUM_CLASSES:]
+        s1 = tf.tanh(_project(x, W[:, :NUM_CLASSES]) + _project(s0, w_s) + b[:, None, :])
+        logp = tf.nn.log_softmax(_project(s1, U) + c[:, None, :])
+        target = tf.one_hot(y, NUM_CLASSES, dtype=logp.dtype)
+        dlogits = (tf.exp(logp) - target) * (scale / float(x.shape[1]))
+        da = (g + _project(dlogits, tf.transpose(U, [0, 2, 1]))) * (1.0 - tf.square(s1))
+        grads = {"W": tf.concat([_batch_outer(x, da), _batch_outer(s0, da)], axis=1), "b": tf.reduce_sum(da, axis=1),
+                 "U": _batch_outer(s1, dlogits), "c": tf.reduce_sum(dlogits, axis=1)}
+        step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=-1), axis=1)
+        return step, grads, (_project(da, tf.transpose(w_s, [0, 2, 1])),)
+
+
+def _batch_outer(a, b):
+    """Sum over the batch of outer products: a [K, B, i], b [K, B, o] -> [K, i, o] (a^T b)."""
+    import tensorflow as tf
+
+    if a.shape[-1] * b.shape[-1] <= FUSED_MATMUL_MAX_D * NUM_CLASSES:
+        return tf.reduce_sum(a[:, :, :, None] * b[:, :, None, :], axis=1)
+    return tf.matmul(a, b, transpose_a=True)
+
+
 def _project(a, w):
     """Batched a [K, M, i] @ w [K, i, o]. With a small inner size i, a broadcast multiply +
     sum fuses into the surrounding elementwise XLA kernels, where a batched dot call is a

@@ -151,8 +151,9 @@ def _window_backward(backend, params, x1h, y, t0, n, buf):
     """Gradient of the window's per-replica mean loss, cell by cell in reverse.
 
     Each cell is recomputed from its recorded entering state and differentiated
-    once: its own loss plus the gradient ``ds`` arriving from the later cells. The
-    state entering the window gets no gradient (it is a constant in TF style).
+    once: its own loss plus the gradient ``ds`` arriving from the later cells (by
+    the backend's ``cell_vjp`` when it has one, else by autodiff). The state
+    entering the window gets no gradient (it is a constant in TF style).
     Returns (losses [K], grads).
     """
     k = params[next(iter(params))].shape[0]
@@ -161,6 +162,10 @@ def _window_backward(backend, params, x1h, y, t0, n, buf):
     def body(j, ds, grads, loss):
         t = n - 1 - j
         s_prev = tuple(tf.gather(b, t) for b in buf)
+        if hasattr(backend, "cell_vjp"):  # hand-derived (scratch): the same gradient, a smaller program
+            step, g_params, ds = backend.cell_vjp(params, tf.gather(x1h, t0 + t), tf.gather(y, t0 + t), s_prev,
+                                                  ds, scale)
+            return j + 1, tuple(ds), {name: grads[name] + g_params[name] for name in grads}, loss + step
         with tf.GradientTape() as tape:
             tape.watch((params, s_prev))
             logits, s_new = _cell(backend, params, x1h, t0 + t, s_prev)

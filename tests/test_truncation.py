@@ -234,6 +234,39 @@ def test_tf_style_window_is_autodiff_through_the_window_alone(backend, cell):
         np.testing.assert_allclose(grads[name].numpy(), ref_grads[name].numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
 
 
+@pytest.mark.parametrize("d", [3, 6, 20])  # every fused / matmul branch of the scratch products
+def test_scratch_cell_gradient_by_hand_is_autodiff(d):
+    """The scratch backend's hand-derived cell gradient (what TF-style windows use for it)
+    against TensorFlow's autodiff through ``unroll`` for one step: the cell's loss, the
+    gradient of every parameter and of the entering state, with a gradient arriving from
+    later cells."""
+    import tensorflow as tf
+
+    from rnn_sweep.scratch import ScratchBackend
+
+    k, b, scale = 2, 5, 0.25
+    be = ScratchBackend(d)
+    params = {name: tf.constant(v) for name, v in be.init_params([0, 1]).items()}
+    rng = np.random.default_rng(d)
+    x = tf.one_hot(rng.integers(0, 2, (k, b)), 2)
+    y = tf.constant(rng.integers(0, 2, (k, b)), tf.int32)
+    s0 = tf.constant(rng.uniform(-0.5, 0.5, (k, b, d)), tf.float32)
+    ds = tf.constant(rng.normal(0, 0.3, (k, b, d)), tf.float32)
+    step, grads, (ds0,) = be.cell_vjp(params, x, y, (s0,), (ds,), scale)
+    with tf.GradientTape() as tape:
+        tape.watch((params, s0))
+        logits, (s1,) = be.unroll(params, x[:, :, None], (s0,))
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits[:, :, 0])
+        ref_step = tf.reduce_mean(ce, axis=1)
+        total = tf.reduce_sum(ref_step) * scale
+    ref_params, ref_ds0 = tape.gradient([total, s1], (params, s0), output_gradients=[tf.ones_like(total), ds])
+    np.testing.assert_allclose(step.numpy(), ref_step.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ds0.numpy(), ref_ds0.numpy(), rtol=1e-5, atol=1e-7)
+    for name in params:
+        assert np.any(np.abs(ref_params[name].numpy()) > 1e-4), name  # every parameter gets gradient: teeth
+        np.testing.assert_allclose(grads[name].numpy(), ref_params[name].numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 @pytest.mark.parametrize("n, u, t0, backend, cell", [
     (4, 4, 0, "scratch", "rnn"),   # row start: shorter history for t < n-1
     (4, 4, 8, "scratch", "rnn"),
