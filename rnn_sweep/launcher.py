@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnn_sweep.compose import SweepComposer
 from rnn_sweep.config import RunConfig
-from rnn_sweep.pack_runner import PACK_RECORD, PackedJob, run_pack, run_packs
+from rnn_sweep.pack_runner import PACK_RECORD, PackedJob, job_records_dir, run_pack, run_packs
 from rnn_sweep.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describe, make_packs
 from rnn_sweep.progress import Progress
 
@@ -292,11 +292,8 @@ _NOT_YET = object()
 
 def _pack_record(job: PackedJob) -> Optional[Path]:
     """Where the worker will write ``job``'s pack record (None: ``hydra.output_subdir=null``)."""
-    subdir = OmegaConf.select(job.config, "hydra.output_subdir")
-    if subdir is None:
-        return None
-    out = Path(str(OmegaConf.select(job.config, "hydra.sweep.dir"))) / str(OmegaConf.select(job.config, "hydra.sweep.subdir"))
-    return (out / str(subdir)).absolute() / PACK_RECORD
+    records = job_records_dir(job.config)
+    return None if records is None else records / PACK_RECORD
 
 
 def _finished_value(path: Optional[Path], launch: str) -> Any:

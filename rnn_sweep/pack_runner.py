@@ -125,8 +125,7 @@ def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: O
         with open_dict(config):
             config.hydra.job.id = job_id
     HydraConfig.instance().set_config(config)
-    output_dir = os.path.abspath(os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")),
-                                              str(OmegaConf.select(config, "hydra.sweep.subdir"))))
+    output_dir = job_output_dir(config)
     # Hydra's run_job sets the output dir and calls set_config again, which copies the whole
     # hydra node a second time; setting it in both places leaves the same state, copied once.
     hydra_cfg = HydraConfig.instance().cfg
@@ -142,9 +141,8 @@ def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: O
     ret.overrides = OmegaConf.to_container(config.hydra.overrides.task)
     ret.working_dir = os.getcwd()  # rnn-sweep runs never chdir: run directories are absolute
     configure_log(config.hydra.job_logging, config.hydra.verbose)
-    records_dir = None
-    if config.hydra.output_subdir is not None:
-        records_dir = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir)
+    records_dir = job_records_dir(config)
+    if records_dir is not None:
         records_dir.mkdir(parents=True, exist_ok=True)
         for name, node in (("config.yaml", task_cfg), ("hydra.yaml", ret.hydra_cfg),
                            ("overrides.yaml", config.hydra.overrides.task)):
@@ -154,6 +152,18 @@ def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: O
     member = _Member(job, ret, Path(config.hydra.runtime.output_dir), records_dir, log_files)
     member.must_train = _decide(member)  # while this job's config and log are the current ones
     return member
+
+
+def job_output_dir(config: DictConfig) -> str:
+    """A sweep job's output (run) directory, absolute: ``hydra.sweep.dir``/``hydra.sweep.subdir``."""
+    return os.path.abspath(os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")),
+                                        str(OmegaConf.select(config, "hydra.sweep.subdir"))))
+
+
+def job_records_dir(config: DictConfig) -> Optional[Path]:
+    """Where a sweep job's Hydra records and pack record go (None: ``hydra.output_subdir=null``)."""
+    subdir = OmegaConf.select(config, "hydra.output_subdir")
+    return None if subdir is None else Path(job_output_dir(config)) / str(subdir)
 
 
 def _decide(m: _Member) -> bool:

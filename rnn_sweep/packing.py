@@ -187,7 +187,7 @@ def assign_workers(packs: Sequence[Sequence[RunConfig]], workers: int) -> list[l
     heaviest = {k: max(c for c, kk in zip(cost, keys) if kk == k) for k in first}
     # programs with the longest packs first (the short ones even out the last chunks), then sweep order
     order = sorted(range(len(packs)), key=lambda i: (-heaviest[keys[i]], first[keys[i]], i))
-    plans = [_whole_programs(order, keys, cost, workers), _consecutive_chunks(order, keys, cost, workers)]
+    plans = [_whole_programs(order, keys, cost, workers), _consecutive_chunks(order, keys, first, cost, workers)]
 
     def finish(chunks: list[list[int]]) -> float:
         return max(sum(cost[i] for i in c) + COMPILE_SECONDS * len({keys[i] for i in c}) for c in chunks)
@@ -210,9 +210,12 @@ def _whole_programs(order: list[int], keys: list[str], cost: list[float], worker
     return [c for c in chunks if c]
 
 
-def _consecutive_chunks(order: list[int], keys: list[str], cost: list[float], workers: int) -> list[list[int]]:
-    """Packs in ``order`` cut into at most ``workers`` consecutive chunks of about equal time."""
-    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+def _consecutive_chunks(order: list[int], keys: list[str], first: dict[str, int], cost: list[float],
+                        workers: int) -> list[list[int]]:
+    """Packs in ``order`` cut into at most ``workers`` consecutive chunks of about equal time.
+
+    ``first``: each program key's first pack index (where its first compile is counted).
+    """
     left = sum(cost) + COMPILE_SECONDS * len(first)  # not yet placed: packs, first compile of each program
     chunks: list[list[int]] = [[]]
     compiled: set[str] = set()  # programs the current chunk compiles

@@ -63,7 +63,6 @@ class ScratchBackend:
         logits = tf.reshape(_project(h, U) + c[:, None, :], [k, batch, steps, NUM_CLASSES])
         return logits, (s,)
 
-
     def cell_vjp(self, params: dict, x, y, s_prev: tuple, ds: tuple, scale):
         """One cell's loss and its exact gradient, derived by hand (no autodiff).
 
