@@ -14,6 +14,7 @@ from pathlib import Path
 from rnn_sweep import outdir
 from rnn_sweep.aggregate import DEFAULT_MARGIN, DEFAULT_SMOOTH, aggregate, write_tables
 from rnn_sweep.outdir import FORMATS
+from rnn_sweep.runtime import collector_paused
 
 PROG = "rnn-sweep-aggregate"
 DEFAULT_FORMATS = "png,pdf"
@@ -135,7 +136,8 @@ def run(sweep_dirs: str | Path | list[str | Path], out: str | Path | None = None
     try:
         written = write_tables(agg, out)
         if figures:
-            from rnn_sweep.plots import make_figures  # matplotlib only when figures are wanted
+            with collector_paused():  # matplotlib and seaborn only when figures are wanted
+                from rnn_sweep.plots import make_figures
 
             for files in make_figures(agg, out, formats, dpi).values():
                 written += files

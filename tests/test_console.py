@@ -75,3 +75,47 @@ def test_tensorflow_loads_without_keras_and_keras_still_imports_later():
     plain = subprocess.run([sys.executable, "-c", "import sys, tensorflow; print('keras' in sys.modules)"],
                            capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0 and plain.stdout.split()[-1] == "True", plain.stderr[-2000:]
+
+
+def test_collector_paused_restores_the_collector_and_freezes_what_loaded():
+    """The collector is off inside, back to its previous state after (also on an error), and
+    the objects made inside end up in the permanent generation. Checked against gc's own
+    counters, which the helper does not compute."""
+    import gc
+
+    from rnn_sweep.runtime import collector_paused
+
+    assert gc.isenabled()
+    frozen_before = gc.get_freeze_count()
+    with collector_paused():
+        assert not gc.isenabled()
+        made = [[i] for i in range(5000)]  # 5001 new tracked objects
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen_before + len(made)
+    with pytest.raises(ZeroDivisionError):
+        with collector_paused():
+            1 / 0
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a collector the caller turned off stays off
+    finally:
+        gc.enable()
+
+
+@pytest.mark.slow
+def test_tensorflow_imports_with_the_collector_paused_and_its_objects_frozen():
+    """A fresh process: after import_tf the collector is on again and TensorFlow's objects
+    (hundreds of thousands) are frozen; a plain ``import tensorflow`` freezes nothing, so the
+    count is the helper's doing."""
+    code = ("import gc; from rnn_sweep.runtime import import_tf; import_tf(); "
+            "print(gc.isenabled(), gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    enabled, frozen = out.stdout.split()
+    assert enabled == "True" and int(frozen) > 100_000
+    plain = subprocess.run([sys.executable, "-c", "import gc, tensorflow; print(gc.get_freeze_count())"],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0 and plain.stdout.split()[-1] == "0", plain.stderr[-2000:]
