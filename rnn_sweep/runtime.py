@@ -60,7 +60,7 @@ def collector_paused():
     Importing TensorFlow creates ~390k objects the collector tracks (modules,
     functions, classes), nearly all alive until the process ends. With the
     collector on, that growing heap triggers full collections again and again
-    during the import: 1.57 s paused to 1.26 s on the 2-core dev VM. ``gc.freeze()``
+    during the import: 1.57 s, or 1.26 s with it paused (2-core dev VM). ``gc.freeze()``
     afterwards moves those objects to the permanent generation, so the full
     collections that later run while a program traces skip them (first epoch +
     evaluation of a single run: 1.34 s -> 1.19 s). The import leaves ~1.3k
