@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_sweep import failures, records
-from rnn_sweep.config import ConfigError, RunConfig, from_dict, validate
+from rnn_sweep.config import ConfigError, RunConfig, from_dict, parse_bool, validate
 from rnn_sweep.locks import Locked
 from rnn_sweep.sweep import ConfigMismatch, RunFailed, SweepLock, guard_worker, run_job, run_lock
 
@@ -245,7 +245,13 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
         raw[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     run_cfg = from_dict(raw)
     validate(run_cfg)
+    force_requested(cfg)  # refused here, with the rest of the config, before any work
     return run_cfg
+
+
+def force_requested(cfg: DictConfig) -> bool:
+    """``+force=<bool>``: replace a finished run of another config. Strict: ``+force=no`` is false."""
+    return parse_bool("force", cfg.get("force", False))
 
 
 def _job_failed(err: BaseException, run_dir: str, multirun: bool) -> None:
@@ -283,7 +289,7 @@ def run(cfg: DictConfig) -> float | None:
             _discard_new_job_dirs(run_dir)  # an invalid job leaves no directory behind
         _job_failed(err, run_dir, multirun)
         return None
-    force = bool(cfg.get("force", False))
+    force = force_requested(cfg)
     try:
         summary = run_job(run_cfg, run_dir, force=force, threads=job_threads(run_cfg.train.threads))
     except (ConfigMismatch, RunFailed, records.UnsafeDirectory, OSError) as err:

@@ -26,6 +26,11 @@ MAX_THREADS = 1024  # never more TF threads than this, whatever the machine (100
 MEMORY_LIMIT_ENV = "RNN_SWEEP_MEMORY_LIMIT"  # bytes (suffix K/M/G allowed) or "off"
 
 
+# A boolean knob. Typed Any for OmegaConf, which would turn 2 or "y" into True for a
+# bool field before validation sees it; from_dict parses it strictly (parse_bool).
+Flag = Any
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
@@ -82,9 +87,9 @@ class TrainConfig:
     batch_size: int = 200
     log_every: int = 100  # training steps per logged loss block
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    xla: bool = True  # compile the epoch with XLA (faster on CPU for this model)
+    xla: Flag = True  # compile the epoch with XLA (faster on CPU for this model)
     threads: int = 0  # TF intra-op threads; 0 = automatic (1, or a parallel launcher's share)
-    progress: bool = True  # tqdm bar (silent anyway when stderr is not a terminal)
+    progress: Flag = True  # tqdm bar (silent anyway when stderr is not a terminal)
     replicas: int = 1  # independent seeds trained as one vectorised computation
     diverge_loss: float = 10.0  # a block mean above this (or NaN) stops the run
 
@@ -117,6 +122,26 @@ def _fail(field_name: str, value: Any, allowed: str) -> None:
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         _fail(name, value, "must be a positive integer (>= 1)")
+
+
+# What YAML 1.1 (and so a Hydra override or an OmegaConf bool field) reads as a boolean.
+TRUE_WORDS = ("true", "yes", "on")
+FALSE_WORDS = ("false", "no", "off")
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    """``value`` as a boolean, accepting only what YAML reads as one; else ConfigError naming ``name``.
+
+    ``bool("no")`` is True, and OmegaConf turns ``2`` or ``"y"`` into True for a
+    bool field: every boolean knob goes through here instead, so ``+force=no``,
+    ``+force=maybe`` or ``train.xla=2`` can never mean true by accident.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise ConfigError(f"{name}={value!r} is invalid: must be true or false "
+                      f"(also accepted: {'/'.join(TRUE_WORDS[1:])} and {'/'.join(FALSE_WORDS[1:])})")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -191,6 +216,9 @@ def validate(cfg: RunConfig) -> None:
     _positive_int("train.epochs", t.epochs)
     _positive_int("train.batch_size", t.batch_size)
     _positive_int("train.log_every", t.log_every)
+    for flag in FLAG_FIELDS["TrainConfig"]:
+        if not isinstance(getattr(t, flag), bool):
+            _fail(f"train.{flag}", getattr(t, flag), "must be true or false")
     _positive_int("train.replicas", t.replicas)  # K > 1: seeds seed..seed+K-1 as one pack (any backend, style)
     if isinstance(t.threads, bool) or not isinstance(t.threads, int) or not 0 <= t.threads <= thread_limit():
         _fail("train.threads", t.threads, f"must be an integer from 0 (automatic) to {thread_limit()} "
@@ -355,6 +383,9 @@ def windows_per_epoch(cfg: RunConfig) -> int:
     return (cfg.data.length // cfg.train.batch_size) // cfg.num_steps
 
 
+FLAG_FIELDS = {"TrainConfig": ("xla", "progress")}  # the schema's booleans, parsed by parse_bool
+
+
 def from_dict(raw: dict) -> RunConfig:
     """Build a RunConfig from a plain nested dict (e.g. a resolved Hydra config).
 
@@ -380,6 +411,8 @@ def from_dict(raw: dict) -> RunConfig:
                    "truncation": TruncationConfig, "optimizer": OptimizerConfig}.get(name)
             if sub is not None and cls in (RunConfig, TrainConfig):
                 kwargs[name] = build(sub, value, f"{prefix}{name}.")
+            elif name in FLAG_FIELDS.get(cls.__name__, ()):
+                kwargs[name] = parse_bool(f"{prefix}{name}", value)
             elif name == "dependencies":
                 kwargs[name] = [build(Dependency, d, f"{prefix}dependencies[{i}].") for i, d in enumerate(value)]
             else:

@@ -170,7 +170,9 @@ def _decide(m: _Member) -> bool:
     """Plan a member: True when it must train; a skip or a refusal is settled here."""
     from rnn_sweep.sweep import ConfigMismatch, clear_partial, plan, run_job
 
-    force = bool(m.ret.cfg.get("force", False))  # +force=true: a sweep option, not part of the run
+    from rnn_sweep.config import parse_bool
+
+    force = parse_bool("force", m.ret.cfg.get("force", False))  # +force=true: a sweep option, not of the run
     try:
         if plan(m.job.run_cfg, m.run_dir, force) == "skip":
             m.outcome = Outcome(summary=run_job(m.job.run_cfg, m.run_dir))  # logs "skipping ..." as before

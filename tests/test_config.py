@@ -100,3 +100,105 @@ def test_validation_happens_before_tensorflow_import():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("no-tf num_steps=0"), out.stdout + out.stderr
+
+
+# --- Booleans: exactly what YAML 1.1 reads as true/false, nothing else ------------------
+# The accepted words come from the YAML 1.1 boolean type (yaml.org/type/bool), written out
+# here by hand, not read back from rnn_sweep.config.
+YAML_TRUE = ["true", "True", "TRUE", "yes", "Yes", "on", "ON"]
+YAML_FALSE = ["false", "False", "no", "NO", "off", "Off"]
+NOT_BOOLEANS = ["maybe", "", "y", "n", "1", "0", "t", "nope", 2, 1, 0, 1.0, None, [], {}]
+
+
+@pytest.mark.parametrize("word", YAML_TRUE + YAML_FALSE)
+def test_parse_bool_accepts_yaml_booleans(word):
+    from rnn_sweep.config import parse_bool
+
+    assert parse_bool("force", word) is (word in YAML_TRUE)
+    assert parse_bool("force", word in YAML_TRUE) is (word in YAML_TRUE)
+
+
+@pytest.mark.parametrize("value", NOT_BOOLEANS)
+def test_parse_bool_refuses_everything_else_naming_the_field(value):
+    from rnn_sweep.config import parse_bool
+
+    with pytest.raises(ConfigError) as err:
+        parse_bool("train.xla", value)
+    assert str(err.value).startswith(f"train.xla={value!r} is invalid: must be true or false")
+
+
+@pytest.mark.parametrize("field", ["xla", "progress"])
+@pytest.mark.parametrize("value,expected", [("no", False), ("off", False), ("yes", True), (True, True),
+                                            ("2", None), (2, None), ("y", None), ("maybe", None)])
+def test_schema_booleans_are_strict_through_hydra(field, value, expected):
+    """OmegaConf alone turns 2 and 'y' into True for a bool field; the schema must not."""
+    from conftest import compose
+
+    from rnn_sweep.cli import to_run_config
+
+    override = f"train.{field}={value}"
+    if expected is None:
+        with pytest.raises(ConfigError, match=rf"^train\.{field}=.* is invalid: must be true or false"):
+            to_run_config(compose(["data=small", override]))
+    else:
+        assert getattr(to_run_config(compose(["data=small", override])).train, field) is expected
+
+
+@pytest.mark.parametrize("value,expected", [("true", True), ("no", False), ("off", False), ("false", False),
+                                            ("maybe", None), ("2", None), ("y", None)])
+def test_force_is_strict(value, expected):
+    """``bool("no")`` is True: +force=no once deleted a finished run of another config."""
+    from conftest import compose
+
+    from rnn_sweep.cli import force_requested, to_run_config
+
+    cfg = compose(["data=small", f"+force={value}"])
+    if expected is None:
+        with pytest.raises(ConfigError, match=r"^force=.* is invalid: must be true or false"):
+            to_run_config(cfg)
+    else:
+        to_run_config(cfg)
+        assert force_requested(cfg) is expected
+
+
+def test_bad_boolean_at_the_cli_is_one_line_before_tensorflow(tmp_path):
+    from conftest import run_cli
+
+    out = run_cli("train.xla=2", "data=small", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "rnn-sweep: error: train.xla=2 is invalid: must be true or false (also accepted: yes/on and no/off)"]
+    assert not (tmp_path / "outputs").exists()
+
+
+# --- Deleting a config group means the schema's defaults, which are the default options ---
+@pytest.mark.parametrize("group,option", [("data", "r2rt"), ("train", "article"), ("model", "scratch"),
+                                          ("truncation", "tf")])
+def test_deleting_a_group_gives_the_default_option(group, option):
+    """``~data`` composes no data option: the schema's defaults apply. Documented as the same run
+    as the default option; checked against the option's YAML file read directly."""
+    import dataclasses
+
+    import yaml
+    from conftest import CONF, compose
+
+    from rnn_sweep.cli import to_run_config
+
+    deleted = dataclasses.asdict(to_run_config(compose([f"~{group}"])))[group]
+    from_file = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+    for key, value in from_file.items():
+        assert deleted[key] == value, (group, key)
+
+
+def test_no_dependencies_is_a_task_with_nothing_to_learn():
+    """data.dependencies=[]: Y is Bernoulli(base_prob); the only level is H(0.5) = ln 2."""
+    import math
+
+    from conftest import compose
+
+    from rnn_sweep.baselines import learning_levels
+    from rnn_sweep.cli import to_run_config
+
+    cfg = to_run_config(compose(["data.dependencies=[]"]))
+    levels = learning_levels(cfg.data)
+    assert [(lv.name, round(lv.loss, 6)) for lv in levels] == [("none", round(math.log(2), 6))]
