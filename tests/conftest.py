@@ -20,15 +20,15 @@ CONF = REPO / "conf"
 VENV_BIN = Path(sys.executable).parent
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "config"):
-    """Compose the real Hydra config (conf/) with overrides; returns a DictConfig."""
+def compose(overrides: list[str] | None = None, config_name: str = "config", return_hydra: bool = False):
+    """Compose the real Hydra config (conf/) with overrides; returns a DictConfig (``hydra`` node on request)."""
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
     import rnn_sweep.cli  # noqa: F401  (registers the schema)
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hcompose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)
+        return hcompose(config_name=config_name, overrides=overrides or [], return_hydra_config=return_hydra)
 
 
 def small_cfg(*overrides: str):
