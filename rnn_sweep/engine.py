@@ -27,20 +27,21 @@ _CACHE: dict[tuple, Callable] = {}
 def update_loop(num_updates, max_updates: int, opt_name: str, hp, params, opt_state, carry, grad_step):
     """``num_updates`` (<= ``max_updates``) optimizer updates as one ``tf.while_loop``.
 
-    ``grad_step(k, params, carry) -> (losses [K], grads, carry)`` computes update
-    k; returns (params, opt_state, losses [max_updates, K] (rows past num_updates
-    are zero), carry).
+    ``grad_step(k, params, carry) -> (losses [K], step losses [S, K], grads,
+    carry)`` computes update k; returns (params, opt_state, losses [max_updates,
+    K], step losses [max_updates, S, K] (rows past num_updates are zero), carry).
     """
     losses = tf.TensorArray(tf.float32, size=max_updates)
+    steps = tf.TensorArray(tf.float32, size=max_updates)
 
-    def body(k, params, opt_state, carry, losses):
-        loss, grads, carry = grad_step(k, params, carry)
+    def body(k, params, opt_state, carry, losses, steps):
+        loss, step_losses, grads, carry = grad_step(k, params, carry)
         params, opt_state = optim.apply(opt_name, params, grads, opt_state, hp)
-        return k + 1, params, opt_state, carry, losses.write(k, loss)
+        return k + 1, params, opt_state, carry, losses.write(k, loss), steps.write(k, step_losses)
 
-    _, params, opt_state, carry, losses = tf.while_loop(
-        lambda k, *_: k < num_updates, body, (tf.constant(0), params, opt_state, carry, losses))
-    return params, opt_state, losses.stack(), carry
+    _, params, opt_state, carry, losses, steps = tf.while_loop(
+        lambda k, *_: k < num_updates, body, (tf.constant(0), params, opt_state, carry, losses, steps))
+    return params, opt_state, losses.stack(), steps.stack(), carry
 
 
 def _key(kind: str, backend, *rest) -> tuple:
@@ -53,9 +54,9 @@ def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int
         def run_epoch(params, opt_state, hp, xs, ys, n, state):
             updates, most, grad_step, carry = truncation.grad_steps(backend, style, xs, ys, n, state, static_n,
                                                                     update_every)
-            params, opt_state, losses, carry = update_loop(updates, most, opt_name, hp, params, opt_state, carry,
-                                                           grad_step)
-            return params, opt_state, losses, updates, carry[0]
+            params, opt_state, losses, steps, carry = update_loop(updates, most, opt_name, hp, params, opt_state,
+                                                                  carry, grad_step)
+            return params, opt_state, losses, steps, updates, carry[0]
 
         # autograph=False: the loops are explicit tf.while_loops, so autograph's source
         # conversion would only add tracing time (true style, n=10: first epoch 10.7 s
@@ -71,19 +72,29 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     Returns f(params [K,...], opt_state, hp {name: [K]}, xs [C,K,B] int8, ys
     [C,K,B] int8, state [K,B,d]...) -> (params, opt_state, losses [U, K],
     final_state). TF style: U = C // n windows; true style: U = L // u with L =
-    (C // n) * n and u = update_every or n. The compiled program behind it
-    (``f.program``) is built once per process and shared: in TF style by every n
-    up to :func:`rnn_sweep.truncation.buffer_steps` (n).
+    (C // n) * n and u = update_every or n. ``f.with_step_losses`` takes the same
+    arguments and returns (params, opt_state, losses [U, K], step losses [P, K],
+    final_state): the mean loss over the B rows at each of the P positions the
+    updates trained, in order along the rows (P = U * n, or U * u). The compiled
+    program behind both (``f.program``) is built once per process and shared: in
+    TF style by every n up to :func:`rnn_sweep.truncation.buffer_steps` (n).
     """
     static_n = truncation.buffer_steps(num_steps) if style == "tf" else int(num_steps)
     program = _compiled_epoch(backend, opt_name, style, xla, static_n, update_every)
     n = tf.constant(int(num_steps), tf.int32)
+    per_update = int(num_steps) if style == "tf" else int(update_every or num_steps)
+
+    def with_step_losses(params, opt_state, hp, xs, ys, state):
+        params, opt_state, losses, steps, updates, state = program(params, opt_state, hp, xs, ys, n, state)
+        u = int(updates)
+        steps = steps[:u, :per_update]  # [U, n or u, K]: a TF-style buffer holds n <= its size
+        return params, opt_state, losses[:u], tf.reshape(steps, [-1, steps.shape[-1]]), state
 
     def run(params, opt_state, hp, xs, ys, state):
-        params, opt_state, losses, updates, state = program(params, opt_state, hp, xs, ys, n, state)
-        return params, opt_state, losses[:int(updates)], state
+        params, opt_state, losses, _, state = with_step_losses(params, opt_state, hp, xs, ys, state)
+        return params, opt_state, losses, state
 
-    run.program = program
+    run.program, run.with_step_losses = program, with_step_losses
     return run
 
 

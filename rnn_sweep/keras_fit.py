@@ -12,7 +12,8 @@ epoch.
 
 Keras reports ``loss`` as a running mean over the epoch. The true per-window loss
 comes from :class:`WindowLosses`, a metric that records each batch's mean
-cross-entropy into a buffer (so it works with any ``steps_per_execution``), and
+cross-entropy at each of its positions into a buffer (so it works with any
+``steps_per_execution``; the window's loss is their mean), and
 :class:`CollectWindowLosses`, a callback that reads the buffer at the end of fit.
 
 Optimizer semantics match the functional backends: ``keras.optimizers.Adagrad``
@@ -52,29 +53,30 @@ def keras_optimizer(cfg: OptimizerConfig):
     raise ValueError(f"train.optimizer.name={cfg.name!r}: allowed values are adagrad, sgd, adam")
 
 
-def _window_losses_metric(capacity: int):
+def _window_losses_metric(capacity: int, num_steps: int):
     import keras
 
     class WindowLosses(keras.metrics.Metric):
-        """Records each batch's mean cross-entropy (= the window's training loss) in order."""
+        """Records each batch's mean cross-entropy at each of its n positions, in order
+        (their mean is the window's training loss)."""
 
-        def __init__(self, capacity: int, name: str = "window_loss"):
+        def __init__(self, capacity: int, num_steps: int, name: str = "window_loss"):
             super().__init__(name=name)
             self.capacity = capacity
-            self.values = self.add_variable(shape=(capacity,), initializer="zeros", name="values")
+            self.values = self.add_variable(shape=(capacity, num_steps), initializer="zeros", name="values")
             self.count = self.add_variable(shape=(), initializer="zeros", dtype="int32", name="count")
 
         def update_state(self, y_true, y_pred, sample_weight=None):
             ops = keras.ops
-            loss = ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True))
-            self.values.assign(ops.scatter_update(self.values, ops.reshape(self.count, (1, 1)),
-                                                  ops.reshape(ops.cast(loss, "float32"), (1,))))
+            ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)  # [B, n]
+            steps = ops.cast(ops.mean(ce, axis=0), "float32")
+            self.values.assign(ops.scatter_update(self.values, ops.reshape(self.count, (1, 1)), steps[None]))
             self.count.assign(self.count + 1)
 
         def result(self):
-            return self.values[keras.ops.maximum(self.count - 1, 0)]  # the latest window's loss
+            return keras.ops.mean(self.values[keras.ops.maximum(self.count - 1, 0)])  # the latest window's loss
 
-    return WindowLosses(capacity)
+    return WindowLosses(capacity, num_steps)
 
 
 def _collector(metric):
@@ -116,7 +118,7 @@ class KerasFit:
         self.rnn = keras.layers.RNN(make_cell(be.cell, be.state_size), stateful=True, return_sequences=True)
         self.dense = keras.layers.Dense(NUM_CLASSES)
         self.model = keras.Model(inputs, self.dense(self.rnn(inputs)))
-        self.metric = _window_losses_metric(windows)
+        self.metric = _window_losses_metric(windows, num_steps)
         self.model.compile(optimizer=keras_optimizer(self.cfg.train.optimizer),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                            # "auto": Keras' own choice. It declines XLA while TF op determinism is on
@@ -140,6 +142,11 @@ class KerasFit:
         return {**out, "U": self.dense.kernel.numpy(), "c": self.dense.bias.numpy()}
 
     def __call__(self, params, opt_state, hp, xs, ys, state):
+        params, opt_state, losses, _, final = self.with_step_losses(params, opt_state, hp, xs, ys, state)
+        return params, opt_state, losses, final
+
+    def with_step_losses(self, params, opt_state, hp, xs, ys, state):
+        """As the call, plus the step losses [W * n, 1] (see :func:`rnn_sweep.engine.epoch_fn`)."""
         import tensorflow as tf
 
         if xs.shape[1] != 1:
@@ -161,7 +168,9 @@ class KerasFit:
         self.model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[collect])
         new = {k: tf.constant(v[None]) for k, v in self.get_params().items()}
         final = tuple(tf.constant(s.numpy()[None]) for s in self.rnn.states)
-        return new, opt_state, tf.constant(collect.losses[:, None]), final
+        steps = collect.losses  # [W, n]
+        losses = tf.constant(steps.mean(axis=1, dtype=np.float32)[:, None])
+        return new, opt_state, losses, tf.constant(steps.reshape(-1, 1)), final
 
 
 class KerasFitBackend(DynamicBackend):

@@ -248,20 +248,30 @@ def _optimizer_step(name: str, p: dict, g: dict, slots: dict, hp: dict) -> dict:
     return out
 
 
-def _true_update_loss(cell, p, rows_x, rows_y, starts, t0, n):
-    """Mean loss of steps t0..t0+u-1, each through its own n cells (row start: from position 0)."""
-    total = 0.0
+def _true_step_losses(cell, p, rows_x, rows_y, starts, t0, n) -> list[float]:
+    """Mean loss over the rows of each step t0..t0+u-1, each through its own n cells
+    (row start: from position 0)."""
+    out = []
     for j, s0 in enumerate(starts):
         t = t0 + j
         lo = max(t - n + 1, 0)  # no history before the row start; then s0 is the zero state
         logits, _ = cell_forward(cell, p, onehot(rows_x[:, lo:t + 1]), s0)
-        total += float(np.mean(_ce(logits[:, -1], rows_y[:, t])))
-    return total / len(starts)
+        out.append(float(np.mean(_ce(logits[:, -1], rows_y[:, t]))))
+    return out
+
+
+def _true_update_loss(cell, p, rows_x, rows_y, starts, t0, n):
+    """Mean loss of steps t0..t0+u-1 (see :func:`_true_step_losses`)."""
+    steps = _true_step_losses(cell, p, rows_x, rows_y, starts, t0, n)
+    return sum(steps) / len(steps)
 
 
 def reference_epoch(cell: str, params: dict, xs: np.ndarray, ys: np.ndarray, style: str, opt: str, hp: dict,
-                    update_every: int | None = None) -> tuple[dict, list[float]]:
+                    update_every: int | None = None, step_losses: list | None = None) -> tuple[dict, list[float]]:
     """One epoch from the zero state; xs, ys int [W, B, n]. Returns (params float64, loss per update).
+
+    ``step_losses``: a list that receives, position by position along the rows, the
+    mean loss over the B rows at each position an update trained (before that update).
 
     ``style="tf"``: window by window, the entering state a constant. ``"true"``:
     an update every u = update_every (or n) steps of the rows; its start states
@@ -280,6 +290,8 @@ def reference_epoch(cell: str, params: dict, xs: np.ndarray, ys: np.ndarray, sty
             def loss(q, x=onehot(xs[k]), y=ys[k], s0=carry):
                 return float(np.mean(_ce(cell_forward(cell, q, x, s0)[0], y)))
             next_carry = cell_forward(cell, p, onehot(xs[k]), carry)[1]
+            if step_losses is not None:
+                step_losses.extend(np.mean(_ce(cell_forward(cell, p, onehot(xs[k]), carry)[0], ys[k]), axis=0))
         else:
             starts = []
             for j in range(u):
@@ -290,6 +302,8 @@ def reference_epoch(cell: str, params: dict, xs: np.ndarray, ys: np.ndarray, sty
             def loss(q, t0=k * u, starts=starts):
                 return _true_update_loss(cell, q, rows_x, rows_y, starts, t0, n)
             next_carry = carry
+            if step_losses is not None:
+                step_losses.extend(_true_step_losses(cell, p, rows_x, rows_y, starts, k * u, n))
         losses.append(loss(p))
         p = _optimizer_step(opt, p, _numeric_grads(loss, p), slots, hp)
         carry = next_carry

@@ -154,33 +154,37 @@ def _window_backward(backend, params, x1h, y, t0, n, buf):
     once: its own loss plus the gradient ``ds`` arriving from the later cells (by
     the backend's ``cell_vjp`` when it has one, else by autodiff). The state
     entering the window gets no gradient (it is a constant in TF style).
-    Returns (losses [K], grads).
+    Returns (losses [K], cell losses [S, K] (row i: cell t0+i's mean over B; rows
+    from n on are zero; S = the buffer size), grads).
     """
     k = params[next(iter(params))].shape[0]
     scale = 1.0 / tf.cast(n, tf.float32)
 
-    def body(j, ds, grads, loss):
+    def body(j, ds, grads, loss, cells):
         t = n - 1 - j
         s_prev = tuple(tf.gather(b, t) for b in buf)
         if hasattr(backend, "cell_vjp"):  # hand-derived (scratch): the same gradient, a smaller program
             step, g_params, ds = backend.cell_vjp(params, tf.gather(x1h, t0 + t), tf.gather(y, t0 + t), s_prev,
                                                   ds, scale)
-            return j + 1, tuple(ds), {name: grads[name] + g_params[name] for name in grads}, loss + step
-        with tf.GradientTape() as tape:
-            tape.watch((params, s_prev))
-            logits, s_new = _cell(backend, params, x1h, t0 + t, s_prev)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(y, t0 + t), logits=logits)
-            step = tf.reduce_mean(ce, axis=1)  # [K]: each replica's mean over its B rows
-            total = tf.reduce_sum(step) * scale
-        g_params, ds = tape.gradient([total, *s_new], (params, s_prev),
-                                     output_gradients=[tf.ones_like(total), *ds],
-                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return j + 1, tuple(ds), {name: grads[name] + g_params[name] for name in grads}, loss + step
+        else:
+            with tf.GradientTape() as tape:
+                tape.watch((params, s_prev))
+                logits, s_new = _cell(backend, params, x1h, t0 + t, s_prev)
+                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(y, t0 + t), logits=logits)
+                step = tf.reduce_mean(ce, axis=1)  # [K]: each replica's mean over its B rows
+                total = tf.reduce_sum(step) * scale
+            g_params, ds = tape.gradient([total, *s_new], (params, s_prev),
+                                         output_gradients=[tf.ones_like(total), *ds],
+                                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        cells = tf.tensor_scatter_nd_update(cells, [[t]], step[None])
+        return j + 1, tuple(ds), {name: grads[name] + g_params[name] for name in grads}, loss + step, cells
 
     ds0 = tuple(tf.zeros_like(b[0]) for b in buf)
     grads0 = {name: tf.zeros_like(v) for name, v in params.items()}
-    _, _, grads, loss = tf.while_loop(lambda j, *_: j < n, body, (tf.constant(0), ds0, grads0, tf.zeros([k])))
-    return loss * scale, grads
+    cells0 = tf.zeros([buf[0].shape[0], k])
+    _, _, grads, loss, cells = tf.while_loop(lambda j, *_: j < n, body,
+                                             (tf.constant(0), ds0, grads0, tf.zeros([k]), cells0))
+    return loss * scale, cells, grads
 
 
 def tf_style_window(backend, params, x1h, y, t0, n, state, buf) -> tuple:
@@ -188,11 +192,12 @@ def tf_style_window(backend, params, x1h, y, t0, n, state, buf) -> tuple:
 
     x1h float32 [C, K, B, 2] one-hot steps, y int32 [C, K, B]; ``buf`` a tuple of
     [max_steps, K, B, d] buffers (reused across windows). Returns (losses [K] =
-    each replica's mean loss over the window, grads, (end state, buf)).
+    each replica's mean loss over the window, per-step losses [max_steps, K] (the
+    first n rows: each cell's mean loss over B), grads, (end state, buf)).
     """
     end, buf = _window_forward(backend, params, x1h, t0, n, state, buf)
-    losses, grads = _window_backward(backend, params, x1h, y, t0, n, buf)
-    return losses, grads, (end, buf)
+    losses, cells, grads = _window_backward(backend, params, x1h, y, t0, n, buf)
+    return losses, cells, grads, (end, buf)
 
 
 def state_buffers(state, max_steps: int) -> tuple:
@@ -203,7 +208,8 @@ def state_buffers(state, max_steps: int) -> tuple:
 def tf_style_grad_steps(backend, xs, ys, n, state, max_steps: int) -> tuple:
     """TF style over time-major steps xs, ys int8 [C, K, B], n an int32 tensor <= ``max_steps``.
 
-    Returns (updates C // n, the largest possible count C, grad_step, carry0).
+    Returns (updates C // n, the largest possible count C, grad_step, carry0);
+    ``grad_step`` gives per-step losses [max_steps, K], valid in their first n rows.
     """
     x1h = tf.one_hot(tf.cast(xs, tf.int32), 2, dtype=tf.float32)  # [C, K, B, 2]
     y = tf.cast(ys, tf.int32)
@@ -232,9 +238,10 @@ def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = N
         starts, state = start_states(backend, params, rows_1h, state, t0, u, n)
         with tf.GradientTape() as tape:
             tape.watch(params)
-            losses = tf.reduce_mean(true_step_losses(backend, params, rows_1h, rows_y, starts, t0, u, n), axis=[1, 2])
+            steps = tf.reduce_mean(true_step_losses(backend, params, rows_1h, rows_y, starts, t0, u, n), axis=2)
+            losses = tf.reduce_mean(steps, axis=1)  # [K]: mean over the u steps of the update
             total = tf.reduce_sum(losses)
-        return losses, tape.gradient(total, params), (state, ())
+        return losses, tf.transpose(steps), tape.gradient(total, params), (state, ())
 
     updates = int(rows_y.shape[2]) // u
     return updates, updates, grad_step, (tuple(state), ())

@@ -144,14 +144,17 @@ def test_pack_of_three_matches_the_oracle_replica_by_replica(backend, cell, styl
     hp = optim.stacked_hyperparams([OptimizerConfig(name=opt, lr=lr) for lr in PACK_LRS])
     update_every = 2 if style == "true" else None  # u < n: start states from earlier updates' positions
     fn = engine.epoch_fn(be, opt, style, xla=False, num_steps=n, update_every=update_every)
-    new, _, losses, _ = fn(params, optim.init_state(opt, params, hp), hp, windows_to_steps(xs), windows_to_steps(ys),
-                           be.zero_state(3, b))
+    new, _, losses, steps, _ = fn.with_step_losses(params, optim.init_state(opt, params, hp), hp,
+                                                   windows_to_steps(xs), windows_to_steps(ys), be.zero_state(3, b))
     assert losses.shape == ((w if style == "tf" else w * n // 2), 3)
+    assert steps.shape == ((w * n if style == "tf" else (w * n // 2) * 2), 3)
     for k, lr in enumerate(PACK_LRS):
         one = {name: v[k] for name, v in init.items()}
+        ref_steps: list = []
         ref, ref_losses = oracle.reference_epoch(cell, one, xs[:, k], ys[:, k], style, opt, {"lr": lr, **HP},
-                                                 update_every)
+                                                 update_every, step_losses=ref_steps)
         np.testing.assert_allclose(losses.numpy()[:, k], ref_losses, rtol=1e-5, err_msg=f"replica {k}")
+        np.testing.assert_allclose(steps.numpy()[:, k], ref_steps, rtol=1e-5, err_msg=f"replica {k}, step losses")
         for name in ref:
             assert not np.allclose(ref[name], one[name])  # every parameter moved: the comparison has teeth
             np.testing.assert_allclose(new[name].numpy()[k], ref[name], rtol=1e-4, atol=1e-5,
@@ -177,11 +180,14 @@ def test_keras_fit_pack_members_match_the_oracle(tmp_path, cell, opt):
         init = be.init_params([seed])
         params = {name: tf.constant(v) for name, v in init.items()}
         hp = optim.stacked_hyperparams([cfg.train.optimizer])
-        new, _, losses, _ = be.make_epoch_fn(cfg)(params, optim.init_state(opt, params, hp), hp,
-                                                  windows_to_steps(xs[:, k:k + 1]), windows_to_steps(ys[:, k:k + 1]),
-                                                  be.zero_state(1, b))
+        new, _, losses, steps, _ = be.make_epoch_fn(cfg).with_step_losses(
+            params, optim.init_state(opt, params, hp), hp, windows_to_steps(xs[:, k:k + 1]),
+            windows_to_steps(ys[:, k:k + 1]), be.zero_state(1, b))
         one = {name: v[0] for name, v in init.items()}
-        ref, ref_losses = oracle.reference_epoch(cell, one, xs[:, k], ys[:, k], "tf", opt, {"lr": lr, **HP})
+        ref_steps: list = []
+        ref, ref_losses = oracle.reference_epoch(cell, one, xs[:, k], ys[:, k], "tf", opt, {"lr": lr, **HP},
+                                                 step_losses=ref_steps)
         np.testing.assert_allclose(losses.numpy()[:, 0], ref_losses, rtol=1e-5)
+        np.testing.assert_allclose(steps.numpy()[:, 0], ref_steps, rtol=1e-5)
         for name in ref:
             np.testing.assert_allclose(new[name].numpy()[0], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)

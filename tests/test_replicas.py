@@ -55,7 +55,7 @@ def test_stacked_gradients_are_each_replicas_own():
     s0 = rng.uniform(-1, 1, (3, 6, 3)).astype(np.float32)
     params = {k: tf.constant(v) for k, v in be.init_params(seeds).items()}
     state = (tf.constant(s0),)
-    losses, grads, ((s_new,), _) = tf_style_window(
+    losses, _, grads, ((s_new,), _) = tf_style_window(
         be, params, tf.one_hot(xs.transpose(2, 0, 1), 2), tf.constant(ys.transpose(2, 0, 1), tf.int32),
         tf.constant(0), tf.constant(5), state, state_buffers(state, 32))
     for k in range(3):

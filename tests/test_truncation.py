@@ -215,7 +215,7 @@ def test_tf_style_window_is_autodiff_through_the_window_alone(backend, cell):
     steps_x = tf.one_hot(rows_x.reshape(k, b, 3 * n).transpose(2, 0, 1).astype(np.int32), 2)  # [C, K, B, 2]
     steps_y = tf.constant(rows_y.reshape(k, b, 3 * n).transpose(2, 0, 1).astype(np.int32))
     entering = tuple(tf.random.stateless_uniform(s.shape, [3, 4], -0.5, 0.5) for s in be.zero_state(k, b))
-    losses, grads, (end, _) = truncation.tf_style_window(
+    losses, cells, grads, (end, _) = truncation.tf_style_window(
         be, params, steps_x, steps_y, tf.constant(t0), tf.constant(n), entering, truncation.state_buffers(entering, 8))
     with tf.GradientTape() as tape:  # the second implementation: autodiff through the static unroll
         tape.watch(params)
@@ -227,6 +227,9 @@ def test_tf_style_window_is_autodiff_through_the_window_alone(backend, cell):
         total = tf.reduce_sum(ref_losses)
     ref_grads = tape.gradient(total, params)
     np.testing.assert_allclose(losses.numpy(), ref_losses.numpy(), rtol=1e-6)
+    # Per-cell losses: each position's mean over the B rows, then zeros past n in the buffer.
+    np.testing.assert_allclose(cells.numpy()[:n], tf.reduce_mean(ce, axis=1).numpy().T, rtol=1e-6)
+    assert cells.shape == (8, k) and not np.any(cells.numpy()[n:])
     for s, r in zip(end, ref_end):
         np.testing.assert_allclose(s.numpy(), r.numpy(), atol=1e-6)
     for name in params:
