@@ -24,12 +24,12 @@ from rnn_sweep import optim, truncation
 _CACHE: dict[tuple, Callable] = {}
 
 
-def update_loop(num_updates, max_updates: int, opt_name: str, hp, params, opt_state, carry, grad_step):
-    """``num_updates`` (<= ``max_updates``) optimizer updates as one ``tf.while_loop``.
+def update_loop(first, stop, max_updates: int, opt_name: str, hp, params, opt_state, carry, grad_step):
+    """Optimizer updates ``first`` .. ``stop - 1`` (``stop`` <= ``max_updates``) as one ``tf.while_loop``.
 
     ``grad_step(k, params, carry) -> (losses [K], step losses [S, K], grads,
     carry)`` computes update k; returns (params, opt_state, losses [max_updates,
-    K], step losses [max_updates, S, K] (rows past num_updates are zero), carry).
+    K], step losses [max_updates, S, K] (rows outside first..stop-1 are zero), carry).
     """
     losses = tf.TensorArray(tf.float32, size=max_updates)
     steps = tf.TensorArray(tf.float32, size=max_updates)
@@ -40,7 +40,7 @@ def update_loop(num_updates, max_updates: int, opt_name: str, hp, params, opt_st
         return k + 1, params, opt_state, carry, losses.write(k, loss), steps.write(k, step_losses)
 
     _, params, opt_state, carry, losses, steps = tf.while_loop(
-        lambda k, *_: k < num_updates, body, (tf.constant(0), params, opt_state, carry, losses, steps))
+        lambda k, *_: k < stop, body, (first, params, opt_state, carry, losses, steps))
     return params, opt_state, losses.stack(), steps.stack(), carry
 
 
@@ -51,11 +51,11 @@ def _key(kind: str, backend, *rest) -> tuple:
 def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int, update_every: int | None):
     key = _key("epoch", backend, opt_name, style, xla, static_n, update_every)
     if key not in _CACHE:
-        def run_epoch(params, opt_state, hp, xs, ys, n, state):
+        def run_epoch(params, opt_state, hp, xs, ys, n, state, first, stop):
             updates, most, grad_step, carry = truncation.grad_steps(backend, style, xs, ys, n, state, static_n,
                                                                     update_every)
-            params, opt_state, losses, steps, carry = update_loop(updates, most, opt_name, hp, params, opt_state,
-                                                                  carry, grad_step)
+            params, opt_state, losses, steps, carry = update_loop(first, tf.minimum(stop, updates), most, opt_name,
+                                                                  hp, params, opt_state, carry, grad_step)
             return params, opt_state, losses, steps, updates, carry[0]
 
         # autograph=False: the loops are explicit tf.while_loops, so autograph's source
@@ -75,8 +75,12 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     (C // n) * n and u = update_every or n. ``f.with_step_losses`` takes the same
     arguments and returns (params, opt_state, losses [U, K], step losses [P, K],
     final_state): the mean loss over the B rows at each of the P positions the
-    updates trained, in order along the rows (P = U * n, or U * u). The compiled
-    program behind both (``f.program``) is built once per process and shared: in
+    updates trained, in order along the rows (P = U * n, or U * u). With
+    ``first=a, stop=b`` it makes only updates a..b-1 of the epoch (losses [b-a, K],
+    step losses [(b-a) * n or u, K]) from ``state``, the state that updates 0..a-1
+    ended with (their returned final state): an epoch made in segments equals the
+    epoch made at once. ``f.updates(C)`` is U for C steps per row. The compiled
+    program behind them (``f.program``) is built once per process and shared: in
     TF style by every n up to :func:`rnn_sweep.truncation.buffer_steps` (n).
     """
     static_n = truncation.buffer_steps(num_steps) if style == "tf" else int(num_steps)
@@ -84,17 +88,22 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     n = tf.constant(int(num_steps), tf.int32)
     per_update = int(num_steps) if style == "tf" else int(update_every or num_steps)
 
-    def with_step_losses(params, opt_state, hp, xs, ys, state):
-        params, opt_state, losses, steps, updates, state = program(params, opt_state, hp, xs, ys, n, state)
-        u = int(updates)
-        steps = steps[:u, :per_update]  # [U, n or u, K]: a TF-style buffer holds n <= its size
-        return params, opt_state, losses[:u], tf.reshape(steps, [-1, steps.shape[-1]]), state
+    def updates(columns: int) -> int:
+        return columns // int(num_steps) if style == "tf" else (columns // int(num_steps)) * int(num_steps) // per_update
+
+    def with_step_losses(params, opt_state, hp, xs, ys, state, first: int = 0, stop: int | None = None):
+        total = updates(int(xs.shape[0]))
+        stop = total if stop is None else min(int(stop), total)
+        params, opt_state, losses, steps, _, state = program(params, opt_state, hp, xs, ys, n, state,
+                                                             tf.constant(int(first)), tf.constant(stop))
+        steps = steps[first:stop, :per_update]  # [U, n or u, K]: a TF-style buffer holds n <= its size
+        return params, opt_state, losses[first:stop], tf.reshape(steps, [-1, steps.shape[-1]]), state
 
     def run(params, opt_state, hp, xs, ys, state):
         params, opt_state, losses, _, state = with_step_losses(params, opt_state, hp, xs, ys, state)
         return params, opt_state, losses, state
 
-    run.program, run.with_step_losses = program, with_step_losses
+    run.program, run.with_step_losses, run.updates = program, with_step_losses, updates
     return run
 
 

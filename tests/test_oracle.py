@@ -191,3 +191,42 @@ def test_keras_fit_pack_members_match_the_oracle(tmp_path, cell, opt):
         np.testing.assert_allclose(steps.numpy()[:, 0], ref_steps, rtol=1e-5)
         for name in ref:
             np.testing.assert_allclose(new[name].numpy()[0], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("style,update_every", [("tf", None), ("true", None), ("true", 2)])
+def test_an_epoch_made_in_segments_is_the_epoch_made_at_once(style, update_every):
+    """Updates 0..a-1, then a..b-1, then the rest, each segment from the state the one before
+    ended with: the same losses, step losses and trained parameters as the oracle's epoch."""
+    import tensorflow as tf
+
+    from rnn_sweep import engine, optim
+    from rnn_sweep.config import ModelConfig, OptimizerConfig
+    from rnn_sweep.models import build_backend
+
+    d, b, n, w = 2, 3, 3, 5
+    be = build_backend(ModelConfig(backend="scratch", cell="rnn"), d)
+    init = be.init_params(PACK_SEEDS)
+    rng = np.random.default_rng(9)
+    xs, ys = rng.integers(0, 2, (w, 3, b, n)).astype(np.int8), rng.integers(0, 2, (w, 3, b, n)).astype(np.int8)
+    hp = optim.stacked_hyperparams([OptimizerConfig(name="adagrad", lr=lr) for lr in PACK_LRS])
+    fn = engine.epoch_fn(be, "adagrad", style, xla=False, num_steps=n, update_every=update_every)
+    total = fn.updates(w * n)
+    assert total == (w if style == "tf" else w * n // (update_every or n))
+    params = {k: tf.constant(v) for k, v in init.items()}
+    opt_state, state = optim.init_state("adagrad", params, hp), be.zero_state(3, b)
+    losses, steps = [], []
+    for first, stop in ((0, 2), (2, 3), (3, total)):
+        params, opt_state, seg_losses, seg_steps, state = fn.with_step_losses(
+            params, opt_state, hp, windows_to_steps(xs), windows_to_steps(ys), state, first=first, stop=stop)
+        losses.append(seg_losses.numpy())
+        steps.append(seg_steps.numpy())
+    losses, steps = np.concatenate(losses), np.concatenate(steps)
+    for k, lr in enumerate(PACK_LRS):
+        one = {name: v[k] for name, v in init.items()}
+        ref_steps: list = []
+        ref, ref_losses = oracle.reference_epoch("rnn", one, xs[:, k], ys[:, k], style, "adagrad", {"lr": lr, **HP},
+                                                 update_every, step_losses=ref_steps)
+        np.testing.assert_allclose(losses[:, k], ref_losses, rtol=1e-5)
+        np.testing.assert_allclose(steps[:, k], ref_steps, rtol=1e-5)
+        for name in ref:
+            np.testing.assert_allclose(params[name].numpy()[k], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)
