@@ -108,7 +108,8 @@ def test_n_is_a_runtime_input_of_the_compiled_program_not_a_constant():
 
     def hlo(n: int) -> str:
         ir = program.experimental_get_compiler_ir(params, optim.init_state("adagrad", params, hp), hp, xs, ys,
-                                                  tf.constant(n), be.zero_state(1, 20))(stage="hlo")
+                                                  tf.constant(n), be.zero_state(1, 20), tf.constant(0),
+                                                  tf.constant(100))(stage="hlo")
         return re.sub(r"HloModule \S+", "", ir)
 
     assert hlo(2) == hlo(7)
