@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from rnn_sweep import failures, records
 from rnn_sweep.config import ConfigError, RunConfig, from_dict, parse_bool, validate
 from rnn_sweep.locks import Locked
-from rnn_sweep.sweep import ConfigMismatch, RunFailed, SweepLock, guard_worker, run_job, run_lock
+from rnn_sweep.sweep import (ConfigMismatch, RunFailed, SweepLock, guard_worker, lock_unless_finished, run_job,
+                             run_lock)
 
 log = logging.getLogger("rnn_sweep")
 ConfigStore.instance().store(name="rnn_sweep_schema", node=RunConfig)
@@ -99,19 +100,31 @@ def record_failure(message: str, code: int = failures.RUN_FAILED) -> None:
 
     Jobs do not raise (Hydra would then skip ``on_multirun_end``: no aggregation,
     no lock release); the sweep's exit status comes from this file instead:
-    ``code`` 2 for a job whose input was invalid, 1 for a run that failed.
+    ``code`` 2 for a job that was refused (invalid input, a directory in the way),
+    1 for a run that failed. The failure is also kept in this process
+    (:data:`rnn_sweep.failures.JOB_FAILURES`), so it counts even where the file
+    cannot be written (a full disk).
     """
-    print(f"rnn-sweep: job failed: {' '.join(message.split())}", file=sys.stderr)
+    line = " ".join(message.split())
+    print(f"rnn-sweep: job {'refused' if code == failures.BAD_INPUT else 'failed'}: {line}", file=sys.stderr)
+    failures.JOB_FAILURES.append((code, line))
     path = Path(str(HydraConfig.get().sweep.dir)) / FAILURES_FILE
-    with open(path, "a") as f:  # O_APPEND: concurrent short lines do not interleave
-        f.write(f"{code}\t{' '.join(message.split())}\n")
+    try:
+        with open(path, "a") as f:  # O_APPEND: concurrent short lines do not interleave
+            f.write(f"{code}\t{line}\n")
+    except OSError as err:
+        log.warning("cannot note the failure in %s (%s); it still counts for this sweep", path, err.strerror or err)
 
 
 def read_failures(sweep_dir: str | os.PathLike) -> list[tuple[int, str]]:
     """The (exit code, message) lines of ``<sweep dir>/.failures`` (code 1 for lines without one)."""
     path = Path(sweep_dir) / FAILURES_FILE
     out = []
-    for line in path.read_text().splitlines() if path.exists() else []:
+    try:
+        text = path.read_text() if path.exists() else ""
+    except OSError:
+        text = ""  # the failures of this process are in failures.JOB_FAILURES anyway
+    for line in text.splitlines():
         code, sep, text = line.partition("\t")
         out.append((int(code), text) if sep and code.isdigit() else (failures.RUN_FAILED, line))
     return [(c, t) for c, t in out if t.strip()]
@@ -146,6 +159,62 @@ def _verbose_from_hydra(config: DictConfig) -> None:
         os.environ.setdefault(VERBOSE_ENV, "1")  # before TensorFlow loads; inherited by workers
 
 
+def _safety_check(what: str):
+    """A callback method whose every error refuses the launch: one line, exit 2 (a safety check never warns).
+
+    Hydra turns an Exception raised by a callback into a warning and goes on, so
+    a check that crashed (a RecursionError in a deep folder chain, an OSError on
+    an overlong path) would leave the run or sweep unprotected; only SystemExit
+    gets through. ``what`` names the check for the message.
+    """
+    def wrap(method):
+        def checked(self, config: DictConfig, **kwargs) -> None:
+            try:
+                method(self, config, **kwargs)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as err:  # noqa: BLE001 -- any failure of a check is a refusal
+                failures.refuse(f"cannot check the {what} {_target(config, what)}, so nothing was started: "
+                                f"{type(err).__name__}: {failures.one_line(str(err))[:300]}")
+        checked.__doc__, checked.__name__ = method.__doc__, method.__name__
+        return checked
+    return wrap
+
+
+def _target(config: DictConfig, what: str) -> str:
+    key = "hydra.sweep.dir" if what == "sweep directory" else "hydra.run.dir"
+    try:
+        return str(OmegaConf.select(config, key))
+    except Exception:  # noqa: BLE001 -- only for the message
+        return f"({key})"
+
+
+def empty_sweep(config: DictConfig) -> str | None:
+    """The sweep override that gives no value at all (``seed=range(0,0)``), for Hydra's basic sweeper; else None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if "basic_sweeper" not in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")):
+        return None  # another sweeper (e.g. optuna) reads its search space its own way
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # noqa: BLE001 -- Hydra's sweeper reports a bad override itself, in one line
+        return None
+    for override in parsed:
+        if override.is_sweep_override() and not override.is_hydra_override():
+            try:
+                if not list(override.sweep_string_iterator()):
+                    return override.input_line
+            except Exception:  # noqa: BLE001 -- e.g. glob(), which needs the config loader
+                continue
+    return None
+
+
+# The directory this command writes, for the line printed when it is interrupted.
+ACTIVE: dict[str, str] = {}
+
+
 class SweepLockCallback(Callback):
     """Checks and locks the output before any work: the run dir of a run, the sweep dir of a sweep.
 
@@ -154,7 +223,7 @@ class SweepLockCallback(Callback):
     (``.run.lock``) until it ends. A multirun holds ``<sweep dir>/.sweep.lock``
     from start to end and collects the jobs that failed in this launch
     (``.failures``), so that :func:`main` exits non-zero after every job ran and
-    the sweep was aggregated.
+    the sweep was aggregated. Any error inside these checks refuses (exit 2).
     """
 
     def __init__(self) -> None:
@@ -170,6 +239,7 @@ class SweepLockCallback(Callback):
         self.lock = lock
         atexit.register(lock.release)  # also when the run ends early (Ctrl-C, launcher error)
 
+    @_safety_check("run directory")
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _verbose_from_hydra(config)
         run_dir = str(config.hydra.run.dir)
@@ -180,15 +250,26 @@ class SweepLockCallback(Callback):
             failures.fail(err)  # before Hydra creates the run directory: nothing is left behind
         _require_writable(run_dir)
         self._hold(run_lock(run_dir))
+        ACTIVE.update(kind="run", path=run_dir)
         failures.STARTED = True
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         if self.lock is not None:
             self.lock.release()
 
+    @_safety_check("sweep directory")
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _verbose_from_hydra(config)
         sweep_dir = str(config.hydra.sweep.dir)
+        if "force" in config:  # a sweep-wide option (a swept +force is checked per job by the launcher)
+            try:
+                force_requested(config)
+            except ConfigError as err:
+                failures.fail(err)  # before the sweep directory exists
+        nothing = empty_sweep(config)
+        if nothing is not None:
+            failures.refuse(f"{nothing} gives no value, so this sweep has no jobs: nothing to train, "
+                            "nothing was written (give it at least one value)")
         aggregate_out = OmegaConf.select(config, "hydra.callbacks.aggregate.out", default="aggregate")
         try:
             records.check_sweep_dir(sweep_dir, aggregate_dir=str(aggregate_out))
@@ -198,10 +279,16 @@ class SweepLockCallback(Callback):
         self._hold(SweepLock(sweep_dir))
         os.environ[SWEEP_PID_ENV] = str(os.getpid())  # inherited by the workers launched next
         (Path(sweep_dir) / FAILURES_FILE).unlink(missing_ok=True)
+        ACTIVE.update(kind="sweep", path=sweep_dir)
         failures.STARTED = True
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        SWEEP_FAILURES.extend(read_failures(str(config.hydra.sweep.dir)))
+        found = read_failures(str(config.hydra.sweep.dir)) + failures.JOB_FAILURES
+        SWEEP_FAILURES.extend(dict.fromkeys(found))  # a failure noted twice (file and memory) counts once
+        from rnn_sweep.launcher import stop_idle_workers
+
+        stop_idle_workers()
+        _forget_dead_workers(str(config.hydra.sweep.dir), wait_s=0)
         if self.lock is not None:
             self.lock.release()
 
@@ -290,11 +377,17 @@ def run(cfg: DictConfig) -> float | None:
         _job_failed(err, run_dir, multirun)
         return None
     force = force_requested(cfg)
+    lock = None
     try:
+        if multirun:  # a single run holds its lock from on_run_start on
+            lock = lock_unless_finished(run_cfg, run_dir, force)
         summary = run_job(run_cfg, run_dir, force=force, threads=job_threads(run_cfg.train.threads))
-    except (ConfigMismatch, RunFailed, records.UnsafeDirectory, OSError) as err:
+    except (ConfigMismatch, Locked, RunFailed, records.UnsafeDirectory, OSError) as err:
         _job_failed(err, run_dir, multirun)  # a training traceback is in the job's log
         return None
+    finally:
+        if lock is not None:
+            lock.release()
     _report(summary, run_dir)
     if summary.get("status") == "diverged" and not multirun:
         failures.refuse(f"the run diverged at step {summary.get('diverged_at_step')} (a loss block above "
@@ -319,7 +412,7 @@ def _group_given_a_boolean(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    """Console script ``rnn-sweep``; exit codes are :mod:`rnn_sweep.failures`' (0 ok, 1 failed, 2 bad input)."""
+    """Console script ``rnn-sweep``; exit codes are :mod:`rnn_sweep.failures`' (0 ok, 1 failed, 2 bad input, 130)."""
     bad = _group_given_a_boolean(sys.argv[1:])
     if bad:
         failures.refuse(bad)
@@ -327,6 +420,8 @@ def main() -> None:
     # Hydra prints its own errors with a traceback and exits 1; asked for the full
     # error it raises instead, and failures.fail turns it into one line and an exit code.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    failures.terminate_as_interrupt()
+    quiet_log_write_errors()
     try:
         try:
             run()
@@ -334,16 +429,61 @@ def main() -> None:
             if user_wants_trace:
                 raise
             failures.fail(err)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: one line, no traceback
+            if user_wants_trace:
+                raise
+            code = failures.interrupted(ACTIVE.get("kind"), ACTIVE.get("path"))
+            if ACTIVE.get("kind") == "sweep":
+                _forget_dead_workers(ACTIVE["path"])
+            _exit(code)
     except SystemExit as stop:  # ours (failures.fail/refuse), Hydra's (--help: 0), argparse's (2)
         _exit(stop.code if isinstance(stop.code, int) else (0 if stop.code is None else failures.RUN_FAILED))
-    code = failures.OK
-    if SWEEP_FAILURES:
-        print(f"rnn-sweep: {len(SWEEP_FAILURES)} job(s) failed (a training error is also in the run's "
-              "summary.json); rerunning the sweep retries them:", file=sys.stderr)
-        for _, line in SWEEP_FAILURES:
-            print(f"  {line}", file=sys.stderr)
-        code = max(c for c, _ in SWEEP_FAILURES)
-    _exit(code)
+    _exit(report_sweep_failures(SWEEP_FAILURES))
+
+
+def quiet_log_write_errors() -> None:
+    """A log line that cannot be written (the disk is full) is dropped, not printed with a traceback.
+
+    Python's logging prints "--- Logging error ---" and a traceback on stderr for
+    every such line, dozens per run; the failure that matters is reported
+    anyway, in one line naming the file, by the run that could not write it.
+    """
+    logging.raiseExceptions = False
+
+
+def _forget_dead_workers(sweep_dir: str, wait_s: float = 2.0) -> None:
+    """Drop the ``.workers/`` entries of dead workers (after an interrupt, waiting up to ``wait_s`` for them to die).
+
+    Workers that outlive the wait die with this process (rnn_sweep.sweep.die_with_parent);
+    the next sweep into the directory removes their entries then.
+    """
+    import time
+
+    from rnn_sweep.locks import live_workers
+
+    deadline = time.monotonic() + wait_s
+    try:
+        while live_workers(sweep_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except OSError:
+        pass  # only tidying: the entries of dead workers never hold a sweep back
+
+
+def report_sweep_failures(found: list[tuple[int, str]]) -> int:
+    """Print the jobs of a sweep that were refused or failed, each saying which; return the exit status."""
+    if not found:
+        return failures.OK
+    refused = [line for code, line in found if code == failures.BAD_INPUT]
+    failed = [line for code, line in found if code != failures.BAD_INPUT]
+    parts = ([f"{len(refused)} refused (nothing trained: bad input, or a directory in the way)"] if refused else []) \
+        + ([f"{len(failed)} failed (training or writing its results raised)"] if failed else [])
+    print(f"rnn-sweep: {len(found)} job(s) did not finish: {', '.join(parts)}; the finished ones are kept, "
+          "and rerunning the sweep retries these:", file=sys.stderr)
+    for line in refused:
+        print(f"  refused: {line}", file=sys.stderr)
+    for line in failed:
+        print(f"  failed: {line}", file=sys.stderr)
+    return max(code for code, _ in found)
 
 
 def _exit(code: int) -> None:

@@ -85,7 +85,12 @@ class TrainConfig:
 
     epochs: int = 1
     batch_size: int = 200
-    log_every: int = 100  # training steps per logged loss block
+    log_every: int = 100  # updates per block of the optional per-update log (updates.csv)
+    log_updates: Flag = False  # also write updates.csv (blocks of log_every updates; depends on n)
+    log_data_steps: int = 10_000  # time steps per block of losses.csv (whole positions of the rows; same grid for every n)
+    checkpoints: int = 10  # held-out checkpoints per epoch (checkpoints.csv); 0 = only the final evaluation
+    checkpoint_eval_length: int = 20_000  # held-out time steps each checkpoint measures
+    final_fraction: float = 0.1  # summary's final_loss: mean training loss over this last fraction of the data
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     xla: Flag = True  # compile the epoch with XLA (faster on CPU for this model)
     threads: int = 0  # TF intra-op threads; 0 = automatic (1, or a parallel launcher's share)
@@ -216,6 +221,7 @@ def validate(cfg: RunConfig) -> None:
     _positive_int("train.epochs", t.epochs)
     _positive_int("train.batch_size", t.batch_size)
     _positive_int("train.log_every", t.log_every)
+    _validate_logging(cfg)
     for flag in FLAG_FIELDS["TrainConfig"]:
         if not isinstance(getattr(t, flag), bool):
             _fail(f"train.{flag}", getattr(t, flag), "must be true or false")
@@ -236,16 +242,34 @@ def validate(cfg: RunConfig) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v < 1.0):
             _fail(f"train.optimizer.{name}", v, "must be in [0, 1)")
     _validate_truncation(cfg)
-    for length_field in ("length", "eval_length"):
-        length = getattr(cfg.data, length_field)
+    lengths = [("data.length", cfg.data.length), ("data.eval_length", cfg.data.eval_length)]
+    if t.checkpoints:
+        lengths.append(("train.checkpoint_eval_length", t.checkpoint_eval_length))
+    for length_field, length in lengths:
         columns = length // t.batch_size
         if columns < cfg.num_steps:
             raise ConfigError(
-                f"train.batch_size={t.batch_size} does not fit the data: data.{length_field}={length} "
+                f"train.batch_size={t.batch_size} does not fit the data: {length_field}={length} "
                 f"gives {columns} columns per row, fewer than num_steps={cfg.num_steps}; "
-                f"need data.{length_field} >= batch_size * num_steps = {t.batch_size * cfg.num_steps}"
+                f"need {length_field} >= batch_size * num_steps = {t.batch_size * cfg.num_steps}"
             )
     check_memory(cfg)
+
+
+def _validate_logging(cfg: RunConfig) -> None:
+    """The data grid of losses.csv, the checkpoints and the final-loss window."""
+    t = cfg.train
+    _positive_int("train.log_data_steps", t.log_data_steps)
+    if isinstance(t.checkpoints, bool) or not isinstance(t.checkpoints, int) or t.checkpoints < 0:
+        _fail("train.checkpoints", t.checkpoints, "must be an integer >= 0 (held-out checkpoints per epoch)")
+    _positive_int("train.checkpoint_eval_length", t.checkpoint_eval_length)
+    lags = [d.lag for d in cfg.data.dependencies if isinstance(d.lag, int)]
+    if t.checkpoints and cfg.data.boundary == "wrap" and lags and max(lags) >= t.checkpoint_eval_length:
+        _fail("train.checkpoint_eval_length", t.checkpoint_eval_length, f"with data.boundary=wrap it must exceed "
+              f"every lag (the largest is {max(lags)}: X[t-lag] would wrap onto itself)")
+    f = t.final_fraction
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0.0 < f <= 1.0):
+        _fail("train.final_fraction", f, "must be in (0, 1] (the last fraction of the data final_loss averages)")
 
 
 def _validate_truncation(cfg: RunConfig) -> None:
@@ -383,7 +407,7 @@ def windows_per_epoch(cfg: RunConfig) -> int:
     return (cfg.data.length // cfg.train.batch_size) // cfg.num_steps
 
 
-FLAG_FIELDS = {"TrainConfig": ("xla", "progress")}  # the schema's booleans, parsed by parse_bool
+FLAG_FIELDS = {"TrainConfig": ("xla", "progress", "log_updates")}  # the schema's booleans, parsed by parse_bool
 
 
 def from_dict(raw: dict) -> RunConfig:

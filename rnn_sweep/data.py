@@ -11,7 +11,8 @@ import numpy as np
 from rnn_sweep.config import DataConfig
 
 TRAIN_STREAM = 0
-EVAL_STREAM = 1
+EVAL_STREAM = 1  # the final held-out evaluation
+CHECKPOINT_STREAM = 2  # the held-out data every checkpoint of a run measures (the same each time)
 
 
 def rng_for(seed: int, stream: int, epoch: int = 0) -> np.random.Generator:

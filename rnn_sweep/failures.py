@@ -10,6 +10,8 @@ Exit codes (documented in docs/reliability.md):
 * ``1`` -- a run failed (training raised, the output could not be written) or
   a single run diverged; a sweep with any failed job (after the others
   trained and the sweep was aggregated).
+* ``130`` -- interrupted (Ctrl-C); ``143`` -- terminated (SIGTERM). One line says
+  what was stopped; a rerun resumes it (finished runs are kept).
 * ``0`` -- otherwise.
 
 Every message is one line on stderr starting ``rnn-sweep: error:``; a run's
@@ -21,14 +23,63 @@ variable to see the full trace.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import NoReturn
 
 OK, RUN_FAILED, BAD_INPUT = 0, 1, 2
+INTERRUPTED = 128 + signal.SIGINT  # 130, the shell's code for a Ctrl-C
 PREFIX = "rnn-sweep: error: "
 # Set once the command got past composing its config (a callback ran): an unexpected
 # exception after that point is a failure of the run, before it one of the input.
 STARTED = False
+# (exit code, message) of every sweep job that failed or was refused in this process
+# (rnn_sweep.cli.record_failure; the launcher adds those of its workers).
+JOB_FAILURES: list[tuple[int, str]] = []
+_SIGNAL = {"number": signal.SIGINT}  # the signal that stopped the command
+
+
+def _terminated(signum: int, frame) -> None:
+    _SIGNAL["number"] = signum
+    raise KeyboardInterrupt
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM stop the command the way Ctrl-C does: unwinding, so launchers end their workers.
+
+    Killed by SIGTERM's default action, a ``cores`` sweep left its joblib
+    workers' semaphores to the resource tracker ("leaked semaphore objects")
+    and its lock and worker entries behind; unwinding runs every cleanup.
+    """
+    try:
+        signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:
+        pass  # not the main thread (rnn-sweep embedded in another program): leave its handler
+
+
+def interrupted(kind: str | None, path: str | None) -> int:
+    """Print the one line for an interrupted command; return its exit status (130 Ctrl-C, 143 SIGTERM).
+
+    A second Ctrl-C while the command tidies up (locks, worker entries) is
+    ignored: it would end the cleanup with a traceback.
+    """
+    for number in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(number, signal.SIG_IGN)
+        except ValueError:
+            pass  # not the main thread
+    how = "terminated (SIGTERM)" if _SIGNAL["number"] == signal.SIGTERM else "interrupted"
+    if kind == "sweep":
+        text = (f"{how}: the sweep in {path} was stopped; rerunning the same command resumes it "
+                "(finished runs are kept, unfinished ones train again)")
+    elif kind == "run":
+        text = (f"{how}: the run in {path} was stopped before it finished; rerunning the same command "
+                "(same hydra.run.dir) trains it again")
+    else:
+        text = f"{how} before anything was trained; nothing was written"
+    print(f"rnn-sweep: {text}", file=sys.stderr)
+    sys.stderr.flush()
+    return 128 + int(_SIGNAL["number"])
 
 
 def _bad_input_types() -> tuple[type, ...]:

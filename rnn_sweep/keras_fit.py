@@ -145,8 +145,14 @@ class KerasFit:
         params, opt_state, losses, _, final = self.with_step_losses(params, opt_state, hp, xs, ys, state)
         return params, opt_state, losses, final
 
-    def with_step_losses(self, params, opt_state, hp, xs, ys, state):
-        """As the call, plus the step losses [W * n, 1] (see :func:`rnn_sweep.engine.epoch_fn`)."""
+    def updates(self, columns: int) -> int:
+        """Windows (updates) in an epoch of ``columns`` steps per row."""
+        return columns // self.cfg.num_steps
+
+    def with_step_losses(self, params, opt_state, hp, xs, ys, state, first: int = 0, stop: int | None = None):
+        """As the call, plus the step losses [W * n, 1] (see :func:`rnn_sweep.engine.epoch_fn`);
+        ``first``/``stop``: only windows first..stop-1, the stateful layer carrying its state
+        from the previous segment (``state`` is not used: the layer keeps its own)."""
         import tensorflow as tf
 
         if xs.shape[1] != 1:
@@ -154,13 +160,16 @@ class KerasFit:
         params = {k: np.asarray(v)[0] for k, v in params.items()}
         n = self.cfg.num_steps
         xs, ys = (to_windows(np.asarray(a)[:, 0].T, n) for a in (xs, ys))  # [W, B, n]
-        windows, batch, num_steps = xs.shape
         if self.model is None:
-            self._build(batch, num_steps, windows)
-        elif windows > self.metric.capacity:
-            raise ValueError(f"{windows} windows in this epoch, more than the first epoch's {self.metric.capacity}")
+            self._build(xs.shape[1], xs.shape[2], xs.shape[0])
+        elif xs.shape[0] > self.metric.capacity:
+            raise ValueError(f"{xs.shape[0]} windows in this epoch, more than the first epoch's "
+                             f"{self.metric.capacity}")
+        xs, ys = xs[first:stop], ys[first:stop]
+        windows, batch, num_steps = xs.shape
         self.set_params(params)
-        self.rnn.reset_state()  # state reset per epoch, as in the article
+        if first == 0:
+            self.rnn.reset_state()  # state reset per epoch, as in the article
         # Window-major rows: batch i of fit is window i (shuffle=False keeps the order).
         x = np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(xs, np.int64).reshape(windows * batch, num_steps)]
         y = np.asarray(ys, np.int32).reshape(windows * batch, num_steps)

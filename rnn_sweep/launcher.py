@@ -31,8 +31,9 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -42,9 +43,10 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rnn_sweep import failures
 from rnn_sweep.compose import SweepComposer
 from rnn_sweep.config import RunConfig
-from rnn_sweep.pack_runner import PACK_RECORD, PackedJob, job_records_dir, run_pack, run_packs
+from rnn_sweep.pack_runner import FAILURE_ATTR, PACK_RECORD, PackedJob, job_records_dir, run_pack, run_packs
 from rnn_sweep.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describe, make_packs
 from rnn_sweep.progress import Progress
 
@@ -103,6 +105,7 @@ class PackingLauncher(Launcher):
             return self.wrapped.launch(job_overrides, initial_job_idx)
         assert self.config is not None and self.hydra_context is not None
         jobs = compose_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx)
+        rounds = check_job_dirs(jobs, str(self.config.hydra.sweep.dir))
         run_packs = self._dispatcher()
         if run_packs is None:  # a launcher we cannot hand packs to (e.g. ray): its own jobs, unpacked
             log.info("%s runs each job on its own (no packing)", self.wrapped_target)
@@ -110,6 +113,18 @@ class PackingLauncher(Launcher):
         if self.max_pack_size < 1:
             _refuse([f"hydra.launcher.max_pack_size={self.max_pack_size!r} is invalid: "
                      "must be a positive integer (>= 1)"], 0)
+        self.progress = Progress(len(jobs))
+        by_index: dict[int, JobReturn] = {}
+        for members in rounds:  # one round, unless a job was asked twice (its copy then finds it finished)
+            by_index.update(zip(members, self._launch_round([jobs[i] for i in members], run_packs)))
+        returns = [by_index[i] for i in range(len(jobs))]
+        # The workers' failures, also where they could not be noted in <sweep dir>/.failures.
+        failures.JOB_FAILURES.extend(tuple(f) for f in (getattr(r, FAILURE_ATTR, None) for r in returns) if f)
+        return returns
+
+    def _launch_round(self, jobs: list[PackedJob], run_packs: Callable) -> list[JobReturn]:
+        """Pack ``jobs`` (distinct run directories) and hand the packs to the wrapped launcher."""
+        assert self.config is not None
         packs = make_packs([j.run_cfg for j in jobs], self.max_pack_size, *self._memory_cap())
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Packing %d jobs into %s; sweep output dir: %s", len(jobs), describe(packs),
@@ -117,7 +132,6 @@ class PackingLauncher(Launcher):
         for number, pack in enumerate(packs, 1):
             log.info("\tpack %d: %s", number, " | ".join(" ".join(filter_overrides(jobs[i].overrides)) or "-"
                                                          for i in pack))
-        self.progress = Progress(len(jobs))
         returns = run_packs([[jobs[i] for i in pack] for pack in packs])
         by_index = {i: ret for pack, rets in zip(packs, returns) for i, ret in zip(pack, rets)}
         return [by_index[i] for i in range(len(jobs))]
@@ -191,11 +205,19 @@ class PackingLauncher(Launcher):
         runner = SubmititPack(self.hydra_context.callbacks, self.task_function)
         labels = [f"{number}/{len(packs)}" for number in range(1, len(packs) + 1)]
         state = Singleton.get_state()
-        jobs = executor.map_array(runner, packs, labels, [state] * len(packs))
+        local = self.wrapped._EXECUTOR == "local"  # type: ignore[attr-defined]
+        with _stderr_into(Path(executor.folder).parent / "controllers.log" if local else None):
+            jobs = executor.map_array(runner, packs, labels, [state] * len(packs))
         out = []
-        for pack, job in zip(packs, jobs):
-            out.append(job.results()[0])
-            self._report(pack, [ret.return_value for ret in out[-1]])
+        try:
+            for pack, job in zip(packs, jobs):
+                out.append(job.results()[0])
+                self._report(pack, [ret.return_value for ret in out[-1]])
+        except BaseException:
+            if local:  # interrupted (Ctrl-C, SIGTERM): each controller stops its pack's process
+                for job in jobs:
+                    job.cancel(check=False)
+            raise
         return out
 
     def _memory_cap(self) -> tuple[Optional[int], Any]:
@@ -226,6 +248,22 @@ class PackingLauncher(Launcher):
         n = int(self.params.get("n_jobs") or -1)
         cores = os.cpu_count() or 1
         return max(1, n if n > 0 else cores + 1 + n)
+
+
+def stop_idle_workers() -> None:
+    """End joblib's idle worker processes when the sweep is over (not between Optuna's batches).
+
+    Loky keeps them for reuse; once the sweep process exits they die by SIGKILL
+    (rnn_sweep.sweep.die_with_parent), leaving their ``.workers/`` entries
+    behind. Ended here, they exit normally and remove them.
+    """
+    if "joblib.externals.loky.reusable_executor" not in sys.modules:
+        return  # no joblib worker was started
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def _run_chunk(chunk: list[int], packs: list[list[PackedJob]], callbacks: Any, task_function: Any,
@@ -326,6 +364,34 @@ class SubmititPack:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
+@contextmanager
+def _stderr_into(path: Optional[Path]) -> Iterator[None]:
+    """File descriptor 2 of the processes started meanwhile goes to ``path`` (None: unchanged).
+
+    submitit's local controllers inherit the sweep's stderr; on Ctrl-C each
+    stops its pack's process and then prints its own KeyboardInterrupt
+    traceback there, in the middle of the sweep's one-line message. Their
+    output goes to a file in ``.submitit/`` instead (the packs' own logs are
+    there too).
+    """
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def submitit_executor(wrapped: Any):
     """A submitit executor set up from a submitit plugin launcher's parameters, as that plugin does."""
     import submitit
@@ -422,6 +488,56 @@ class ComposeOnce:
                 return hit
             return compose.compose(master, overrides)
         return compose(master, list(overrides))
+
+
+def check_job_dirs(jobs: list[PackedJob], sweep_dir: str) -> list[list[int]]:
+    """Refuse the sweep (exit 2, one line) unless every job writes its own safe run directory.
+
+    Before anything trains: two jobs of different configs that map to one run
+    directory (``hydra.sweep.subdir=onedir``, a pattern without a swept key) or
+    to nested ones, a job writing the sweep directory itself, and a job whose
+    directory holds files rnn-sweep did not write (or is a link) are refused,
+    naming the jobs' overrides and the directory. Returns the rounds of
+    :func:`rnn_sweep.packing.dir_rounds` (positions in ``jobs``).
+    """
+    from rnn_sweep.packing import dir_rounds
+    from rnn_sweep.pack_runner import job_output_dir
+    from rnn_sweep.records import UnsafeDirectory, check_job_dir, identity
+
+    dirs = [os.path.realpath(job_output_dir(j.config)) for j in jobs]  # two names for one folder are one
+    ids = [json.dumps(identity(j.run_cfg), sort_keys=True) for j in jobs]
+    rounds, clashes, misplaced = dir_rounds(dirs, ids, [os.path.realpath(sweep_dir)])
+    name = _job_labels(jobs)
+    if clashes:
+        a, b = clashes[0]
+        where = (f"run directory {dirs[a]}" if dirs[a] == dirs[b]
+                 else f"run directories {dirs[a]} and {dirs[b]}, one inside the other")
+        more = f" (and {len(clashes) - 1} more such pair(s))" if len(clashes) > 1 else ""
+        _refuse([f"jobs '{name[a]}' and '{name[b]}' would write the same {where}{more}: each job needs its "
+                 "own directory, so hydra.sweep.subdir must tell every job apart (include every swept key, "
+                 "e.g. the default ${hydra.job.override_dirname}); nothing was trained"], 0)
+    if misplaced:
+        i = misplaced[0]
+        _refuse([f"job '{name[i]}' would write its run into {dirs[i]}, which is the sweep directory "
+                 f"{os.path.realpath(sweep_dir)} or holds it (hydra.sweep.subdir must name a folder inside it); "
+                 "nothing was trained"], 0)
+    unsafe = []
+    for i, d in enumerate(dirs):
+        try:
+            check_job_dir(d)
+        except UnsafeDirectory as err:
+            unsafe.append(f"job '{name[i]}': {err}")
+    if unsafe:
+        more = f" (and {len(unsafe) - 1} more job(s) like it)" if len(unsafe) > 1 else ""
+        _refuse([f"{unsafe[0]}{more}; nothing was trained"], 0)
+    return rounds
+
+
+def _job_labels(jobs: list[PackedJob]) -> list[str]:
+    """Each job's overrides that are not shared by every job (what tells it apart), or all of them."""
+    shared = set.intersection(*(set(j.overrides) for j in jobs)) if len(jobs) > 1 else set()
+    return [" ".join(o for o in filter_overrides(j.overrides) if o not in shared)
+            or " ".join(filter_overrides(j.overrides)) or "(no overrides)" for j in jobs]
 
 
 def run_config(cfg: DictConfig) -> RunConfig:

@@ -12,6 +12,7 @@ stay each replica's own).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -57,6 +58,7 @@ class Pack:
         self.params = {k: tf.constant(v) for k, v in self.backend.init_params(self.seeds).items()}
         self.hp = optim.stacked_hyperparams([c.train.optimizer for c in self.cfgs])
         self.opt_state = optim.init_state(cfg.train.optimizer.name, self.params, self.hp)
+        self._checkpoint_data: list | None = None
         if hasattr(self.backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
             self.fn = self.backend.make_epoch_fn(cfg)
         else:
@@ -68,16 +70,49 @@ class Pack:
         """K, the number of replicas."""
         return len(self.cfgs)
 
-    def train_epoch(self, epoch: int) -> tuple[np.ndarray, float, float]:
-        """One epoch of every replica; returns (losses float32 [U, K], data seconds, train seconds)."""
+    def train_epoch(self, epoch: int, checkpoints: int = 0) -> "EpochResult":
+        """One epoch of every replica, measured on held-out data at ``checkpoints`` points of it.
+
+        The epoch's updates are made in ``checkpoints`` + 1 segments of (nearly) equal
+        data; after each segment but the last, every replica's held-out loss and learned
+        fractions are measured on its checkpoint data (:meth:`checkpoint_metrics`). The
+        segments are one compiled program and equal the epoch made at once.
+        """
         cfg = self.cfgs[0]
         t0 = time.perf_counter()
         xs, ys = data_mod.pack_epoch_steps(cfg.data, cfg.data.length, cfg.train.batch_size, self.seeds, epoch)
-        t1 = time.perf_counter()
+        data_s = time.perf_counter() - t0
         state = self.backend.zero_state(self.size, cfg.train.batch_size)
-        self.params, self.opt_state, losses, _ = self.fn(self.params, self.opt_state, self.hp, xs, ys, state)
-        losses = np.asarray(losses)
-        return losses, t1 - t0, time.perf_counter() - t1
+        total = self.fn.updates(int(xs.shape[0]))
+        result = EpochResult(updates=total, data_s=data_s)
+        stops = sorted({round(total * (i + 1) / (checkpoints + 1)) for i in range(checkpoints)} - {0, total})
+        first = 0
+        for stop in [*stops, total]:
+            t1 = time.perf_counter()
+            self.params, self.opt_state, losses, steps, state = self.fn.with_step_losses(
+                self.params, self.opt_state, self.hp, xs, ys, state, first=first, stop=stop)
+            result.losses.append(np.asarray(losses))
+            result.step_losses.append(np.asarray(steps))
+            result.train_s += time.perf_counter() - t1
+            if stop < total:
+                t2 = time.perf_counter()
+                result.checkpoints.append((stop, self.checkpoint_metrics()))
+                result.eval_s += time.perf_counter() - t2
+            first = stop
+        return result
+
+    def positions_per_update(self) -> int:
+        """Positions of each row one update trains: n (TF style) or u (true style)."""
+        cfg = self.cfgs[0]
+        return cfg.num_steps if cfg.truncation.style == "tf" else (cfg.truncation.update_every or cfg.num_steps)
+
+    def checkpoint_metrics(self) -> list[dict]:
+        """Every replica's held-out numbers (:func:`heldout_metrics`) on its checkpoint data."""
+        if self._checkpoint_data is None:
+            cfg = self.cfgs[0]
+            self._checkpoint_data = self._held_out(cfg.train.checkpoint_eval_length, data_mod.CHECKPOINT_STREAM)
+        full = self._checkpoint_data
+        return [heldout_metrics(cfg, p, f) for cfg, (p, f) in zip(self.cfgs, self._predict(full))]
 
     def heldout_predictions(self) -> list[tuple[np.ndarray, tuple]]:
         """Every replica's predictions on its own fresh held-out data, in ONE compiled pass.
@@ -86,19 +121,48 @@ class Pack:
         its data ``generate_full(...)`` tuple); pass them to :func:`heldout_metrics`.
         A replica whose parameters are not finite gets NaNs; it cannot disturb the others.
         """
+        return self._predict(self._held_out(self.cfgs[0].data.eval_length, data_mod.EVAL_STREAM))
+
+    def _held_out(self, length: int, stream: int) -> list[tuple]:
+        """Each replica's held-out data (``generate_full`` tuples) of ``length`` steps from ``stream``."""
+        cfg = self.cfgs[0]
+        drawn = {s: data_mod.generate_full(cfg.data, length, data_mod.rng_for(s, stream))
+                 for s in dict.fromkeys(self.seeds)}
+        return [drawn[s] for s in self.seeds]
+
+    def _predict(self, full: list[tuple]) -> list[tuple[np.ndarray, tuple]]:
         from rnn_sweep import engine
 
         cfg = self.cfgs[0]
         b = cfg.train.batch_size
-        drawn = {s: data_mod.generate_full(cfg.data, cfg.data.eval_length, data_mod.rng_for(s, data_mod.EVAL_STREAM))
-                 for s in dict.fromkeys(self.seeds)}
-        full = [drawn[s] for s in self.seeds]
         xs = data_mod.steps_major([data_mod.to_rows(f[0], b) for f in full])  # [C, K, B]
         # Compiled with XLA when training is: the program does not depend on n, so a sweep
-        # compiles it once per state size (and pack size), and it then runs in milliseconds.
+        # compiles it once per state size (and pack size, and held-out length), and it then
+        # runs in milliseconds.
         predict = engine.predict_fn(self.backend, xla=cfg.train.xla)
         p = np.asarray(predict(self.params, xs, self.backend.zero_state(self.size, b)))
         return [(p[:, k].T, f) for k, f in enumerate(full)]
+
+
+@dataclass
+class EpochResult:
+    """One epoch of a pack: losses per update [U, K] and per trained position [P, K] (segment by
+    segment, see :meth:`Pack.train_epoch`), the checkpoints as (updates done, metrics per replica),
+    and seconds spent drawing data, training and measuring checkpoints."""
+
+    updates: int
+    losses: list = field(default_factory=list)
+    step_losses: list = field(default_factory=list)
+    checkpoints: list = field(default_factory=list)
+    data_s: float = 0.0
+    train_s: float = 0.0
+    eval_s: float = 0.0
+
+    def update_losses(self) -> np.ndarray:
+        return np.concatenate(self.losses)
+
+    def position_losses(self) -> np.ndarray:
+        return np.concatenate(self.step_losses)
 
 
 def heldout_metrics(cfg: RunConfig, p_rows: np.ndarray, full: tuple) -> dict:

@@ -32,6 +32,9 @@ from rnn_sweep.config import RunConfig
 
 log = logging.getLogger("rnn_sweep.pack")
 PACK_RECORD = "pack.json"  # beside Hydra's records of each member: which pack it trained in
+# On each member's JobReturn: (exit code, message) of its failure, or None. The sweep process
+# reads it (rnn_sweep.launcher), so a failure counts even where .failures could not be written.
+FAILURE_ATTR = "rnn_sweep_failure"
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Outcome:
     summary: Optional[dict] = None
     error: Optional[str] = None
     trained: bool = False
+    code: int = 1  # the exit status an error means (rnn_sweep.failures): 2 refused, 1 failed
 
 
 @dataclass
@@ -62,6 +66,7 @@ class _Member:
     log_files: list[str] = field(default_factory=list)
     outcome: Outcome = field(default_factory=Outcome)
     must_train: bool = False
+    lock: Any = None  # the run lock this member holds while it trains (rnn_sweep.sweep.lock_unless_finished)
 
 
 def run_packs(packs: Sequence[Sequence[PackedJob]], callbacks: Any, task_function: TaskFunction,
@@ -98,8 +103,10 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
     if jobs:
         _guard_worker(jobs[0].config)
     original = HydraConfig.instance().cfg
+    members: list[_Member] = []
     try:
-        members = [_open(job, callbacks, task_function, job_id) for job in jobs]
+        for job in jobs:
+            members.append(_open(job, callbacks, task_function, job_id))
         todo = [m for m in members if m.must_train]
         if todo:
             _train(todo, members, label)
@@ -107,6 +114,9 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
             _close(m, members, label, callbacks, launch)
         return [m.ret for m in members]
     finally:
+        for m in members:  # also when interrupted: a live lock of this process would block the rerun
+            if m.lock is not None:
+                m.lock.release()
         HydraConfig.instance().cfg = original
 
 
@@ -140,18 +150,46 @@ def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: O
     ret.hydra_cfg = hydra_cfg  # a fresh copy per job (set_config); never changed after this
     ret.overrides = OmegaConf.to_container(config.hydra.overrides.task)
     ret.working_dir = os.getcwd()  # rnn-sweep runs never chdir: run directories are absolute
-    configure_log(config.hydra.job_logging, config.hydra.verbose)
     records_dir = job_records_dir(config)
-    if records_dir is not None:
-        records_dir.mkdir(parents=True, exist_ok=True)
-        for name, node in (("config.yaml", task_cfg), ("hydra.yaml", ret.hydra_cfg),
-                           ("overrides.yaml", config.hydra.overrides.task)):
-            (records_dir / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+    try:
+        configure_log(config.hydra.job_logging, config.hydra.verbose)  # opens the job log
+        problem = _write_hydra_records(records_dir, task_cfg, ret.hydra_cfg, config.hydra.overrides.task)
+    except OSError as err:
+        problem = f"cannot write {err.filename or 'its job log'}: {err.strerror or err}"
     log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     callbacks.on_job_start(config=config, task_function=task_function)
     member = _Member(job, ret, Path(config.hydra.runtime.output_dir), records_dir, log_files)
+    if problem is not None:  # e.g. a full disk: this job fails, the others (and later packs) go on
+        member.outcome = Outcome(error=f"{member.run_dir}: {problem}")
+        return member
     member.must_train = _decide(member)  # while this job's config and log are the current ones
     return member
+
+
+def _write_hydra_records(records_dir: Optional[Path], task_cfg: DictConfig, hydra_cfg: DictConfig,
+                         overrides: Any) -> Optional[str]:
+    """Hydra's ``.hydra`` files of a job; on a write error the reason naming the path (nothing half-written)."""
+    if records_dir is None:
+        return None
+    path = records_dir
+    try:
+        records_dir.mkdir(parents=True, exist_ok=True)
+        for name, node in (("config.yaml", task_cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", overrides)):
+            path = records_dir / name
+            write_text_atomic(path, OmegaConf.to_yaml(node))
+    except OSError as err:
+        return f"cannot write {path}: {err.strerror or err}"
+    return None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (temp file + rename); no temp file is left on an error."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def job_output_dir(config: DictConfig) -> str:
@@ -168,21 +206,22 @@ def job_records_dir(config: DictConfig) -> Optional[Path]:
 
 def _decide(m: _Member) -> bool:
     """Plan a member: True when it must train; a skip or a refusal is settled here."""
-    from rnn_sweep.sweep import ConfigMismatch, clear_partial, plan, run_job
-
+    from rnn_sweep import failures
     from rnn_sweep.config import parse_bool
+    from rnn_sweep.sweep import clear_partial, lock_unless_finished, plan, run_job
 
     force = parse_bool("force", m.ret.cfg.get("force", False))  # +force=true: a sweep option, not of the run
     try:
-        if plan(m.job.run_cfg, m.run_dir, force) == "skip":
+        m.lock = lock_unless_finished(m.job.run_cfg, m.run_dir, force)
+        if m.lock is None or plan(m.job.run_cfg, m.run_dir, force) == "skip":  # (finished meanwhile)
             m.outcome = Outcome(summary=run_job(m.job.run_cfg, m.run_dir))  # logs "skipping ..." as before
             return False
         removed = clear_partial(m.run_dir)
-    except ConfigMismatch as err:
-        m.outcome = Outcome(error=str(err))
-        return False
     except Exception as err:  # noqa: BLE001 -- one member's problem never stops the pack
-        m.outcome = Outcome(error=f"{m.run_dir}: {type(err).__name__}: {err}")
+        code = failures.exit_code(err)  # 2: another config's finished run, a live lock, foreign files
+        text = str(err) if code == failures.BAD_INPUT and str(m.run_dir) in str(err) else \
+            f"{m.run_dir}: {failures.message(err) if code == failures.BAD_INPUT else f'{type(err).__name__}: {err}'}"
+        m.outcome = Outcome(error=text, code=code)
         return False
     if removed:
         log.info("retraining %s from scratch (removed %s)", m.run_dir, ", ".join(removed))
@@ -254,25 +293,36 @@ def _close(m: _Member, members: list[_Member], label: str, callbacks: Any, launc
 
     config = m.job.config
     HydraConfig.instance().cfg = m.ret.hydra_cfg  # this member's, as _open set it (no second copy)
-    configure_log(config.hydra.job_logging, config.hydra.verbose)
+    try:
+        configure_log(config.hydra.job_logging, config.hydra.verbose)
+    except OSError:
+        pass  # its job log cannot be opened (a full disk): the console and the failure list still say it
     if m.outcome.error is not None:
-        record_failure(m.outcome.error)
+        record_failure(m.outcome.error, m.outcome.code)
         m.ret.return_value = None
     else:
         log.info("%s", result_line(m.outcome.summary or {}, m.run_dir))
         m.ret.return_value = (m.outcome.summary or {}).get("heldout_loss")
     m.ret.status = JobStatus.COMPLETED  # failures are records, not exceptions (see rnn_sweep.cli.record_failure)
     m.ret.task_name = JobRuntime.instance().get("name")
+    setattr(m.ret, FAILURE_ATTR, (m.outcome.code, m.outcome.error) if m.outcome.error is not None else None)
+    if m.lock is not None:  # the record is written: the directory is free again
+        m.lock.release()
+        m.lock = None
     if m.records_dir is not None:
         record = {"pack": label, "size": len(members), "members": [o.run_dir.name for o in members],
                   "trained": [o.run_dir.name for o in members if o.outcome.trained]}
         if launch is not None:
             record.update(launch=launch, heldout_loss=m.ret.return_value)
-        tmp = m.records_dir / f".{PACK_RECORD}.{os.getpid()}.tmp"  # whole or not at all: the sweep reads it
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, m.records_dir / PACK_RECORD)
+        try:  # whole or not at all: the sweep process reads it
+            write_text_atomic(m.records_dir / PACK_RECORD, json.dumps(record, indent=2) + "\n")
+        except OSError as err:  # only progress reporting reads it; the run's own record is what counts
+            log.warning("cannot write %s: %s", m.records_dir / PACK_RECORD, err.strerror or err)
     for handler in logging.getLogger().handlers:
-        handler.flush()
+        try:
+            handler.flush()
+        except OSError:
+            pass  # a job log on a full disk: what it lost is reported on the console
     callbacks.on_job_end(config=config, job_return=m.ret)
 
 
@@ -312,7 +362,10 @@ def _log_to(files: list[str]) -> Iterator[None]:
     for path in dict.fromkeys(files):
         if path in current:
             continue
-        handler = logging.FileHandler(path)
+        try:
+            handler = logging.FileHandler(path)
+        except OSError:
+            continue  # (a full disk) that member's log misses the pack's lines; its record says what happened
         if template is not None:
             handler.setFormatter(template.formatter)
             handler.setLevel(template.level)
@@ -323,4 +376,7 @@ def _log_to(files: list[str]) -> Iterator[None]:
     finally:
         for handler in extra:
             root.removeHandler(handler)
-            handler.close()
+            try:
+                handler.close()
+            except OSError:
+                pass  # its last lines could not be written (a full disk): nothing more to do

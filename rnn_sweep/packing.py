@@ -241,3 +241,51 @@ def describe(packs: Sequence[Sequence[int]]) -> str:
     if sizes and len(set(sizes)) == 1:
         return f"{len(packs)} pack{'s' if len(packs) != 1 else ''} ({len(packs)} x {sizes[0]})"
     return f"{len(packs)} packs (sizes {', '.join(map(str, sizes))})"
+
+
+def dir_rounds(dirs: Sequence[str], identities: Sequence[str],
+               reserved: Sequence[str] = ()) -> tuple[list[list[int]], list[tuple[int, int]], list[int]]:
+    """Check that a sweep's jobs write distinct run directories; split exact duplicates into rounds.
+
+    Args:
+        dirs: each job's run directory (absolute, normalised).
+        identities: each job's run identity (:func:`rnn_sweep.records.identity`, as JSON);
+            two jobs with the same directory and identity are the same run asked twice
+            (Optuna may suggest one point twice in a batch).
+        reserved: directories no job may write or contain (the sweep directory).
+
+    Returns:
+        ``(rounds, clashes, misplaced)``: rounds of job indices in which no two jobs share
+        a directory (the k-th copy of a duplicated job goes to round k; a later round
+        finds the run finished and skips it); pairs of jobs whose directories are
+        equal with different configs, or nested (one inside the other, where a
+        ``train.replicas`` job's ``seed=<s>/`` records or another run would mix);
+        jobs whose directory is a reserved one or one of its parents.
+    """
+    import os
+
+    first: dict[str, int] = {}
+    copies: dict[str, int] = {}
+    rounds: list[list[int]] = []
+    clashes: list[tuple[int, int]] = []
+    for i, d in enumerate(dirs):
+        if d in first and identities[first[d]] != identities[i]:
+            clashes.append((first[d], i))
+            continue
+        k = copies.get(d, 0)
+        copies[d] = k + 1
+        first.setdefault(d, i)
+        while len(rounds) <= k:
+            rounds.append([])
+        rounds[k].append(i)
+    for d, i in first.items():
+        parent = os.path.dirname(d)
+        while parent and parent != os.path.dirname(parent):
+            if parent in first:
+                clashes.append((first[parent], i))
+                break
+            parent = os.path.dirname(parent)
+    reserved_set = {os.path.normpath(r) for r in reserved}
+    misplaced = [i for d, i in first.items()
+                 if any(r == d or r.startswith(d.rstrip(os.sep) + os.sep) for r in reserved_set)]
+    return rounds, sorted(clashes), misplaced

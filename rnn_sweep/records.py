@@ -11,9 +11,11 @@ rnn-sweep's own files are ever removed or overwritten" is written down once:
   ``seed=<s>/`` directories holding the same records. Retraining removes exactly
   the run's own files (never Hydra's records of the current launch); a directory
   holding anything else is refused before any work (:func:`check_run_dir`).
-* a **sweep directory** may hold run directories, ``.sweep.lock``,
-  ``.failures``, ``multirun.yaml``, Hydra's ``.jobs/``, submitit's
-  ``.submitit/``, the worker registry ``.workers/``, and the aggregator's output folder (:func:`check_sweep_dir`).
+* a **sweep directory** holds run directories (each checked as above before
+  its job trains), ``.sweep.lock``, ``.failures``, ``multirun.yaml``, Hydra's
+  ``.jobs/``, submitit's ``.submitit/``, the worker registry ``.workers/`` and
+  the aggregator's output folder; anything else in it is never touched, so it
+  is not refused (:func:`check_sweep_dir`).
 * the current directory, its parents, ``~`` and ``/`` are never a run or sweep
   directory.
 
@@ -96,9 +98,15 @@ def write_json_atomic(path: Path, obj: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except ResultsWriteError:
+        raise
+    except OSError as err:  # a full disk says only "[Errno 28]": name the file
+        raise ResultsWriteError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     finally:
-        if tmp.exists():
+        try:
             tmp.unlink()
+        except OSError:
+            pass  # renamed into place, or never created
 
 
 def check_writable(run_dir: Path) -> None:
@@ -224,12 +232,19 @@ def _listing(path: Path) -> list[str]:
 
 
 def check_sweep_dir(sweep_dir: str | os.PathLike, aggregate_dir: str = "aggregate") -> None:
-    """Refuse a sweep directory holding anything but rnn-sweep's records, or being ``.``, ``~``, ``/``.
+    """Refuse a sweep directory where rnn-sweep would remove or replace something of the user's.
 
-    Each sub-directory must be a run directory holding only run records (Hydra
-    keeps a sweep's per-job records in ``.jobs/``, so run directories have none),
-    folders of such run directories (a nested ``hydra.sweep.subdir``), or the
-    aggregator's output folder ``aggregate_dir``.
+    At the top of a sweep directory rnn-sweep only ever creates, replaces or
+    removes its own records (``.sweep.lock``, ``.failures``, Hydra's
+    ``multirun.yaml`` and ``.jobs/``, ``.submitit/``, ``.workers/``); anything
+    else there -- a user's notes, Optuna's ``optimization_results.yaml``, another
+    folder -- is never touched, so it is not at risk and not refused. What a
+    sweep writes below it are its jobs' run directories, and each of those is
+    checked like a run directory (:func:`check_run_dir`, by the launcher before
+    anything trains, and again by each job). Refused here: ``.``, ``~``, ``/``,
+    a path that is a file, and an entry with one of those record names that is
+    not what rnn-sweep would write there (a folder named ``.sweep.lock``, a link).
+    The aggregator's output folder ``aggregate_dir`` is its own business.
 
     Raises:
         UnsafeDirectory: one line naming the path and the files at risk.
@@ -238,38 +253,32 @@ def check_sweep_dir(sweep_dir: str | os.PathLike, aggregate_dir: str = "aggregat
     reason = _protected(path)
     if reason is not None:
         raise _refusal(path, "sweep directory", reason, _listing(path))
+    if path.is_symlink() and not path.exists():
+        raise _refusal(path, "sweep directory", "it is a link to nothing", [])
+    if path.exists() and not path.is_dir():
+        raise _refusal(path, "sweep directory", "it is a file, not a directory", [])
     if not path.is_dir():
         return
-    foreign = []
-    for entry in sorted(path.iterdir()):
-        name = entry.name
-        if entry.is_symlink():
-            foreign.append(name)
-        elif entry.is_file() and name in SWEEP_FILES:
-            continue
-        elif entry.is_dir() and (name in SWEEP_HIDDEN_DIRS or name == aggregate_dir):
-            continue
-        elif entry.is_dir():
-            foreign += _tree_foreign(entry, name)
-        else:
-            foreign.append(name)
-    if foreign:
-        raise _refusal(path, "sweep directory", "it holds files rnn-sweep did not write", foreign)
+    in_the_way = [name for name in sorted(SWEEP_FILES | SWEEP_HIDDEN_DIRS)
+                  if (path / name).is_symlink()
+                  or (name in SWEEP_FILES and (path / name).is_dir())
+                  or (name in SWEEP_HIDDEN_DIRS and (path / name).exists() and not (path / name).is_dir())]
+    if in_the_way:
+        raise _refusal(path, "sweep directory", "it holds entries with the names of rnn-sweep's records that "
+                       "rnn-sweep did not write", in_the_way)
 
 
-def _tree_foreign(directory: Path, rel: str) -> list[str]:
-    """Foreign entries below a sweep's sub-directory: a run directory, or folders of them (nested subdirs)."""
-    entries = sorted(directory.iterdir())
-    if any((e.is_file() and (_RUN_FILE.match(e.name) or e.name == RUN_LOCK)) or
-           (e.is_dir() and _SEED_DIR.match(e.name)) for e in entries):
-        return [f"{rel}/{x}" for x in foreign_entries(directory)]
-    out = []
-    for e in entries:  # no run record here: only more folders may follow
-        if e.is_dir() and not e.is_symlink():
-            out += _tree_foreign(e, f"{rel}/{e.name}")
-        else:
-            out.append(f"{rel}/{e.name}")
-    return out
+def check_job_dir(run_dir: str | os.PathLike) -> None:
+    """A sweep job's run directory: :func:`check_run_dir`, and not a link (its writes would land elsewhere).
+
+    Raises:
+        UnsafeDirectory: one line naming the path and the files at risk.
+    """
+    path = Path(run_dir)
+    if path.is_symlink():
+        raise _refusal(path, "run directory", "it is a link (a run's files would be written wherever it "
+                       "points)", [])
+    check_run_dir(path)
 
 
 def clear_unfinished(run_dir: str | os.PathLike) -> list[str]:

@@ -28,7 +28,8 @@ def _import_tensorflow_quietly():
     and the oneDNN notice straight to file descriptor 2 while it loads, before
     TF_CPP_MIN_LOG_LEVEL is read, so the variable cannot hide them. We point fd 2
     at a temporary file for the import only; if the import fails, what it wrote is
-    replayed to the real stderr so no error is lost.
+    replayed to the real stderr so no error is lost (not when it was interrupted:
+    Ctrl-C during the import prints the command's one line, nothing else).
     """
     if "tensorflow" in sys.modules:
         import tensorflow as tf
@@ -42,11 +43,13 @@ def _import_tensorflow_quietly():
         os.dup2(sink.fileno(), 2)
         try:
             tf = _import_tensorflow_without_keras()
-        except BaseException:
+        except Exception:
             os.dup2(saved, 2)
             sink.seek(0)
             os.write(2, sink.read())
             raise
+        # (Interrupted -- KeyboardInterrupt, SystemExit -- the start-up lines are not an error:
+        # they stay hidden, and the command prints its one line.)
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -11,8 +11,10 @@ Plain functions with no Hydra, so every rule here is testable on its own:
   seeds), trains, and turns a training exception into a ``failed``
   ``summary.json`` before re-raising it as :class:`RunFailed`.
 * :class:`SweepLock` keeps two sweeps out of one directory (lock file holding
-  host and pid; a lock whose process and workers are gone is stale and taken
-  over), :func:`run_lock` two single runs out of one run directory.
+  host, pid and start time; a lock whose process and workers are gone is stale
+  and taken over), :func:`run_lock` two writers out of one run directory: a
+  single run and every sweep job that trains (:func:`lock_unless_finished`)
+  hold it while they write.
 * :func:`die_with_parent` makes a parallel launcher's worker process die with
   the sweep that started it (a killed sweep leaves no worker training).
 
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from rnn_sweep import records
 from rnn_sweep.config import RunConfig
-from rnn_sweep.locks import DirLock, Locked, register_worker
+from rnn_sweep.locks import DirLock, Locked, live_workers, register_worker
 from rnn_sweep.records import EXECUTION_KEYS, FINISHED, SUMMARY_FILE, identity  # noqa: F401  (re-exported)
 
 log = logging.getLogger("rnn_sweep.sweep")
@@ -198,9 +200,14 @@ def run_job(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False, thr
         return train(cfg, run_dir)
     except Exception as err:  # noqa: BLE001 -- any training error becomes a recorded failure
         log.exception("run %s failed", run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        records.write_json_atomic(run_dir / SUMMARY_FILE, failure_summary(cfg, err))
-        raise RunFailed(f"{run_dir}: {type(err).__name__}: {err} (recorded in summary.json)") from err
+        what = f"{type(err).__name__}: {err}"
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            records.write_json_atomic(run_dir / SUMMARY_FILE, failure_summary(cfg, err))
+        except OSError as record_err:  # e.g. the disk is full: the run stays unfinished, a rerun retrains it
+            raise RunFailed(f"{run_dir}: {what} (and its failure record could not be written either: "
+                            f"{record_err.strerror or record_err})") from err
+        raise RunFailed(f"{run_dir}: {what} (recorded in summary.json)") from err
 
 
 class SweepLock(DirLock):
@@ -213,10 +220,38 @@ class SweepLock(DirLock):
     def __init__(self, sweep_dir: str | os.PathLike) -> None:
         super().__init__(sweep_dir, LOCK_FILE, "sweep", "wait for it to finish, or choose another hydra.sweep.dir")
 
+    def acquire(self) -> None:
+        """Take the lock; then drop the ``.workers/`` entries that killed sweeps left behind."""
+        super().acquire()
+        live_workers(self.path.parent)
 
-def run_lock(run_dir: str | os.PathLike) -> DirLock:
-    """The lock that keeps a second single run out of ``run_dir`` while one trains there."""
-    return DirLock(run_dir, records.RUN_LOCK, "run", "wait for it to finish, or choose another hydra.run.dir")
+
+RUN_HINT = "wait for it to finish, or choose another hydra.run.dir"
+SWEEP_JOB_HINT = "wait for it to finish and rerun the sweep, or choose another hydra.sweep.dir"
+
+
+def run_lock(run_dir: str | os.PathLike, hint: str = RUN_HINT) -> DirLock:
+    """The lock (``<run dir>/.run.lock``) held by whatever writes ``run_dir``: a single run or a sweep job."""
+    return DirLock(run_dir, records.RUN_LOCK, "run", hint)
+
+
+def lock_unless_finished(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> DirLock | None:
+    """For a sweep job: None when :func:`plan` skips it (nothing is written), else its held run lock.
+
+    A skipped job only reads its record, so it takes no lock (a finished run
+    directory stays untouched, its mtime included); a job that trains holds
+    ``.run.lock`` from here until its record is written, so that a single run
+    (or another sweep) never writes the same directory meanwhile.
+
+    Raises:
+        ConfigMismatch: see :func:`plan`.
+        Locked: a live process (a single run, another sweep's job) holds the directory.
+    """
+    if plan(cfg, run_dir, force) == "skip":
+        return None
+    lock = run_lock(run_dir, SWEEP_JOB_HINT)
+    lock.acquire()
+    return lock
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -257,3 +292,36 @@ def guard_worker(sweep_dir: str | os.PathLike, sweep_pid: int) -> None:
         return  # in-process launcher: the sweep lock's holder is this process
     register_worker(sweep_dir)
     die_with_parent(sweep_pid)
+    ignore_interrupts()
+    progress_bars_without_semaphores()
+    logging.raiseExceptions = False  # as in the sweep process (rnn_sweep.cli.quiet_log_write_errors)
+
+
+def progress_bars_without_semaphores() -> None:
+    """Give tqdm a thread lock in a worker process, instead of the named semaphore it creates by default.
+
+    tqdm's default lock includes a ``multiprocessing.RLock``: a named POSIX
+    semaphore registered with Python's resource tracker. A worker that ends by
+    SIGKILL (it dies with its sweep: a Ctrl-C or SIGTERM of a ``cores`` sweep)
+    never unregisters it, and the tracker then warns about "leaked semaphore
+    objects" on the user's terminal. A worker's bars never share a terminal
+    line with another process's (they are off unless stderr is a terminal).
+    """
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
+def ignore_interrupts() -> None:
+    """A worker ignores Ctrl-C (SIGINT, sent to the terminal's whole process group).
+
+    The sweep process handles it: it stops the launcher, which ends its workers
+    (they also die with it, :func:`die_with_parent`), and prints one line. A
+    worker interrupted on its own would print its traceback in the middle of it.
+    """
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass  # not the main thread of the worker: its launcher handles signals

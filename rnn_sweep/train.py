@@ -17,12 +17,13 @@ a pack of one) and gets its own record. Files written into each run directory:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -39,6 +40,17 @@ __all__ = ["train", "train_pack", "pack_key", "combined_summary", "write_json_at
 
 def _finite_or_none(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A write error (a full disk: ``[Errno 28]`` alone) becomes ResultsWriteError naming ``path``."""
+    try:
+        yield
+    except ResultsWriteError:
+        raise
+    except OSError as err:
+        raise ResultsWriteError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
 
 
 def block_means(losses: np.ndarray, log_every: int) -> list[tuple[int, float]]:
@@ -69,12 +81,15 @@ class MemberLog:
         if (self.dir / SUMMARY_FILE).exists() and not overwrite:
             raise FileExistsError(f"{self.dir / SUMMARY_FILE} exists: this run already finished "
                                   "(pass overwrite to redo it)")
-        self.file = open(self.dir / LOSSES_FILE, "w")
-        self.file.write(LOSS_HEADER)
+        with _naming(self.dir / LOSSES_FILE):
+            self.file = open(self.dir / LOSSES_FILE, "w")
+            self.file.write(LOSS_HEADER)
 
     def close(self) -> None:
         if self.file is not None:
-            self.file.close()
+            file, self.file = self.file, None
+            with _naming(self.dir / LOSSES_FILE):
+                file.close()
 
     @property
     def training(self) -> bool:
@@ -85,15 +100,16 @@ class MemberLog:
         if not self.training:
             return
         updates, self.epochs = len(losses), self.epochs + 1
-        for size, mean in block_means(np.ascontiguousarray(losses), self.cfg.train.log_every):
-            self.step += size
-            done = (self.step - epoch * updates) / updates
-            self.file.write(f"{epoch},{self.step},{mean!r},{size},{e0 + done * (e1 - e0):.4f}\n")
-            self.last_block = mean
-            if not (math.isfinite(mean) and mean <= self.cfg.train.diverge_loss):
-                self.status, self.diverged_at = "diverged", self.step
-                break
-        self.file.flush()
+        with _naming(self.dir / LOSSES_FILE):
+            for size, mean in block_means(np.ascontiguousarray(losses), self.cfg.train.log_every):
+                self.step += size
+                done = (self.step - epoch * updates) / updates
+                self.file.write(f"{epoch},{self.step},{mean!r},{size},{e0 + done * (e1 - e0):.4f}\n")
+                self.last_block = mean
+                if not (math.isfinite(mean) and mean <= self.cfg.train.diverge_loss):
+                    self.status, self.diverged_at = "diverged", self.step
+                    break
+            self.file.flush()
 
     def fail(self, err: BaseException) -> None:
         self.status, self.error = "failed", f"{type(err).__name__}: {err}"
@@ -158,7 +174,8 @@ def _train_epochs(pack, logs: list[MemberLog], clock: dict) -> None:
         if not any(lg.training for lg in logs):
             break
         e0 = time.perf_counter() - t_train
-        losses, data_s, epoch_s = pack.train_epoch(epoch)
+        result = pack.train_epoch(epoch)
+        losses, data_s, epoch_s = result.update_losses(), result.data_s, result.train_s
         e1 = time.perf_counter() - t_train
         clock["data_s"] += data_s
         clock["epoch_s"].append(epoch_s)
@@ -238,7 +255,10 @@ def _run_pack(cfgs: list[RunConfig], run_dirs: list[Path], overwrite: bool, isol
         results = _evaluate(pack, logs, clock, isolate)
     except BaseException:
         for lg in logs:
-            lg.close()
+            try:
+                lg.close()
+            except OSError:
+                pass  # the error being raised says what went wrong first
         raise
     return _record(logs, results, clock, isolate)
 

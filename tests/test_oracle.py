@@ -230,3 +230,37 @@ def test_an_epoch_made_in_segments_is_the_epoch_made_at_once(style, update_every
         np.testing.assert_allclose(steps[:, k], ref_steps, rtol=1e-5)
         for name in ref:
             np.testing.assert_allclose(params[name].numpy()[k], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_keras_fit_epoch_in_segments_matches_the_oracle():
+    """model.fit in three segments (the stateful layer carries its state across them): the
+    oracle's epoch, losses, step losses and trained parameters."""
+    import tensorflow as tf
+
+    from rnn_sweep import optim
+    from rnn_sweep.config import ModelConfig, OptimizerConfig, RunConfig
+    from rnn_sweep.models import build_backend
+
+    d, b, n, w = 2, 3, 3, 5
+    rng = np.random.default_rng(10)
+    xs, ys = rng.integers(0, 2, (w, 1, b, n)).astype(np.int8), rng.integers(0, 2, (w, 1, b, n)).astype(np.int8)
+    cfg = RunConfig(model=ModelConfig(backend="keras", cell="gru"), state_size=d, num_steps=n)
+    cfg.train.optimizer = OptimizerConfig(name="adam", lr=0.05)
+    be = build_backend(cfg.model, d)
+    init = be.init_params([3])
+    params = {name: tf.constant(v) for name, v in init.items()}
+    hp = optim.stacked_hyperparams([cfg.train.optimizer])
+    fn, opt_state, losses, steps = be.make_epoch_fn(cfg), optim.init_state("adam", params, hp), [], []
+    assert fn.updates(w * n) == w
+    for first, stop in ((0, 2), (2, 3), (3, w)):
+        params, opt_state, seg, seg_steps, _ = fn.with_step_losses(
+            params, opt_state, hp, windows_to_steps(xs), windows_to_steps(ys), be.zero_state(1, b), first, stop)
+        losses.append(seg.numpy()[:, 0])
+        steps.append(seg_steps.numpy()[:, 0])
+    ref_steps: list = []
+    ref, ref_losses = oracle.reference_epoch("gru", {k: v[0] for k, v in init.items()}, xs[:, 0], ys[:, 0], "tf",
+                                             "adam", {"lr": 0.05, **HP}, step_losses=ref_steps)
+    np.testing.assert_allclose(np.concatenate(losses), ref_losses, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate(steps), ref_steps, rtol=1e-5)
+    for name in ref:
+        np.testing.assert_allclose(params[name].numpy()[0], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)

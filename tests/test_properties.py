@@ -32,7 +32,8 @@ def _mem_total() -> int:
 # (a constant, so every Hypothesis draw sees the same bound).
 MIN_HUGE_STATE = math.isqrt(_mem_total() // 4) + 1
 
-POSITIVE_INTS = ["num_steps", "state_size", "train.epochs", "train.batch_size", "train.log_every"]
+POSITIVE_INTS = ["num_steps", "state_size", "train.epochs", "train.batch_size", "train.log_every",
+                 "train.log_data_steps", "train.checkpoint_eval_length"]
 POSITIVE_FLOATS = ["train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.epsilon"]
 UNIT_FLOATS = ["data.input_prob", "data.base_prob"]
 BETAS = ["train.optimizer.beta1", "train.optimizer.beta2"]
@@ -60,9 +61,12 @@ def valid_raw(draw) -> dict:
     batch = draw(st.integers(1, 300))
     length = draw(st.integers(batch * n, batch * n * 40))
     eval_length = draw(st.integers(batch * n, batch * n * 10))
+    checkpoints = draw(st.integers(0, 20))
+    checkpoint_length = draw(st.integers(batch * n, batch * n * 10))
     boundary = draw(st.sampled_from(C.BOUNDARIES))
-    if boundary == "wrap" and lags and max(lags) >= min(length, eval_length):
-        boundary = "pad"  # wrap needs every lag below both lengths (else X[t-lag] wraps onto itself)
+    if boundary == "wrap" and lags and max(lags) >= min(length, eval_length, checkpoint_length if checkpoints
+                                                          else length):
+        boundary = "pad"  # wrap needs every lag below every length (else X[t-lag] wraps onto itself)
     return {
         "num_steps": n, "state_size": draw(st.integers(1, 64)), "seed": draw(st.integers(0, 2**31)),
         "data": {"input_prob": draw(st.floats(0, 1)), "base_prob": base, "length": length,
@@ -70,6 +74,9 @@ def valid_raw(draw) -> dict:
                  "dependencies": [{"lag": lg, "effect": e} for lg, e in zip(lags, effects)]},
         "model": {"backend": "scratch", "cell": "rnn"},
         "train": {"epochs": draw(st.integers(1, 5)), "batch_size": batch, "log_every": draw(st.integers(1, 500)),
+                  "log_data_steps": draw(st.integers(1, 10**6)), "checkpoints": checkpoints,
+                  "checkpoint_eval_length": checkpoint_length, "final_fraction": draw(st.floats(0.001, 1.0)),
+                  "log_updates": draw(st.booleans()),
                   "threads": draw(st.integers(0, THREAD_LIMIT)), "diverge_loss": draw(st.floats(0.01, 100)),
                   "optimizer": {"name": draw(st.sampled_from(C.OPTIMIZERS)), "lr": draw(st.floats(1e-5, 10)),
                                 "initial_accumulator": draw(st.floats(1e-4, 1)),
@@ -91,7 +98,19 @@ def mutated(draw) -> tuple[dict, str | None]:
     """(raw config, the field expected in the error or None if valid)."""
     raw = draw(valid_raw())
     kind = draw(st.sampled_from(["valid", "int", "float", "unit", "beta", "choice", "lag", "effect", "fit", "dup",
-                                 "seed", "threads", "wrap", "missing", "memory"]))
+                                 "seed", "threads", "wrap", "missing", "memory", "checkpoints", "final",
+                                 "flag"]))
+    train = raw["train"]
+    if kind == "checkpoints":
+        train["checkpoints"] = draw(st.one_of(st.integers(-50, -1), st.just(2.5), st.just(True)))
+        return raw, "train.checkpoints"
+    if kind == "final":
+        train["final_fraction"] = draw(st.one_of(st.floats(1.0001, 5), st.floats(-5, 0), st.just(math.nan)))
+        return raw, "train.final_fraction"
+    if kind == "flag":
+        f = draw(st.sampled_from(["xla", "progress", "log_updates"]))
+        train[f] = draw(st.sampled_from(["maybe", 2, 0, "y", None, 1.5]))
+        return raw, f"train.{f}"
     if kind == "seed":  # Keras seeds are 32-bit
         raw["seed"] = draw(st.integers(2**32, 2**64))
         return raw, "seed"
@@ -202,7 +221,9 @@ def override_case(draw) -> tuple[list[str], str | None]:
         ok = value in CHOICES[key] and not (key == "model.cell" and value != "rnn")
         value = f"'{value}'"  # quoted, as a user must for values like true (else YAML reads a bool)
     if key == "num_steps" and ok:
-        ok = int(value) <= 100_000 // 200  # data=small: 500 columns per row
+        ok = int(value) <= 20_000 // 200  # the default checkpoint_eval_length: 100 columns per row
+    if key == "train.checkpoint_eval_length" and ok:
+        ok = int(value) >= 200 * 5  # batch_size x the default num_steps
     return [f"{key}={value}"], None if ok else key
 
 

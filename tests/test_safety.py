@@ -78,20 +78,22 @@ def test_existing_foreign_folder_is_refused_naming_the_files(tmp_path):
     assert tree_digest(mine) == before
 
 
-def test_sweep_dir_holding_foreign_files_is_refused(tmp_path):
+def test_sweep_dir_whose_run_directory_holds_foreign_files_is_refused(tmp_path):
     mine = tmp_path / "mine"
-    mine.mkdir()
-    before = make_user_folder(mine)
-    out = run_cli("-m", "hydra.sweep.dir=mine", "seed=0,1", "data=small", cwd=tmp_path, timeout=60)
+    (mine / "seed=0").mkdir(parents=True)
+    before = make_user_folder(mine / "seed=0")  # the folder the job seed=0 would write
+    out = run_cli("-m", "hydra.sweep.dir=mine", "seed=0,1", cwd=tmp_path, timeout=60)
     assert out.returncode == 2
     line = one_error_line(out)
-    assert line.startswith("rnn-sweep: error: refusing to use mine as a sweep directory")
-    assert "notes/ideas.md" in line and "thesis.tex" in line
-    assert tree_digest(mine) == before and sorted(p.name for p in mine.iterdir()) == ["notes", "thesis.tex"]
+    assert line == (f"rnn-sweep: error: job 'seed=0': refusing to use {(mine / 'seed=0').resolve()} as a run "
+                    "directory: it holds files rnn-sweep did not write (files at risk: notes, thesis.tex); choose an "
+                    "empty or new directory; nothing was trained")
+    assert tree_digest(mine / "seed=0") == before and sorted(p.name for p in mine.iterdir()) == [
+        "multirun.yaml", "seed=0"]
     # the current directory as a sweep directory: refused too
-    out = run_cli("-m", "hydra.sweep.dir=.", "seed=0,1", cwd=mine, timeout=60)
+    out = run_cli("-m", "hydra.sweep.dir=.", "seed=0,1", cwd=mine / "seed=0", timeout=60)
     assert out.returncode == 2 and "current directory" in one_error_line(out)
-    assert tree_digest(mine) == before
+    assert tree_digest(mine / "seed=0") == before
 
 
 def test_run_dir_inside_a_sweep_dir_itself_is_refused(tmp_path):
@@ -130,20 +132,35 @@ def test_sweep_dir_rules(tmp_path):
     sweep = tmp_path / "sw"
     for rel in ("multirun.yaml", ".sweep.lock", ".failures", ".jobs/a/config.yaml", ".workers/h-1",
                 "num_steps=2,seed=0/losses.csv", "num_steps=2,seed=0/summary.json", "empty_job/.keep_dir/",
-                "2/0/losses.csv", "2/1/summary.json", "aggregate/runs.csv", "rep/seed=4/summary.json"):
+                "2/0/losses.csv", "2/1/summary.json", "aggregate/runs.csv", "rep/seed=4/summary.json",
+                "optimization_results.yaml", "notes/ideas.md", "2/plot.py"):
         target = sweep / rel
         if rel.endswith("/"):
             target.mkdir(parents=True)
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text("x")
-    records.check_sweep_dir(sweep)  # nested subdirs, empty dirs, replicas, Hydra/submitit records: ours
-    (sweep / "2" / "plot.py").write_text("x")
-    (sweep / "num_steps=2,seed=0" / "ckpt.npz").write_text("x")
-    with pytest.raises(records.UnsafeDirectory, match=r"files at risk: 2/plot\.py, num_steps=2,seed=0/ckpt\.npz"):
+    # rnn-sweep never removes or replaces anything here but its records: nothing is at risk
+    records.check_sweep_dir(sweep)
+    records.check_sweep_dir(sweep, aggregate_dir="figures")
+    # what a job would write is checked per run directory
+    records.check_job_dir(sweep / "num_steps=2,seed=0")
+    with pytest.raises(records.UnsafeDirectory, match=r"files at risk: ideas\.md"):
+        records.check_job_dir(sweep / "notes")
+    (sweep / "link").symlink_to(sweep / "2" / "0")
+    with pytest.raises(records.UnsafeDirectory, match=r"it is a link"):
+        records.check_job_dir(sweep / "link")
+    # entries with the names of rnn-sweep's records that it did not write are in the way
+    (sweep / ".failures").unlink()
+    (sweep / ".failures").mkdir()
+    (sweep / ".workers" / "h-1").unlink()
+    (sweep / ".workers").rmdir()
+    (sweep / ".workers").write_text("x")
+    with pytest.raises(records.UnsafeDirectory, match=r"files at risk: \.failures, \.workers\)"):
         records.check_sweep_dir(sweep)
-    with pytest.raises(records.UnsafeDirectory, match="files at risk: .*aggregate/runs.csv"):
-        records.check_sweep_dir(sweep, aggregate_dir="figures")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(records.UnsafeDirectory, match="it is a file, not a directory"):
+        records.check_sweep_dir(tmp_path / "file")
 
 
 def test_override_dirname_excludes_match_records():

@@ -178,7 +178,9 @@ def test_failing_job_is_recorded_others_finish_exit_status_nonzero_then_retried(
     proc = popen_cli("experiment=smoke", "num_steps=2", cwd=tmp_path, prelude=FAIL_SEED_1)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1
-    assert "injected failure for seed 1" in stderr and "1 job(s) failed" in stderr
+    assert "injected failure for seed 1" in stderr
+    assert "rnn-sweep: 1 job(s) did not finish: 1 failed (training or writing its results raised)" in stderr
+    assert "refused" not in stderr
     sweep = sweep_dir(tmp_path)
     # the sweep is still aggregated, the failed run listed with its status
     runs = {r["seed"]: r["status"] for r in
@@ -207,9 +209,11 @@ def test_finished_run_with_other_config_is_never_overwritten_unless_forced(tmp_p
     assert first.returncode == 0, first.stderr[-3000:]
     before = digests(tmp_path / "sw", ["run"])
     clash = run_cli(*common, "num_steps=5", cwd=tmp_path)
-    assert clash.returncode != 0
-    assert "holds a finished run of a different config (num_steps: finished run has 2, " \
-           "this sweep asks for 5)" in clash.stderr
+    assert clash.returncode == 2  # refused, like the same clash in a single run: nothing trained
+    refusal = (f"{(tmp_path / 'sw' / 'run').resolve()} holds a finished run of a different config (num_steps: "
+               "finished run has 2, this sweep asks for 5)")
+    assert f"rnn-sweep: job refused: {refusal}" in clash.stderr and f"  refused: {refusal}" in clash.stderr
+    assert "1 job(s) did not finish: 1 refused" in clash.stderr and "training error" not in clash.stderr
     assert digests(tmp_path / "sw", ["run"]) == before
     forced = run_cli(*common, "num_steps=5", "+force=true", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr[-3000:]
