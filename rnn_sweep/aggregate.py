@@ -295,17 +295,29 @@ def source_labels(dirs: Sequence[Path]) -> list[str]:
     return [str(d) for d in dirs]  # the same directory twice: refused by the CLI
 
 
+def _read_runs(paths: list[Path], sweep_dir: Path, prefix: str, warnings: list[str]):
+    """read_run for each path; a record nested too deep for Python's parsers skips its run, named."""
+    for p in paths:
+        try:
+            yield read_run(p, sweep_dir)
+        except RecursionError:
+            warnings.append(f"{prefix}{p.relative_to(sweep_dir).as_posix()}: skipped, a record in it is nested "
+                            "deeper than any run writes")
+
+
 def _read_source(sweep_dir: Path, label: str | None, skip: tuple[Path, ...],
                  warnings: list[str]) -> list[Run]:
     """The usable runs of one sweep directory; ``label`` prefixes run ids when several are read."""
-    paths, pending = discover_runs(sweep_dir, skip)
+    notes: list[str] = []
+    paths, pending = discover_runs(sweep_dir, skip, notes)
     prefix = f"{label}/" if label else ""
+    warnings += [prefix + note for note in notes]
     warnings += [f"{prefix}{p.relative_to(sweep_dir).as_posix()}: started (has .hydra/) but wrote no {LOSSES_FILE} "
                  "yet: still starting, or crashed early" for p in pending]
     if not paths:
         warnings.append(f"no runs under {sweep_dir}: no directory holds {SUMMARY_FILE} or {LOSSES_FILE}")
     usable = []
-    for run in (read_run(p, sweep_dir) for p in paths):
+    for run in _read_runs(paths, sweep_dir, prefix, warnings):
         run.run_id, run.source, run.source_dir = prefix + run.run_id, label or sweep_dir.name, str(sweep_dir)
         if run.summary is None and run.losses.empty:
             why = [p for p in run.problems if LOSSES_FILE in p.split(":")[0] or p.startswith("no " + LOSSES_FILE)

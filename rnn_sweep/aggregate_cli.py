@@ -1,20 +1,30 @@
 """``rnn-sweep-aggregate``: one or more sweep directories -> tidy tables and figures.
 
 Thin on purpose: argument checking here, the work in :mod:`rnn_sweep.aggregate`
-(tables) and :mod:`rnn_sweep.plots` (figures). No TensorFlow, no Hydra, so it
-runs on a laptop against a copy of a cluster sweep, or on a sweep still running.
+(tables), :mod:`rnn_sweep.plots` (figures) and :mod:`rnn_sweep.outdir` (what
+may be written in ``--out``). No TensorFlow, no Hydra, so it runs on a laptop
+against a copy of a cluster sweep, or on a sweep still running.
+
+What it may touch in ``--out`` is :mod:`rnn_sweep.outdir`'s rule: only files it
+provably wrote (its manifest ``.rnn-sweep-aggregate.json`` records their size
+and hash); any other file under a name it would write refuses the aggregation
+before any run is read (exit 2, one line naming the files). One aggregation
+per ``--out`` at a time (a lock file; a second is refused, exit 2); tables and
+figures are staged and moved into place as one set, so a full disk (exit 1, one
+line naming the path) or Ctrl-C (exit 130, one line) leaves the last complete
+set as it was. Module-level imports are the standard library only: Ctrl-C while
+pandas or matplotlib load is still one line, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from rnn_sweep import outdir
-from rnn_sweep.aggregate import DEFAULT_MARGIN, DEFAULT_SMOOTH, aggregate, write_tables
 from rnn_sweep.outdir import FORMATS
-from rnn_sweep.runtime import collector_paused
 
 PROG = "rnn-sweep-aggregate"
 DEFAULT_FORMATS = "png,pdf"
@@ -22,8 +32,8 @@ OUT_NAME = "aggregate"  # default output: SWEEP_DIR/aggregate/
 PNG_DPI = 130  # ~1100 px across a page-wide figure; plots.PNG_DPI (not imported: matplotlib loads slowly)
 
 EPILOG = """\
-outputs (in --out; only these files are ever written or replaced there, anything
-else in --out is left alone):
+outputs (in --out, as one set; only files it wrote itself are ever replaced or
+removed there, and anything else is left alone):
   runs.csv     one row per run: source directory, varying config fields, status,
                losses, analytic baselines, nearest level, learned fraction and
                learn-onset (data steps) per dependency, wall time
@@ -33,9 +43,15 @@ else in --out is left alone):
   boundary.csv per (setting, state size, dependency, threshold 0.5/0.9): the
                smallest num_steps from which the learned fraction stays above it
   levels.csv   the analytic loss levels of each data rule
-  warnings.txt runs skipped or partly read, with the reason (also on stderr)
+  warnings.txt runs and folders skipped or partly read, with the reason (also
+               on stderr)
   grid, boundary, curves, onset, truncation (when style varies): figures, one
                file per format
+  .rnn-sweep-aggregate.json  the record of these files (name, size, SHA-256):
+               a file under one of these names that it does not list (yours, or
+               an older version's output) refuses the aggregation, naming it
+  .rnn-sweep-aggregate.lock  while an aggregation runs: a second one into the
+               same --out is refused
 
 data steps: time steps of the training sequence consumed, over the whole batch
 (one epoch = data.length), so runs with different n compare on one axis.
@@ -44,8 +60,10 @@ the midpoint between two analytic levels for the last time (it stays below to
 the end), linearly interpolated between blocks.
 
 exit status: 0 aggregated (possibly with warnings), 1 nothing could be
-aggregated (no readable run) or the output could not be written, 2 bad arguments
-(including an --out that is a file, cannot be created or cannot be written).
+aggregated (no readable run) or the output could not be written (the last
+complete set is kept), 2 bad arguments or refused (an --out that is a file,
+cannot be written, holds files it did not write under its names, or is in use
+by another aggregation), 130 interrupted (Ctrl-C; the last set is kept).
 
 examples:
   rnn-sweep-aggregate outputs/sweeps/quickstart
@@ -54,7 +72,15 @@ examples:
 """
 
 
+def _defaults() -> tuple[float, int]:
+    """(margin, smooth) defaults; from rnn_sweep.stats, imported only when needed (NumPy loads slowly)."""
+    from rnn_sweep.stats import DEFAULT_MARGIN, DEFAULT_SMOOTH
+
+    return DEFAULT_MARGIN, DEFAULT_SMOOTH
+
+
 def build_parser() -> argparse.ArgumentParser:
+    margin, smooth = _defaults()
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Aggregate one or more sweeps (partial, still-running ones too) into tidy tables and figures: "
@@ -65,24 +91,31 @@ def build_parser() -> argparse.ArgumentParser:
                    "required with several)")
     p.add_argument("--format", default=DEFAULT_FORMATS, metavar="LIST",
                    help=f"comma-separated figure formats among {', '.join(FORMATS)} (default: {DEFAULT_FORMATS})")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="a loss within this fraction of the gap "
-                   f"to the next level counts as clearly on a level (default: {DEFAULT_MARGIN})")
-    p.add_argument("--smooth", type=int, default=DEFAULT_SMOOTH, help="trailing rolling-median window, in logged "
-                   f"blocks, for the learn-onset; 1 = raw block losses (default: {DEFAULT_SMOOTH})")
+    p.add_argument("--margin", type=float, default=margin, help="a loss within this fraction of the gap "
+                   f"to the next level counts as clearly on a level (default: {margin})")
+    p.add_argument("--smooth", type=int, default=smooth, help="trailing rolling-median window, in logged "
+                   f"blocks, for the learn-onset; 1 = raw block losses (default: {smooth})")
     p.add_argument("--dpi", type=int, default=PNG_DPI, help=f"PNG resolution (default: {PNG_DPI})")
     p.add_argument("--no-figures", action="store_true", help="write the tables only")
     return p
 
 
 class UsageError(ValueError):
-    """A bad argument; the message names it and what is allowed."""
+    """A bad argument or a refused output directory; the message names it and what is allowed."""
+
+
+class WriteError(OSError):
+    """The output could not be written (disk full, ...); the message names the path."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
     """'png,pdf' -> ('png', 'pdf'); raises UsageError for an unknown format."""
-    formats = tuple(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip())
+    formats = tuple(f.strip().lower().lstrip(".") for f in str(text).split(",") if f.strip())
     bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
+    if bad or not formats or not isinstance(text, str):
         raise UsageError(f"--format={text!r} is invalid: comma-separated values among {', '.join(FORMATS)}")
     return formats
 
@@ -106,71 +139,174 @@ def _check_args(dirs: list[Path], out: str | Path | None, margin: float, smooth:
     return Path(out) if out is not None else dirs[0] / OUT_NAME
 
 
+def _is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds a run's records (a losses.csv with its header, or a run lock), by content:
+    a stray file of that name in the user's home is not a run."""
+    losses = path / "losses.csv"
+    try:
+        if losses.is_file():
+            with open(losses, errors="replace") as f:
+                if f.readline().startswith("epoch,step,loss"):
+                    return True
+    except OSError:
+        pass
+    return (path / ".run.lock").is_file() or ((path / "summary.json").is_file() and (path / ".hydra").is_dir())
+
+
+def _run_dir_around(path: Path) -> Path | None:
+    """The run directory that is ``path`` or holds it, if any."""
+    return next((p for p in [path, *path.parents] if _is_run_dir(p)), None)
+
+
+def check_out(dirs: list[Path], out: Path, names: list[str] | tuple[str, ...] = outdir.candidates()) -> None:
+    """Refuse an output directory before anything is read or written (UsageError, one line).
+
+    ``out`` must not be a SWEEP_DIR itself or another sweep (its tables would sit
+    among the runs, and rnn-sweep would refuse to resume that sweep), nor lie in
+    a run directory; and :func:`rnn_sweep.outdir.check` must accept it for the
+    files ``names`` (the default: the tables, which every aggregation writes;
+    figures are checked once it is known which ones the runs give).
+    """
+    real = Path(os.path.realpath(out))
+    where = f"--out={str(out)!r} is invalid"
+    for d in dirs:
+        if real == d.resolve():
+            raise UsageError(f"{where}: it is the SWEEP_DIR {str(d)!r} itself, and its tables would sit among the "
+                             f"runs; use a folder inside it (the default: {str(d / OUT_NAME)!r}) or elsewhere")
+    if (real / "multirun.yaml").exists() or (real / ".sweep.lock").exists():
+        raise UsageError(f"{where}: it is a sweep directory (it holds multirun.yaml or .sweep.lock); "
+                         "use a folder inside it or elsewhere")
+    run_dir = _run_dir_around(real)
+    if run_dir is not None:
+        raise UsageError(f"{where}: it is in the run directory {str(run_dir)!r}, which holds only its run's "
+                         "records; choose a folder outside it")
+    try:
+        outdir.check(out, names)
+    except outdir.OutDirError as err:
+        raise UsageError(str(err)) from None
+
+
 def run(sweep_dirs: str | Path | list[str | Path], out: str | Path | None = None,
-        formats: tuple[str, ...] = ("png", "pdf"), margin: float = DEFAULT_MARGIN, smooth: int = DEFAULT_SMOOTH,
+        formats: tuple[str, ...] = ("png", "pdf"), margin: float | None = None, smooth: int | None = None,
         figures: bool = True, dpi: int = PNG_DPI) -> int:
     """Aggregate ``sweep_dirs`` into ``out``; print what was written and every warning.
 
-    Returns the exit status: 0 aggregated, 1 nothing could be aggregated or the
-    output could not be written (disk full, ...). Raises UsageError for a bad
-    argument, including an output directory that cannot be used (checked before
-    any run is read).
+    Returns the exit status: 0 aggregated, 1 nothing could be aggregated.
+
+    Raises:
+        UsageError: a bad argument, or an output directory refused (checked before
+            any run is read; see :func:`check_out` and :mod:`rnn_sweep.outdir`).
+        WriteError: the output could not be written (disk full, ...); ``out``
+            keeps its last complete set.
     """
+    defaults = _defaults()
+    margin, smooth = (defaults[0] if margin is None else margin), (defaults[1] if smooth is None else smooth)
     dirs = [Path(d) for d in ([sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else sweep_dirs)]
     out = _check_args(dirs, out, margin, smooth, dpi)
+    check_out(dirs, out)
     created = not out.exists()
     try:
         outdir.prepare(out)
+        with outdir.OutputSet(out) as output:
+            return _aggregate_into(output, dirs, out, formats, margin, smooth, figures, dpi)
     except outdir.OutDirError as err:
         raise UsageError(str(err)) from None
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # made for nothing (nothing to aggregate, refused, failed): leave no trace
+
+
+def _aggregate_into(output: outdir.OutputSet, dirs: list[Path], out: Path, formats: tuple[str, ...],
+                    margin: float, smooth: int, figures: bool, dpi: int) -> int:
+    """Read the runs and write one complete set into ``out`` (under ``output``'s lock)."""
+    from rnn_sweep.aggregate import aggregate
+
     # The output is not searched for runs, unless it holds a sweep given to read.
     skip = () if any(out.resolve() == d.resolve() or out.resolve() in d.resolve().parents for d in dirs) else (out,)
     agg = aggregate(dirs, margin=margin, smooth=smooth, skip=skip)
-    for w in agg.warnings:
-        print(f"{PROG}: warning: {w}", file=sys.stderr)
+    _print_warnings([*agg.warnings, *output.notes])
     if agg.runs.empty:
         print(f"{PROG}: nothing to aggregate in {' '.join(map(str, dirs))}", file=sys.stderr)
-        if created and not any(out.iterdir()):
-            out.rmdir()  # made for nothing: leave no trace
         return 1
     try:
-        written = write_tables(agg, out)
-        if figures:
-            with collector_paused():  # matplotlib and seaborn only when figures are wanted
-                from rnn_sweep.plots import make_figures
-
-            for files in make_figures(agg, out, formats, dpi).values():
-                written += files
-            # A figure this sweep no longer supports (or an old format) must not linger beside fresh ones.
-            outdir.remove_stale(out, written)
+        written = _write_set(agg, output.stage(), formats, figures, dpi)
+        removed = output.commit(written)
+    except outdir.OutDirError:
+        raise
     except OSError as err:
-        print(f"{PROG}: error: cannot write into {out}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    _report(agg, dirs, out, written)
+        name = Path(err.filename).name if getattr(err, "filename", None) else None
+        path = out / name if name and not name.startswith(".") else out
+        state = ("its set is incomplete until the next aggregation replaces it" if output.moving
+                 else f"nothing in {out} was changed")
+        raise WriteError(f"cannot write {path}: {err.strerror or err} ({state})") from None
+    _report(agg, dirs, out, written, removed)
     return 0
 
 
-def _report(agg, dirs: list[Path], out: Path, written: list[Path]) -> None:
-    """One line: how many runs, by status, and how many warnings (each was printed above)."""
+def _write_set(agg, staging: Path, formats: tuple[str, ...], figures: bool, dpi: int) -> list[Path]:
+    """Every table and figure of ``agg`` into the staging folder; the files written."""
+    from rnn_sweep.aggregate import write_tables
+
+    written = write_tables(agg, staging)
+    if figures:
+        from rnn_sweep.runtime import collector_paused
+
+        with collector_paused():  # matplotlib and seaborn only when figures are wanted
+            from rnn_sweep.plots import make_figures
+
+        for files in make_figures(agg, staging, formats, dpi).values():
+            written += files
+    return written
+
+
+MAX_SHOWN = 20  # warning lines on stderr; all of them are in warnings.txt
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings[:MAX_SHOWN]:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
+    if len(warnings) > MAX_SHOWN:
+        print(f"{PROG}: warning: ... and {len(warnings) - MAX_SHOWN} more (all in warnings.txt)", file=sys.stderr)
+
+
+def _report(agg, dirs: list[Path], out: Path, written: list[Path], removed: list[str]) -> None:
+    """What was aggregated (stdout) and, on stderr, one line on what was skipped."""
     counts = agg.runs["status"].value_counts().to_dict()
     order = ["completed", "diverged", "failed", "incomplete"]
     status = {k: counts[k] for k in [*order, *sorted(set(counts) - set(order))] if k in counts}
     plural = "s" if len(agg.runs) != 1 else ""
     warned = f"; {len(agg.warnings)} warning{'s' if len(agg.warnings) != 1 else ''} (see warnings.txt)" \
         if agg.warnings else ""
+    gone = f"; removed its stale {', '.join(removed)}" if removed else ""
     print(f"aggregated {len(agg.runs)} run{plural} ({', '.join(f'{n} {s}' for s, n in status.items())}{warned}) "
-          f"from {' '.join(map(str, dirs))} -> {out}: {', '.join(p.name for p in written)}")
+          f"from {' '.join(map(str, dirs))} -> {out}: {', '.join(p.name for p in written)}{gone}")
+    skipped = sum(": skipped" in w or "not searched" in w for w in agg.warnings)
+    if agg.warnings:
+        print(f"{PROG}: {len(agg.warnings)} warning(s), {skipped} of them about runs or folders skipped or not "
+              f"searched: all in {out / outdir.WARNINGS_FILE}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console script entry point."""
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        code = run(args.sweep_dirs, args.out, parse_formats(args.format), args.margin, args.smooth,
+        return run(args.sweep_dirs, args.out, parse_formats(args.format), args.margin, args.smooth,
                    figures=not args.no_figures, dpi=args.dpi)
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        code = 2
+        return 2
+    except WriteError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point (exit status: see the epilog)."""
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the output folder keeps its last complete set; rerun to aggregate",
+              file=sys.stderr)
+        code = 130
     sys.exit(code)
 
 

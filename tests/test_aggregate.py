@@ -316,7 +316,8 @@ def test_cli_arguments_in_process(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.count("rnn-sweep-aggregate: warning:") == 6 and "aggregated 5 runs" in captured.out
     produced = sorted(p.name for p in (tmp_path / "sweep" / "aggregate").iterdir())
-    assert produced == ["boundary.csv", "curves.csv", "grid.csv", "levels.csv", "runs.csv", "warnings.txt"]
+    assert produced == [".rnn-sweep-aggregate.json", "boundary.csv", "curves.csv", "grid.csv", "levels.csv",
+                        "runs.csv", "warnings.txt"]  # the tables and the record of what was written
     # Rerunning into the sweep does not pick up its own output as runs.
     assert _main(tmp_path / "sweep", "--no-figures", "--out", tmp_path / "sweep" / "aggregate") == 0
     assert "aggregated 5 runs" in capsys.readouterr().out
@@ -333,10 +334,12 @@ def test_console_script_exit_codes(tmp_path):
     produced = {p.name for p in (tmp_path / "figs").iterdir()}
     assert {"runs.csv", "grid.png", "grid.svg", "curves.png", "curves.svg", "onset.png"} <= produced
     assert "truncation.png" not in produced  # one truncation style: nothing to compare
-    (tmp_path / "figs" / "truncation.png").write_text("stale")  # e.g. from an earlier aggregation
+    # A file under a figure's name that no aggregation wrote is the user's: never deleted as "stale".
+    (tmp_path / "figs" / "truncation.png").write_text("mine")
     out = _cli(tmp_path / "sweep", "--out", tmp_path / "figs", "--format", "png", cwd=tmp_path)
     produced = {p.name for p in (tmp_path / "figs").iterdir()}
-    assert out.returncode == 0 and "grid.svg" not in produced and "truncation.png" not in produced
+    assert out.returncode == 0 and "grid.svg" not in produced  # its own figure in a format not asked for: stale
+    assert (tmp_path / "figs" / "truncation.png").read_text() == "mine"
 
 
 def test_library_never_imports_tensorflow_or_hydra(tmp_path):
@@ -373,7 +376,7 @@ def test_200_run_sweep(tmp_path, record_property):
     assert set(agg.grid["n_runs"]) == {4} and set(agg.grid["learned_std"]) == {0.0}
 
 
-def test_callback_aggregates_and_never_raises(tmp_path, caplog):
+def test_callback_aggregates_and_refuses_bad_settings(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -390,8 +393,11 @@ def test_callback_aggregates_and_never_raises(tmp_path, caplog):
     AggregateCallback(formats="png").on_multirun_end(sweep)
     assert pd.read_csv(tmp_path / "aggregate" / "runs.csv")["run_id"].tolist() == ["a"]
     assert (tmp_path / "aggregate" / "grid.png").exists()
-    AggregateCallback(formats="tiff").on_multirun_end(sweep)  # a bad setting is logged, not raised
-    assert "aggregating" in caplog.text and "failed" in caplog.text
+    # A bad setting stops the command when Hydra creates the callback (before any job), not at the end.
+    for bad in ({"formats": "tiff"}, {"enabled": "maybe"}, {"out": None}):
+        with pytest.raises(SystemExit) as stop:
+            AggregateCallback(**bad)
+        assert stop.value.code == 2
 
 
 @pytest.mark.slow
@@ -532,19 +538,25 @@ def test_out_holding_user_files_keeps_them_byte_identical(tmp_path):
     out = tmp_path / "paper"
     out.mkdir()
     files = _user_files(out)
-    (out / "truncation.svg").write_text("an old figure of ours, in a format not asked for this time")
+    # A figure name in a format not asked for: the user's (no aggregation recorded it), so left alone.
+    files["truncation.svg"] = b"the user's own figure"
+    (out / "truncation.svg").write_bytes(files["truncation.svg"])
     target = tmp_path / "elsewhere.csv"
     target.write_text("the user's file a link points to")
     (out / "levels.csv").symlink_to(target)
+    # A link under a table's name is not the aggregator's file: refused, the link and its target kept.
+    proc = _cli(tmp_path / "sweep", "--out", out, "--format", "png", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "levels.csv (a symbolic link)" in proc.stderr
+    assert (out / "levels.csv").is_symlink() and target.read_text() == "the user's file a link points to"
+    assert sorted(p.name for p in out.iterdir()) == sorted({*(n.split("/")[0] for n in files), "levels.csv"})
+    (out / "levels.csv").unlink()
     for _ in range(2):  # a second run replaces its own files and still touches nothing else
         assert _main(tmp_path / "sweep", "--out", out, "--format", "png") == 0
     for name, data in files.items():
         assert (out / name).read_bytes() == data, name
-    assert target.read_text() == "the user's file a link points to"  # the link was replaced, not followed
     ours = {p.name for p in out.iterdir()} - {n.split("/")[0] for n in files}
     assert ours == {"runs.csv", "curves.csv", "grid.csv", "levels.csv", "boundary.csv", "warnings.txt", "grid.png",
-                    "boundary.png", "curves.png", "onset.png"}  # the stale truncation.svg is gone, no temp files
-    assert not any(p.suffix == ".json" for p in out.iterdir() if p.name != "aggregate.json")
+                    "boundary.png", "curves.png", "onset.png", ".rnn-sweep-aggregate.json"}  # no temp files
 
 
 @pytest.mark.parametrize("make_out,why", [
