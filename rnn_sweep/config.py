@@ -20,6 +20,7 @@ CELLS = ("rnn", "gru", "lstm")  # scratch: rnn only (the article's hand-written 
 OPTIMIZERS = ("adagrad", "sgd", "adam")
 STYLES = ("tf", "true")  # BPTT(n, n) and true BPTT(n, 1); see rnn_sweep/truncation.py
 BOUNDARIES = ("pad", "wrap")
+SPACINGS = ("log", "linear")  # train.checkpoint_spacing
 REQUIRED = "???"  # a field without default (OmegaConf's marker for a mandatory value)
 SEED_LIMIT = 2**32  # Keras/NumPy legacy seeding take 32-bit seeds (keras.utils.set_random_seed)
 MAX_THREADS = 1024  # never more TF threads than this, whatever the machine (100000 hung)
@@ -89,6 +90,7 @@ class TrainConfig:
     log_updates: Flag = False  # also write updates.csv (blocks of log_every updates; depends on n)
     log_data_steps: int = 10_000  # time steps per block of losses.csv (whole positions of the rows; same grid for every n)
     checkpoints: int = 10  # held-out checkpoints per epoch (checkpoints.csv); 0 = only the final evaluation
+    checkpoint_spacing: str = "log"  # log: the first epoch's checkpoints geometrically spaced; linear: evenly
     checkpoint_eval_length: int = 20_000  # held-out time steps each checkpoint measures
     final_fraction: float = 0.1  # summary's final_loss: mean training loss over this last fraction of the data
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -263,6 +265,7 @@ def _validate_logging(cfg: RunConfig) -> None:
     if isinstance(t.checkpoints, bool) or not isinstance(t.checkpoints, int) or t.checkpoints < 0:
         _fail("train.checkpoints", t.checkpoints, "must be an integer >= 0 (held-out checkpoints per epoch)")
     _positive_int("train.checkpoint_eval_length", t.checkpoint_eval_length)
+    _choice("train.checkpoint_spacing", t.checkpoint_spacing, SPACINGS)
     lags = [d.lag for d in cfg.data.dependencies if isinstance(d.lag, int)]
     if t.checkpoints and cfg.data.boundary == "wrap" and lags and max(lags) >= t.checkpoint_eval_length:
         _fail("train.checkpoint_eval_length", t.checkpoint_eval_length, f"with data.boundary=wrap it must exceed "

@@ -73,10 +73,11 @@ class Pack:
     def train_epoch(self, epoch: int, checkpoints: int = 0) -> "EpochResult":
         """One epoch of every replica, measured on held-out data at ``checkpoints`` points of it.
 
-        The epoch's updates are made in ``checkpoints`` + 1 segments of (nearly) equal
-        data; after each segment but the last, every replica's held-out loss and learned
+        The epoch's updates are made in segments ending at :func:`checkpoint_stops` (the
+        first epoch spaced as ``train.checkpoint_spacing`` says, later ones evenly); after
+        each segment, the last ending the epoch, every replica's held-out loss and learned
         fractions are measured on its checkpoint data (:meth:`checkpoint_metrics`). The
-        segments are one compiled program and equal the epoch made at once.
+        segments run one compiled program and equal the epoch made at once.
         """
         cfg = self.cfgs[0]
         t0 = time.perf_counter()
@@ -85,16 +86,16 @@ class Pack:
         state = self.backend.zero_state(self.size, cfg.train.batch_size)
         total = self.fn.updates(int(xs.shape[0]))
         result = EpochResult(updates=total, data_s=data_s)
-        stops = sorted({round(total * (i + 1) / (checkpoints + 1)) for i in range(checkpoints)} - {0, total})
+        stops = checkpoint_stops(total, checkpoints, self.cfgs[0].train.checkpoint_spacing if epoch == 0 else "linear")
         first = 0
-        for stop in [*stops, total]:
+        for stop in stops:
             t1 = time.perf_counter()
             self.params, self.opt_state, losses, steps, state = self.fn.with_step_losses(
                 self.params, self.opt_state, self.hp, xs, ys, state, first=first, stop=stop)
             result.losses.append(np.asarray(losses))
             result.step_losses.append(np.asarray(steps))
             result.train_s += time.perf_counter() - t1
-            if stop < total:
+            if checkpoints:
                 t2 = time.perf_counter()
                 result.checkpoints.append((stop, self.checkpoint_metrics()))
                 result.eval_s += time.perf_counter() - t2
@@ -106,13 +107,23 @@ class Pack:
         cfg = self.cfgs[0]
         return cfg.num_steps if cfg.truncation.style == "tf" else (cfg.truncation.update_every or cfg.num_steps)
 
-    def checkpoint_metrics(self) -> list[dict]:
-        """Every replica's held-out numbers (:func:`heldout_metrics`) on its checkpoint data."""
+    def checkpoint_metrics(self) -> list[dict | Exception]:
+        """Every replica's held-out numbers (:func:`heldout_metrics`) on its checkpoint data; a
+        replica whose measurement raised gets the exception instead (one member's problem)."""
         if self._checkpoint_data is None:
             cfg = self.cfgs[0]
             self._checkpoint_data = self._held_out(cfg.train.checkpoint_eval_length, data_mod.CHECKPOINT_STREAM)
-        full = self._checkpoint_data
-        return [heldout_metrics(cfg, p, f) for cfg, (p, f) in zip(self.cfgs, self._predict(full))]
+        try:
+            predictions = self._predict(self._checkpoint_data)
+        except Exception as err:  # noqa: BLE001 -- every member alike; the caller decides
+            return [err] * self.size
+        out: list[dict | Exception] = []
+        for cfg, (p, f) in zip(self.cfgs, predictions):
+            try:
+                out.append(heldout_metrics(cfg, p, f))
+            except Exception as err:  # noqa: BLE001 -- this member's own failure
+                out.append(err)
+        return out
 
     def heldout_predictions(self) -> list[tuple[np.ndarray, tuple]]:
         """Every replica's predictions on its own fresh held-out data, in ONE compiled pass.
@@ -142,6 +153,28 @@ class Pack:
         predict = engine.predict_fn(self.backend, xla=cfg.train.xla)
         p = np.asarray(predict(self.params, xs, self.backend.zero_state(self.size, b)))
         return [(p[:, k].T, f) for k, f in enumerate(full)]
+
+
+LOG_SPAN = 256  # log spacing: the first checkpoint of an epoch after 1/256 of its updates
+
+
+def checkpoint_stops(total: int, checkpoints: int, spacing: str = "linear") -> list[int]:
+    """The update counts (1..total, the last = total) after which an epoch's checkpoints are measured.
+
+    ``linear``: evenly spaced, k/c of the epoch. ``log``: geometrically spaced from
+    1/256 of the epoch to its end (10 points: 0.4%, 0.7%, 1.3%, 2.5%, 4.6%, 8.5%,
+    16%, 29%, 54%, 100%), so that early learning -- lag 3 is learned within the
+    first few percent of the article's epoch at d >= 8 -- falls between checkpoints
+    instead of before the first. Counts that round to the same update are measured
+    once; ``checkpoints=0``: ``[total]`` (one segment, no checkpoint).
+    """
+    if checkpoints <= 0 or total <= 0:
+        return [total]
+    if spacing == "log" and checkpoints > 1:
+        fractions = [LOG_SPAN ** ((i - checkpoints + 1) / (checkpoints - 1)) for i in range(checkpoints)]
+    else:
+        fractions = [(i + 1) / checkpoints for i in range(checkpoints)]
+    return sorted(({max(1, round(total * f)) for f in fractions}) | {total})
 
 
 @dataclass

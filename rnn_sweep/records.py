@@ -33,9 +33,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-LOSSES_FILE = "losses.csv"
+LOSSES_FILE = "losses.csv"  # training loss on the data grid (train.log_data_steps)
 SUMMARY_FILE = "summary.json"
-LOSS_HEADER = "epoch,step,loss,block_steps,elapsed_s\n"
+CHECKPOINTS_FILE = "checkpoints.csv"  # held-out loss and learned fractions during training
+UPDATES_FILE = "updates.csv"  # the optional per-update log (train.log_updates)
+LOSS_HEADER = "epoch,data_start,data_end,loss,updates,elapsed_s\n"
+UPDATES_HEADER = "epoch,step,loss,block_steps,elapsed_s\n"
 RUN_LOCK = ".run.lock"
 SWEEP_LOCK = ".sweep.lock"
 FAILURES_FILE = ".failures"  # in the sweep dir: one line per job that failed in this launch
@@ -45,8 +48,9 @@ JOB_LOG = "cli.log"  # Hydra's job log: hydra.job.name is the module of @hydra.m
 JOBS_DIR = ".jobs"  # a sweep's Hydra records, one folder per job (conf/config.yaml: rnn_sweep_meta)
 SWEEP_FILES = frozenset({SWEEP_LOCK, FAILURES_FILE, "multirun.yaml"})
 SWEEP_HIDDEN_DIRS = frozenset({JOBS_DIR, ".submitit", ".workers"})  # .workers: rnn_sweep.locks
-_RUN_FILE = re.compile(r"^(losses\.csv|summary\.json|\.summary\.json\.\d+\.tmp|\.write-test\.\d+)$")
-_SEED_DIR = re.compile(r"^seed=\d+$")  # a replicated job's per-seed records (rnn_sweep.replicas)
+_RUN_FILE = re.compile(r"^(losses\.csv|checkpoints\.csv|updates\.csv|summary\.json|\.summary\.json\.\d+\.tmp|"
+                       r"\.write-test\.\d+)$")
+_SEED_DIR = re.compile(r"^seed=\d+$")  # a replicated job's per-seed records (rnn_sweep.train.replica_dir)
 
 # Settings that change how a run executes, not what it computes: a finished run
 # with other values is the same run. Dotted keys; conf/config.yaml's

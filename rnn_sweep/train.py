@@ -3,12 +3,18 @@
 Every run is trained as a member of a pack (:mod:`rnn_sweep.pack`; a run alone is
 a pack of one) and gets its own record. Files written into each run directory:
 
-* ``losses.csv`` -- one row per logging block of ``train.log_every`` steps:
-  ``epoch`` (0-based), ``step`` (global training steps completed at the block's
-  end), ``loss`` (mean training loss of the block, nats), ``block_steps`` (steps
-  in the block; the last block of an epoch may be shorter), ``elapsed_s``
-  (seconds since training started; the epoch runs as one compiled call, so
-  times inside an epoch are interpolated by step).
+* ``losses.csv`` -- the training loss on a grid of data seen that does not depend
+  on n (docs/outputs.md): one row per block of ``train.log_data_steps`` time steps
+  (whole positions of the rows): ``epoch`` (0-based), ``data_start`` / ``data_end``
+  (training time steps seen before / after the block, epoch e starting at e x
+  ``data.length``), ``loss`` (mean over exactly the block's positions, nats),
+  ``updates`` (parameter updates done when the block's last position is trained),
+  ``elapsed_s`` (seconds since training started, interpolated inside an epoch).
+* ``checkpoints.csv`` -- held-out loss and learned fraction per lag of the untrained
+  network and at ``train.checkpoints`` points of every epoch (the last at its end),
+  all on the same ``train.checkpoint_eval_length`` held-out steps.
+* ``updates.csv`` -- only with ``train.log_updates``: loss per block of
+  ``train.log_every`` updates (a block spans a number of time steps that depends on n).
 * ``summary.json`` -- written last, atomically (temp file + rename): its
   presence means the run finished (status ``completed``, ``diverged`` or, for
   a member of a pack whose own evaluation or record failed, ``failed``).
@@ -30,7 +36,8 @@ import numpy as np
 from rnn_sweep.baselines import learning_levels
 from rnn_sweep.config import RunConfig, updates_per_epoch, validate
 from rnn_sweep.records import (  # noqa: F401  (the run record lives in rnn_sweep.records; re-exported)
-    LOSS_HEADER, LOSSES_FILE, SUMMARY_FILE, ResultsWriteError, check_writable, write_json_atomic)
+    CHECKPOINTS_FILE, LOSS_HEADER, LOSSES_FILE, SUMMARY_FILE, UPDATES_FILE, UPDATES_HEADER, ResultsWriteError,
+    check_writable, write_json_atomic)
 from rnn_sweep.pack import check_packable
 from rnn_sweep.packing import pack_key
 
@@ -62,54 +69,139 @@ def block_means(losses: np.ndarray, log_every: int) -> list[tuple[int, float]]:
     return out
 
 
-class MemberLog:
-    """One pack member's losses.csv and status, kept exactly as a run alone keeps them.
+def positions_per_update(cfg: RunConfig) -> int:
+    """Positions of each row one update trains: n (TF style) or u = update_every or n (true style)."""
+    return cfg.num_steps if cfg.truncation.style == "tf" else (cfg.truncation.update_every or cfg.num_steps)
 
-    ``status`` is ``completed`` until a logged block is NaN or above
-    ``train.diverge_loss`` (then ``diverged``, at that block's step; nothing more is
-    logged) or the member's own record fails (``failed``, with ``error``).
+
+class MemberLog:
+    """One pack member's records while it trains, kept exactly as a run alone keeps them.
+
+    ``losses.csv`` is the training loss on a grid of data seen that does not depend
+    on n: blocks of ``train.log_data_steps`` // batch positions of every row, each
+    the mean over exactly its positions' losses. ``checkpoints.csv`` holds the
+    held-out loss and learned fraction per lag measured during training, and
+    ``updates.csv`` (``train.log_updates``) the loss per block of ``train.log_every``
+    updates. ``status`` is ``completed`` until a block's loss is NaN or above
+    ``train.diverge_loss`` (then ``diverged`` at that block; nothing more is logged)
+    or the member's own record fails (``failed``, with ``error``).
     """
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
-        self.cfg, self.dir, self.file = cfg, run_dir, None
-        self.status, self.diverged_at, self.error = "completed", None, None
-        self.step, self.epochs, self.last_block = 0, 0, float("nan")
+        self.cfg, self.dir, self.files = cfg, run_dir, {}
+        self.status, self.diverged_at, self.diverged_at_data, self.error = "completed", None, None, None
+        self.step, self.epochs, self.data_steps, self.epoch_start_step = 0, 0, 0, 0
+        self.grid = max(1, cfg.train.log_data_steps // cfg.train.batch_size)  # positions per losses.csv block
+        self.per_update = positions_per_update(cfg)
+        self.position_losses: list[np.ndarray] = []  # per epoch: each trained position's loss (for final_loss)
+        self.lags = [d.lag for d in cfg.data.dependencies]
 
     def open(self, overwrite: bool) -> None:
-        """Check the run directory (before any expensive work) and start losses.csv."""
+        """Check the run directory (before any expensive work) and start its CSV records."""
         check_writable(self.dir)
         if (self.dir / SUMMARY_FILE).exists() and not overwrite:
             raise FileExistsError(f"{self.dir / SUMMARY_FILE} exists: this run already finished "
                                   "(pass overwrite to redo it)")
-        with _naming(self.dir / LOSSES_FILE):
-            self.file = open(self.dir / LOSSES_FILE, "w")
-            self.file.write(LOSS_HEADER)
+        t = self.cfg.train
+        headers = {LOSSES_FILE: LOSS_HEADER}
+        if t.checkpoints:
+            headers[CHECKPOINTS_FILE] = ",".join(["epoch", "data_steps", "updates", "heldout_loss",
+                                                  *(f"learned_{lag}" for lag in self.lags)]) + "\n"
+        if t.log_updates:
+            headers[UPDATES_FILE] = UPDATES_HEADER
+        for name, header in headers.items():
+            with _naming(self.dir / name):
+                self.files[name] = open(self.dir / name, "w")
+                self.files[name].write(header)
 
     def close(self) -> None:
-        if self.file is not None:
-            file, self.file = self.file, None
-            with _naming(self.dir / LOSSES_FILE):
+        files, self.files = self.files, {}
+        for name, file in files.items():
+            with _naming(self.dir / name):
                 file.close()
 
     @property
     def training(self) -> bool:
         return self.status == "completed"
 
-    def log_epoch(self, epoch: int, losses: np.ndarray, e0: float, e1: float) -> None:
-        """Write one epoch's blocks; ``e0``/``e1`` = epoch start/end in seconds since training began."""
+    def _epoch_data(self, epoch: int, positions: int) -> int:
+        """Time steps of training data seen after ``positions`` positions of epoch ``epoch``."""
+        return epoch * self.cfg.data.length + positions * self.cfg.train.batch_size
+
+    def log_epoch(self, epoch: int, positions: np.ndarray, updates: np.ndarray, e0: float, e1: float) -> None:
+        """Write one epoch's blocks: ``positions`` [P] per-position losses, ``updates`` [U] per-update
+        losses; ``e0``/``e1`` = epoch start/end in seconds since training began."""
         if not self.training:
             return
-        updates, self.epochs = len(losses), self.epochs + 1
+        positions = np.ascontiguousarray(positions, dtype=np.float64)
+        self.epochs, self.epoch_start_step = self.epochs + 1, self.step
+        trained = len(positions)
         with _naming(self.dir / LOSSES_FILE):
-            for size, mean in block_means(np.ascontiguousarray(losses), self.cfg.train.log_every):
-                self.step += size
-                done = (self.step - epoch * updates) / updates
-                self.file.write(f"{epoch},{self.step},{mean!r},{size},{e0 + done * (e1 - e0):.4f}\n")
-                self.last_block = mean
+            file = self.files[LOSSES_FILE]
+            for start in range(0, trained, self.grid):
+                end = min(start + self.grid, trained)
+                mean = float(np.mean(positions[start:end]))
+                done = self.step + -(-end // self.per_update)  # updates done once position end-1 is trained
+                elapsed = e0 + end / trained * (e1 - e0)
+                file.write(f"{epoch},{self._epoch_data(epoch, start)},{self._epoch_data(epoch, end)},{mean!r},"
+                           f"{done},{elapsed:.4f}\n")
                 if not (math.isfinite(mean) and mean <= self.cfg.train.diverge_loss):
-                    self.status, self.diverged_at = "diverged", self.step
+                    self.status, self.diverged_at = "diverged", done
+                    self.diverged_at_data = self._epoch_data(epoch, end)
+                    trained = end
                     break
-            self.file.flush()
+            file.flush()
+        self.position_losses.append(positions[:trained])
+        self._log_updates(epoch, updates, e0, e1)
+        self.step = self.step + len(updates) if self.training else self.diverged_at
+        self.data_steps += trained * self.cfg.train.batch_size
+
+    def _log_updates(self, epoch: int, losses: np.ndarray, e0: float, e1: float) -> None:
+        if UPDATES_FILE not in self.files:
+            return
+        with _naming(self.dir / UPDATES_FILE):
+            done, total = 0, len(losses)
+            for size, mean in block_means(np.ascontiguousarray(losses), self.cfg.train.log_every):
+                done += size
+                self.files[UPDATES_FILE].write(f"{epoch},{self.step + done},{mean!r},{size},"
+                                               f"{e0 + done / total * (e1 - e0):.4f}\n")
+            self.files[UPDATES_FILE].flush()
+
+    def log_checkpoint(self, epoch: int, updates_in_epoch: int, metrics: dict) -> None:
+        """One row of checkpoints.csv: the held-out numbers after ``updates_in_epoch`` updates of ``epoch``."""
+        if CHECKPOINTS_FILE not in self.files:
+            return
+        data = self._epoch_data(epoch, updates_in_epoch * self.per_update)
+        if self.diverged_at_data is not None and data > self.diverged_at_data:
+            return
+        fractions = metrics.get("learned_fraction") or {}
+        cells = ["" if fractions.get(str(lag)) is None else repr(float(fractions[str(lag)])) for lag in self.lags]
+        loss = metrics.get("heldout_loss")
+        with _naming(self.dir / CHECKPOINTS_FILE):
+            self.files[CHECKPOINTS_FILE].write(
+                ",".join([str(epoch), str(data), str(self.epoch_start_step + updates_in_epoch),
+                          "" if loss is None else repr(float(loss)), *cells]) + "\n")
+            self.files[CHECKPOINTS_FILE].flush()
+
+    def final_window(self) -> tuple[float | None, dict]:
+        """Mean training loss over the last ``train.final_fraction`` of the trained positions, and
+        which data that is ({"fraction", "data_start", "data_end"})."""
+        total = sum(len(p) for p in self.position_losses)
+        fraction = self.cfg.train.final_fraction
+        if total == 0:
+            return None, {"fraction": fraction, "data_start": None, "data_end": None}
+        want = max(1, round(fraction * total))
+        tail, epoch, left = [], len(self.position_losses), want
+        while left > 0:
+            epoch -= 1
+            chunk = self.position_losses[epoch][-left:]
+            tail.append(chunk)
+            left -= len(chunk)
+        first_pos = len(self.position_losses[epoch]) - len(tail[-1])
+        last = len(self.position_losses) - 1
+        window = {"fraction": fraction, "data_start": self._epoch_data(epoch, first_pos),
+                  "data_end": self._epoch_data(last, len(self.position_losses[last]))}
+        return _finite_or_none(float(np.mean(np.concatenate(tail)))), window
 
     def fail(self, err: BaseException) -> None:
         self.status, self.error = "failed", f"{type(err).__name__}: {err}"
@@ -128,7 +220,8 @@ def _member_timings(clock: dict, lg: MemberLog, pack_size: int) -> dict:
     return {
         "total_s": time.perf_counter() - clock["start"], "setup_s": clock["import_s"],
         "tf_import_s": IMPORT_SECONDS.get("tensorflow"), "process_s": process_age_s(), "data_s": clock["data_s"],
-        "train_s": clock["train_s"], "eval_s": clock["eval_s"], "epoch_s": epochs,
+        "train_s": clock["train_s"], "eval_s": clock["eval_s"], "checkpoint_s": clock["checkpoint_s"],
+        "epoch_s": epochs,
         "first_epoch_s": epochs[0] if epochs else None,
         "warm_epoch_s": float(np.median(epochs[1:])) if len(epochs) > 1 else None,
         "pack_size": pack_size,
@@ -140,19 +233,21 @@ def build_summary(lg: MemberLog, ev: dict | None, timings: dict) -> dict:
     from rnn_sweep.runtime import versions
 
     cfg = lg.cfg
+    final_loss, window = lg.final_window()
     ev = ev or {"heldout_loss": None, "heldout_optimal_loss": None, "learned_fraction": {},
                 "learned_fraction_note": {}}
     return {
         "status": lg.status,
         "backend": cfg.model.backend, "cell": cfg.model.cell, "style": cfg.truncation.style,
         "num_steps": cfg.num_steps, "state_size": cfg.state_size, "seed": cfg.seed,
-        "final_loss": _finite_or_none(lg.last_block),
+        "final_loss": final_loss, "final_loss_window": window,
         "heldout_loss": ev["heldout_loss"],
         "heldout_optimal_loss": ev["heldout_optimal_loss"],
         "learned_fraction": ev["learned_fraction"],
         "learned_fraction_note": ev["learned_fraction_note"],
         "levels": [lv.to_dict() for lv in learning_levels(cfg.data)],
-        "steps": lg.step, "epochs_completed": lg.epochs, "diverged_at_step": lg.diverged_at,
+        "steps": lg.step, "data_steps": lg.data_steps, "epochs_completed": lg.epochs,
+        "diverged_at_step": lg.diverged_at, "diverged_at_data_steps": lg.diverged_at_data,
         "timings": timings,
         "versions": versions(),
         "config": dataclasses.asdict(cfg),
@@ -160,8 +255,21 @@ def build_summary(lg: MemberLog, ev: dict | None, timings: dict) -> dict:
     }
 
 
-def _train_epochs(pack, logs: list[MemberLog], clock: dict) -> None:
-    """Every epoch of the pack until each member has finished or diverged."""
+def _log_checkpoints(logs: list[MemberLog], epoch: int, done: int, metrics: list, isolate: bool) -> None:
+    """One checkpoint row per training member; a member whose measurement raised fails alone."""
+    for lg, m in zip(logs, metrics):
+        if not lg.training:
+            continue
+        if isinstance(m, Exception):
+            if not isolate:
+                raise m
+            lg.fail(m)
+        else:
+            lg.log_checkpoint(epoch, done, m)
+
+
+def _train_epochs(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> None:
+    """Every epoch of the pack until each member has finished or diverged, with its checkpoints."""
     from tqdm.auto import tqdm
 
     cfg = logs[0].cfg
@@ -169,20 +277,27 @@ def _train_epochs(pack, logs: list[MemberLog], clock: dict) -> None:
     bar = tqdm(total=cfg.train.epochs * updates, unit="step", leave=False,
                disable=None if any(lg.cfg.train.progress for lg in logs) else True,
                desc=f"{cfg.model.backend} n={cfg.num_steps} d={cfg.state_size} seeds={pack.seeds}")
+    if cfg.train.checkpoints:  # the untrained network: what the random state already carries
+        t0 = time.perf_counter()
+        _log_checkpoints(logs, 0, 0, pack.checkpoint_metrics(), isolate)
+        clock["checkpoint_s"] += time.perf_counter() - t0
     t_train = time.perf_counter()
     for epoch in range(cfg.train.epochs):
         if not any(lg.training for lg in logs):
             break
         e0 = time.perf_counter() - t_train
-        result = pack.train_epoch(epoch)
-        losses, data_s, epoch_s = result.update_losses(), result.data_s, result.train_s
+        result = pack.train_epoch(epoch, cfg.train.checkpoints)
         e1 = time.perf_counter() - t_train
-        clock["data_s"] += data_s
-        clock["epoch_s"].append(epoch_s)
+        clock["data_s"] += result.data_s
+        clock["checkpoint_s"] += result.eval_s
+        clock["epoch_s"].append(result.train_s)
+        positions, losses = result.position_losses(), result.update_losses()
         for k, lg in enumerate(logs):
-            lg.log_epoch(epoch, losses[:, k], e0, e1)
+            lg.log_epoch(epoch, positions[:, k], losses[:, k], e0, e1)
+        for done, metrics in result.checkpoints:
+            _log_checkpoints(logs, epoch, done, metrics, isolate)
         bar.update(updates)
-        live = [lg.last_block for lg in logs if lg.training]
+        live = [float(np.mean(positions[-lg.grid:, k])) for k, lg in enumerate(logs) if lg.training]
         bar.set_postfix(loss=f"{np.mean(live):.4f}" if live else "diverged")
     bar.close()
     clock["train_s"] = time.perf_counter() - t_train
@@ -241,7 +356,8 @@ def _run_pack(cfgs: list[RunConfig], run_dirs: list[Path], overwrite: bool, isol
               threads: int) -> list[dict]:
     """Setup, epochs, evaluation, records: flax's train_and_evaluate for a pack."""
     logs = [MemberLog(cfg, d) for cfg, d in zip(cfgs, run_dirs)]
-    clock = {"start": time.perf_counter(), "data_s": 0.0, "epoch_s": [], "train_s": 0.0, "eval_s": 0.0}
+    clock = {"start": time.perf_counter(), "data_s": 0.0, "epoch_s": [], "train_s": 0.0, "eval_s": 0.0,
+             "checkpoint_s": 0.0}
     try:
         for lg in logs:
             lg.open(overwrite)
@@ -251,7 +367,7 @@ def _run_pack(cfgs: list[RunConfig], run_dirs: list[Path], overwrite: bool, isol
         import_tf(threads or cfgs[0].train.threads)
         clock["import_s"] = time.perf_counter() - clock["start"]
         pack = Pack(cfgs)
-        _train_epochs(pack, logs, clock)
+        _train_epochs(pack, logs, clock, isolate)
         results = _evaluate(pack, logs, clock, isolate)
     except BaseException:
         for lg in logs:
@@ -368,3 +484,14 @@ def combined_summary(summaries: list[dict]) -> dict:
         "learned_fraction": {lag: fraction(lag) for lag in lags},
         "seeds": [s["seed"] for s in summaries], "replicas": summaries,
     }
+
+
+def failed_summary(cfg: RunConfig, run_dir: str | os.PathLike, err: BaseException) -> dict:
+    """summary.json's body for a run whose training raised before it recorded itself (status ``failed``).
+
+    The same schema as every record (:func:`build_summary`): nothing trained, no
+    losses, ``error`` naming the exception.
+    """
+    lg = MemberLog(cfg, Path(run_dir))
+    lg.fail(err)
+    return build_summary(lg, None, {})

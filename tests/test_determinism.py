@@ -18,13 +18,14 @@ from rnn_sweep import config as C
 TINY = ["data.length=16000", "data.eval_length=8000", "train.log_every=5", "train.epochs=2"]
 
 
-def results(run_dir: Path) -> tuple[str, str]:
-    """The deterministic content of a run: (losses.csv minus elapsed_s, summary minus timings)."""
+def results(run_dir: Path) -> tuple[str, str, str]:
+    """The deterministic content of a run: (losses.csv minus elapsed_s, summary minus timings,
+    checkpoints.csv)."""
     rows = (run_dir / "losses.csv").read_text().splitlines()
     losses = "\n".join(",".join(r.split(",")[:-1]) for r in rows)
     summary = json.loads((run_dir / "summary.json").read_text())
     summary.pop("timings")
-    return losses, json.dumps(summary, sort_keys=True)
+    return losses, json.dumps(summary, sort_keys=True), (run_dir / "checkpoints.csv").read_text()
 
 
 def combos() -> list[tuple[str, str, str]]:
@@ -50,7 +51,10 @@ def test_same_seed_same_results_every_backend_and_style(tmp_path, backend, cell,
     train(cfg, tmp_path / "a")
     train(cfg, tmp_path / "b")
     a, b = results(tmp_path / "a"), results(tmp_path / "b")
-    assert a[0].count("\n") == 16000 // 200 // 4 * 2 // 5  # 20 windows/epoch, blocks of 5, 2 epochs
+    assert a[0].count("\n") == 4  # 80 positions per row and epoch: blocks of 50 and 30, 2 epochs
+    # header, the untrained network, then 10 per epoch of 20 updates: log-spaced in the first
+    # (1/256 .. 1 of 20 rounds to updates 1, 1, 1, 1, 1, 2, 3, 6, 11, 20: six distinct), even in the second
+    assert a[2].count("\n") == 1 + 1 + 6 + 10
     assert a == b
     # and another seed really is another run (the comparison can fail)
     train(small_cfg(f"model.backend={backend}", f"model.cell={cell}", f"truncation.style='{style}'",

@@ -38,7 +38,8 @@ POSITIVE_FLOATS = ["train.optimizer.lr", "train.optimizer.initial_accumulator", 
 UNIT_FLOATS = ["data.input_prob", "data.base_prob"]
 BETAS = ["train.optimizer.beta1", "train.optimizer.beta2"]
 CHOICES = {"model.backend": C.BACKENDS, "model.cell": C.CELLS, "train.optimizer.name": C.OPTIMIZERS,
-           "truncation.style": C.STYLES, "data.boundary": C.BOUNDARIES}
+           "truncation.style": C.STYLES, "data.boundary": C.BOUNDARIES,
+           "train.checkpoint_spacing": ("log", "linear")}
 
 
 def deps_in_range(base: float, effects: list[float]) -> bool:
@@ -76,7 +77,7 @@ def valid_raw(draw) -> dict:
         "train": {"epochs": draw(st.integers(1, 5)), "batch_size": batch, "log_every": draw(st.integers(1, 500)),
                   "log_data_steps": draw(st.integers(1, 10**6)), "checkpoints": checkpoints,
                   "checkpoint_eval_length": checkpoint_length, "final_fraction": draw(st.floats(0.001, 1.0)),
-                  "log_updates": draw(st.booleans()),
+                  "log_updates": draw(st.booleans()), "checkpoint_spacing": draw(st.sampled_from(["log", "linear"])),
                   "threads": draw(st.integers(0, THREAD_LIMIT)), "diverge_loss": draw(st.floats(0.01, 100)),
                   "optimizer": {"name": draw(st.sampled_from(C.OPTIMIZERS)), "lr": draw(st.floats(1e-5, 10)),
                                 "initial_accumulator": draw(st.floats(1e-4, 1)),

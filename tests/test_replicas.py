@@ -27,7 +27,12 @@ TINY = ["num_steps=4", "state_size=5", "data.length=30000", "data.eval_length=10
 def assert_same_run(a: Path, b: Path) -> None:
     """Every losses.csv value but elapsed_s, and every summary field but timings, to 1e-5."""
     la, lb = pd.read_csv(a / "losses.csv"), pd.read_csv(b / "losses.csv")
-    assert la[["epoch", "step", "block_steps"]].equals(lb[["epoch", "step", "block_steps"]])
+    assert la[["epoch", "data_start", "data_end", "updates"]].equals(lb[["epoch", "data_start", "data_end", "updates"]])
+    if (a / "checkpoints.csv").exists() or (b / "checkpoints.csv").exists():
+        ca, cb = pd.read_csv(a / "checkpoints.csv"), pd.read_csv(b / "checkpoints.csv")
+        assert ca[["epoch", "data_steps", "updates"]].equals(cb[["epoch", "data_steps", "updates"]])
+        np.testing.assert_allclose(ca.drop(columns=["epoch", "data_steps", "updates"]).to_numpy(float),
+                                   cb.drop(columns=["epoch", "data_steps", "updates"]).to_numpy(float), atol=1e-5)
     np.testing.assert_allclose(la["loss"], lb["loss"], atol=1e-5, rtol=0)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     assert set(sa) == set(sb)
@@ -94,8 +99,9 @@ def test_diverging_member_is_isolated(tmp_path):
                       "train.diverge_loss=5") for s, lr in [(1, 0.5), (2, 1e6), (3, 0.5)]]
     out = train_pack(cfgs, [tmp_path / f"p{i}" for i in range(3)])
     assert [s["status"] for s in out] == ["completed", "diverged", "completed"]
-    assert out[1]["diverged_at_step"] == 25 and out[1]["heldout_loss"] is None  # 150 windows/epoch, blocks of 25
-    assert pd.read_csv(tmp_path / "p1" / "losses.csv")["step"].tolist() == [25]
+    # 150 positions per row, windows of 4: the first block of 50 positions ends in update ceil(50/4) = 13
+    assert out[1]["diverged_at_step"] == 13 and out[1]["heldout_loss"] is None
+    assert pd.read_csv(tmp_path / "p1" / "losses.csv")["data_end"].tolist() == [50 * 200]
     for i in (0, 2):
         train(cfgs[i], tmp_path / f"alone{i}")
         assert_same_run(tmp_path / f"p{i}", tmp_path / f"alone{i}")

@@ -125,15 +125,18 @@ def test_run_files_and_determinism(tmp_path):
     s1 = train(cfg, tmp_path / "a")
     s2 = train(cfg, tmp_path / "b")
     a, b = pd.read_csv(tmp_path / "a" / "losses.csv"), pd.read_csv(tmp_path / "b" / "losses.csv")
-    assert list(a.columns) == ["epoch", "step", "loss", "block_steps", "elapsed_s"]
-    # 100,000 / 200 rows = 500 columns / 4 = 125 windows: blocks of 100 and 25 per epoch
-    assert a["step"].tolist() == [100, 125, 225, 250] and a["block_steps"].tolist() == [100, 25, 100, 25]
+    assert list(a.columns) == ["epoch", "data_start", "data_end", "loss", "updates", "elapsed_s"]
+    # 100,000 / 200 rows = 500 positions per row: 10 blocks of 50 positions (10,000 steps) per epoch;
+    # epoch 1 starts at data.length = 100,000; windows of 4: updates ceil(50 k / 4), 125 per epoch
+    assert a["data_start"].tolist() == [e * 100_000 + k * 10_000 for e in (0, 1) for k in range(10)]
+    assert a["updates"].tolist() == [e * 125 + -(-50 * k // 4) for e in (0, 1) for k in range(1, 11)]
     pd.testing.assert_frame_equal(a.drop(columns="elapsed_s"), b.drop(columns="elapsed_s"), check_exact=True)
     assert s1["learned_fraction"] == s2["learned_fraction"] and s1["heldout_loss"] == s2["heldout_loss"]
     saved = json.loads((tmp_path / "a" / "summary.json").read_text())
     for key in ("status", "final_loss", "heldout_loss", "levels", "timings", "versions", "config", "learned_fraction"):
         assert key in saved
-    assert saved["status"] == "completed" and saved["final_loss"] == a["loss"].iloc[-1]
+    # the last 10% of the 1,000 trained positions per row = epoch 1's last two blocks of 50
+    assert saved["status"] == "completed" and saved["final_loss"] == pytest.approx(a["loss"].iloc[-2:].mean(), rel=1e-6)
     assert "tensorflow" in saved["versions"]
     with pytest.raises(FileExistsError):
         train(cfg, tmp_path / "a")
@@ -143,7 +146,8 @@ def test_divergence_is_recorded(tmp_path):
     from rnn_sweep.train import train
 
     s = train(small_cfg("train.optimizer.name=sgd", "train.optimizer.lr=1e6", "train.diverge_loss=5"), tmp_path)
-    assert s["status"] == "diverged" and s["diverged_at_step"] == 100
+    # small data: 500 positions per row, windows of 5; the first block of 50 positions = update 10
+    assert s["status"] == "diverged" and s["diverged_at_step"] == 10
 
 
 @pytest.mark.parametrize("seed", [0, 1])
