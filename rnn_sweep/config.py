@@ -66,6 +66,9 @@ class ModelConfig:
 
     backend: str = "scratch"
     cell: str = "rnn"
+    # false: the reservoir control -- the cell's input and recurrent weights stay at their
+    # seeded initial values and only the output layer (U, c) trains.
+    train_recurrent: Flag = True
 
 
 @dataclass
@@ -224,9 +227,11 @@ def validate(cfg: RunConfig) -> None:
     _positive_int("train.batch_size", t.batch_size)
     _positive_int("train.log_every", t.log_every)
     _validate_logging(cfg)
-    for flag in FLAG_FIELDS["TrainConfig"]:
-        if not isinstance(getattr(t, flag), bool):
-            _fail(f"train.{flag}", getattr(t, flag), "must be true or false")
+    for section, obj in (("TrainConfig", t), ("ModelConfig", cfg.model)):
+        prefix = "train" if section == "TrainConfig" else "model"
+        for flag in FLAG_FIELDS[section]:
+            if not isinstance(getattr(obj, flag), bool):
+                _fail(f"{prefix}.{flag}", getattr(obj, flag), "must be true or false")
     _positive_int("train.replicas", t.replicas)  # K > 1: seeds seed..seed+K-1 as one pack (any backend, style)
     if isinstance(t.threads, bool) or not isinstance(t.threads, int) or not 0 <= t.threads <= thread_limit():
         _fail("train.threads", t.threads, f"must be an integer from 0 (automatic) to {thread_limit()} "
@@ -410,7 +415,8 @@ def windows_per_epoch(cfg: RunConfig) -> int:
     return (cfg.data.length // cfg.train.batch_size) // cfg.num_steps
 
 
-FLAG_FIELDS = {"TrainConfig": ("xla", "progress", "log_updates")}  # the schema's booleans, parsed by parse_bool
+# The schema's booleans, parsed by parse_bool.
+FLAG_FIELDS = {"TrainConfig": ("xla", "progress", "log_updates"), "ModelConfig": ("train_recurrent",)}
 
 
 def from_dict(raw: dict) -> RunConfig:

@@ -24,18 +24,31 @@ from rnn_sweep import optim, truncation
 _CACHE: dict[tuple, Callable] = {}
 
 
-def update_loop(first, stop, max_updates: int, opt_name: str, hp, params, opt_state, carry, grad_step):
+OUTPUT_PARAMS = ("U", "c")  # the output layer of every backend's params (rnn_sweep.inits)
+
+
+def frozen_params(train_recurrent: bool) -> tuple[str, ...]:
+    """Parameters an update must leave unchanged: none, or (the reservoir control,
+    ``model.train_recurrent=false``) everything but the output layer."""
+    return () if train_recurrent else ("*",)
+
+
+def update_loop(first, stop, max_updates: int, opt_name: str, hp, params, opt_state, carry, grad_step,
+                frozen: tuple[str, ...] = ()):
     """Optimizer updates ``first`` .. ``stop - 1`` (``stop`` <= ``max_updates``) as one ``tf.while_loop``.
 
     ``grad_step(k, params, carry) -> (losses [K], step losses [S, K], grads,
     carry)`` computes update k; returns (params, opt_state, losses [max_updates,
     K], step losses [max_updates, S, K] (rows outside first..stop-1 are zero), carry).
+    ``frozen`` non-empty (:func:`frozen_params`): only the output layer is updated.
     """
     losses = tf.TensorArray(tf.float32, size=max_updates)
     steps = tf.TensorArray(tf.float32, size=max_updates)
 
     def body(k, params, opt_state, carry, losses, steps):
         loss, step_losses, grads, carry = grad_step(k, params, carry)
+        if frozen:  # a zero gradient leaves a parameter exactly where it is under adagrad, sgd and adam
+            grads = {name: g if name in OUTPUT_PARAMS else tf.zeros_like(g) for name, g in grads.items()}
         params, opt_state = optim.apply(opt_name, params, grads, opt_state, hp)
         return k + 1, params, opt_state, carry, losses.write(k, loss), steps.write(k, step_losses)
 
@@ -48,14 +61,15 @@ def _key(kind: str, backend, *rest) -> tuple:
     return (kind, backend.name, backend.cell, backend.state_size, *rest)
 
 
-def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int, update_every: int | None):
-    key = _key("epoch", backend, opt_name, style, xla, static_n, update_every)
+def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int, update_every: int | None,
+                    frozen: tuple[str, ...] = ()):
+    key = _key("epoch", backend, opt_name, style, xla, static_n, update_every, frozen)
     if key not in _CACHE:
         def run_epoch(params, opt_state, hp, xs, ys, n, state, first, stop):
             updates, most, grad_step, carry = truncation.grad_steps(backend, style, xs, ys, n, state, static_n,
                                                                     update_every)
             params, opt_state, losses, steps, carry = update_loop(first, tf.minimum(stop, updates), most, opt_name,
-                                                                  hp, params, opt_state, carry, grad_step)
+                                                                  hp, params, opt_state, carry, grad_step, frozen)
             return params, opt_state, losses, steps, updates, carry[0]
 
         # autograph=False: the loops are explicit tf.while_loops, so autograph's source
@@ -66,7 +80,7 @@ def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int
 
 
 def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
-             update_every: int | None = None) -> Callable:
+             update_every: int | None = None, frozen: tuple[str, ...] = ()) -> Callable:
     """The pack epoch for a backend/optimizer/style and window length n = ``num_steps``.
 
     Returns f(params [K,...], opt_state, hp {name: [K]}, xs [C,K,B] int8, ys
@@ -81,10 +95,11 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     ended with (their returned final state): an epoch made in segments equals the
     epoch made at once. ``f.updates(C)`` is U for C steps per row. The compiled
     program behind them (``f.program``) is built once per process and shared: in
-    TF style by every n up to :func:`rnn_sweep.truncation.buffer_steps` (n).
+    TF style by every n up to :func:`rnn_sweep.truncation.buffer_steps` (n). ``frozen``
+    (:func:`frozen_params`): the reservoir control, which trains the output layer only.
     """
     static_n = truncation.buffer_steps(num_steps) if style == "tf" else int(num_steps)
-    program = _compiled_epoch(backend, opt_name, style, xla, static_n, update_every)
+    program = _compiled_epoch(backend, opt_name, style, xla, static_n, update_every, tuple(frozen))
     n = tf.constant(int(num_steps), tf.int32)
     per_update = int(num_steps) if style == "tf" else int(update_every or num_steps)
 

@@ -116,6 +116,7 @@ class KerasFit:
         be = self.backend
         inputs = keras.Input(batch_shape=(batch, num_steps, NUM_CLASSES))
         self.rnn = keras.layers.RNN(make_cell(be.cell, be.state_size), stateful=True, return_sequences=True)
+        self.rnn.trainable = self.cfg.model.train_recurrent  # false: the reservoir control (output layer only)
         self.dense = keras.layers.Dense(NUM_CLASSES)
         self.model = keras.Model(inputs, self.dense(self.rnn(inputs)))
         self.metric = _window_losses_metric(windows, num_steps)
@@ -129,14 +130,14 @@ class KerasFit:
     def set_params(self, params: dict) -> None:
         """Write a params dict (the backend's layout) into the Keras model."""
         weights = cell_weights(self.backend.cell, params)
-        for v in self.rnn.trainable_variables:
+        for v in self.rnn.cell.weights:  # trainable or, in the reservoir control, frozen
             v.assign(np.asarray(weights[v.name]))
         self.dense.kernel.assign(np.asarray(params["U"]))
         self.dense.bias.assign(np.asarray(params["c"]))
 
     def get_params(self) -> dict[str, np.ndarray]:
         """The model's weights as a params dict in the backend's layout."""
-        w = {v.name: v.numpy() for v in self.rnn.trainable_variables}
+        w = {v.name: v.numpy() for v in self.rnn.cell.weights}
         out = ({"W": np.concatenate([w["kernel"], w["recurrent_kernel"]]), "b": w["bias"]}
                if self.backend.cell == "rnn" else w)
         return {**out, "U": self.dense.kernel.numpy(), "c": self.dense.bias.numpy()}

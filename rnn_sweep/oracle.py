@@ -267,11 +267,13 @@ def _true_update_loss(cell, p, rows_x, rows_y, starts, t0, n):
 
 
 def reference_epoch(cell: str, params: dict, xs: np.ndarray, ys: np.ndarray, style: str, opt: str, hp: dict,
-                    update_every: int | None = None, step_losses: list | None = None) -> tuple[dict, list[float]]:
+                    update_every: int | None = None, step_losses: list | None = None,
+                    trainable: tuple[str, ...] | None = None) -> tuple[dict, list[float]]:
     """One epoch from the zero state; xs, ys int [W, B, n]. Returns (params float64, loss per update).
 
     ``step_losses``: a list that receives, position by position along the rows, the
     mean loss over the B rows at each position an update trained (before that update).
+    ``trainable``: the only parameters updated (None: all); the others are never touched.
 
     ``style="tf"``: window by window, the entering state a constant. ``"true"``:
     an update every u = update_every (or n) steps of the rows; its start states
@@ -305,6 +307,12 @@ def reference_epoch(cell: str, params: dict, xs: np.ndarray, ys: np.ndarray, sty
             if step_losses is not None:
                 step_losses.extend(_true_step_losses(cell, p, rows_x, rows_y, starts, k * u, n))
         losses.append(loss(p))
-        p = _optimizer_step(opt, p, _numeric_grads(loss, p), slots, hp)
+        grads = _numeric_grads(loss, p)
+        if trainable is not None:
+            frozen = {k: p[k] for k in p if k not in trainable}
+            p = {**_optimizer_step(opt, {k: p[k] for k in trainable}, {k: grads[k] for k in trainable}, slots, hp),
+                 **frozen}
+        else:
+            p = _optimizer_step(opt, p, grads, slots, hp)
         carry = next_carry
     return p, losses

@@ -63,7 +63,8 @@ class Pack:
             self.fn = self.backend.make_epoch_fn(cfg)
         else:
             self.fn = engine.epoch_fn(self.backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
-                                      cfg.num_steps, update_every=cfg.truncation.update_every)
+                                      cfg.num_steps, update_every=cfg.truncation.update_every,
+                                      frozen=engine.frozen_params(cfg.model.train_recurrent))
 
     @property
     def size(self) -> int:

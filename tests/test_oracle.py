@@ -264,3 +264,44 @@ def test_keras_fit_epoch_in_segments_matches_the_oracle():
     np.testing.assert_allclose(np.concatenate(steps), ref_steps, rtol=1e-5)
     for name in ref:
         np.testing.assert_allclose(params[name].numpy()[0], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("backend,cell,style,opt", [("scratch", "rnn", "tf", "adagrad"), ("scratch", "rnn", "true", "adam"),
+                                                     ("static", "gru", "tf", "adam"), ("dynamic", "lstm", "true", "sgd"),
+                                                     ("keras", "rnn", "tf", "adagrad")])
+def test_reservoir_control_freezes_the_cell_and_trains_the_output_layer_as_the_oracle(backend, cell, style, opt):
+    """model.train_recurrent=false: every cell weight ends exactly at its seeded initial value (the
+    trained run's start), and the output layer U, c ends where the oracle's output-only training
+    puts it; with the flag on, the cell weights move (the test can fail)."""
+    import tensorflow as tf
+
+    from rnn_sweep import engine, optim
+    from rnn_sweep.config import ModelConfig, OptimizerConfig, RunConfig
+    from rnn_sweep.models import build_backend
+
+    d, b, n, w = 2, 3, 3, 3
+    rng = np.random.default_rng(11)
+    xs, ys = rng.integers(0, 2, (w, 1, b, n)).astype(np.int8), rng.integers(0, 2, (w, 1, b, n)).astype(np.int8)
+    ends = {}
+    for train_recurrent in (False, True):
+        cfg = RunConfig(model=ModelConfig(backend=backend, cell=cell, train_recurrent=train_recurrent),
+                        state_size=d, num_steps=n)
+        cfg.train.optimizer = OptimizerConfig(name=opt, lr=0.2)
+        be = build_backend(cfg.model, d)
+        init = be.init_params([5])
+        params = {k: tf.constant(v) for k, v in init.items()}
+        hp = optim.stacked_hyperparams([cfg.train.optimizer])
+        fn = be.make_epoch_fn(cfg) if backend == "keras" else engine.epoch_fn(
+            be, opt, style, xla=False, num_steps=n, frozen=engine.frozen_params(train_recurrent))
+        new, _, _, _ = fn(params, optim.init_state(opt, params, hp), hp, windows_to_steps(xs), windows_to_steps(ys),
+                          be.zero_state(1, b))
+        ends[train_recurrent] = {k: v.numpy()[0] for k, v in new.items()}
+    cell_names = [k for k in init if k not in ("U", "c")]
+    for k in cell_names:
+        np.testing.assert_array_equal(ends[False][k], init[k][0], err_msg=k)  # exactly, not approximately
+        assert not np.allclose(ends[True][k], init[k][0]), k
+    ref, _ = oracle.reference_epoch(cell, {k: v[0] for k, v in init.items()}, xs[:, 0], ys[:, 0], style, opt,
+                                    {"lr": 0.2, **HP}, trainable=("U", "c"))
+    for k in ("U", "c"):
+        assert not np.allclose(ref[k], init[k][0]), k
+        np.testing.assert_allclose(ends[False][k], ref[k], rtol=1e-4, atol=1e-5, err_msg=k)
