@@ -96,6 +96,11 @@ class TrainConfig:
     checkpoint_spacing: str = "log"  # log: the first epoch's checkpoints geometrically spaced; linear: evenly
     checkpoint_eval_length: int = 20_000  # held-out time steps each checkpoint measures
     final_fraction: float = 0.1  # summary's final_loss: mean training loss over this last fraction of the data
+    # Training to a criterion: stop when the checkpoints' held-out loss has not improved by
+    # stop_tolerance nats for stop_patience checkpoints in a row (0 = train the whole budget).
+    stop_patience: int = 0
+    stop_tolerance: float = 0.001
+    max_data_steps: Optional[int] = None  # the budget in training time steps (None: epochs x data.length)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     xla: Flag = True  # compile the epoch with XLA (faster on CPU for this model)
     threads: int = 0  # TF intra-op threads; 0 = automatic (1, or a parallel launcher's share)
@@ -275,9 +280,24 @@ def _validate_logging(cfg: RunConfig) -> None:
     if t.checkpoints and cfg.data.boundary == "wrap" and lags and max(lags) >= t.checkpoint_eval_length:
         _fail("train.checkpoint_eval_length", t.checkpoint_eval_length, f"with data.boundary=wrap it must exceed "
               f"every lag (the largest is {max(lags)}: X[t-lag] would wrap onto itself)")
+    _validate_stopping(cfg)
     f = t.final_fraction
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0.0 < f <= 1.0):
         _fail("train.final_fraction", f, "must be in (0, 1] (the last fraction of the data final_loss averages)")
+
+
+def _validate_stopping(cfg: RunConfig) -> None:
+    t = cfg.train
+    if isinstance(t.stop_patience, bool) or not isinstance(t.stop_patience, int) or t.stop_patience < 0:
+        _fail("train.stop_patience", t.stop_patience, "must be an integer >= 0 (0 = train the whole budget)")
+    if t.stop_patience and not t.checkpoints:
+        _fail("train.stop_patience", t.stop_patience, "needs held-out checkpoints to judge by: set train.checkpoints "
+              ">= 1 (or stop_patience=0)")
+    tol = t.stop_tolerance
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        _fail("train.stop_tolerance", tol, "must be a finite number >= 0 (nats)")
+    if t.max_data_steps is not None:
+        _positive_int("train.max_data_steps", t.max_data_steps)
 
 
 def _validate_truncation(cfg: RunConfig) -> None:

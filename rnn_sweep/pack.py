@@ -59,6 +59,7 @@ class Pack:
         self.hp = optim.stacked_hyperparams([c.train.optimizer for c in self.cfgs])
         self.opt_state = optim.init_state(cfg.train.optimizer.name, self.params, self.hp)
         self._checkpoint_data: list | None = None
+        self.stopped: set[int] = set()  # replicas that stopped training (train.stop_patience)
         if hasattr(self.backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
             self.fn = self.backend.make_epoch_fn(cfg)
         else:
@@ -71,14 +72,19 @@ class Pack:
         """K, the number of replicas."""
         return len(self.cfgs)
 
-    def train_epoch(self, epoch: int, checkpoints: int = 0) -> "EpochResult":
+    def train_epoch(self, epoch: int, checkpoints: int = 0, limit: int | None = None,
+                    on_checkpoint=None) -> "EpochResult":
         """One epoch of every replica, measured on held-out data at ``checkpoints`` points of it.
 
         The epoch's updates are made in segments ending at :func:`checkpoint_stops` (the
-        first epoch spaced as ``train.checkpoint_spacing`` says, later ones evenly); after
-        each segment, the last ending the epoch, every replica's held-out loss and learned
-        fractions are measured on its checkpoint data (:meth:`checkpoint_metrics`). The
-        segments run one compiled program and equal the epoch made at once.
+        first epoch spaced as ``train.checkpoint_spacing`` says, later ones evenly) and, with
+        ``limit``, at most ``limit`` updates (a data budget ending inside the epoch). After
+        each segment every replica's held-out loss and learned fractions are measured on its
+        checkpoint data (:meth:`checkpoint_metrics`) and ``on_checkpoint(updates done,
+        metrics)`` may return replicas that stop there: their learning rate becomes 0, so
+        their parameters never change again (exactly: a zero step under adagrad, sgd and
+        adam), and once every replica has stopped the epoch ends. The segments run one
+        compiled program and equal the epoch made at once.
         """
         cfg = self.cfgs[0]
         t0 = time.perf_counter()
@@ -88,6 +94,8 @@ class Pack:
         total = self.fn.updates(int(xs.shape[0]))
         result = EpochResult(updates=total, data_s=data_s)
         stops = checkpoint_stops(total, checkpoints, self.cfgs[0].train.checkpoint_spacing if epoch == 0 else "linear")
+        if limit is not None and limit < total:
+            stops = [s for s in stops if s < limit] + [limit]
         first = 0
         for stop in stops:
             t1 = time.perf_counter()
@@ -96,12 +104,27 @@ class Pack:
             result.losses.append(np.asarray(losses))
             result.step_losses.append(np.asarray(steps))
             result.train_s += time.perf_counter() - t1
+            first = stop
             if checkpoints:
                 t2 = time.perf_counter()
-                result.checkpoints.append((stop, self.checkpoint_metrics()))
+                metrics = self.checkpoint_metrics()
+                result.checkpoints.append((stop, metrics))
                 result.eval_s += time.perf_counter() - t2
-            first = stop
+                if on_checkpoint is not None and self.stop(on_checkpoint(stop, metrics)):
+                    break
         return result
+
+    def stop(self, replicas) -> bool:
+        """Stop training ``replicas`` (their learning rate becomes 0); True once every replica has stopped."""
+        import tensorflow as tf
+
+        new = set(replicas) - self.stopped
+        if new:
+            self.stopped |= new
+            lr = self.hp["lr"].numpy().copy()
+            lr[sorted(new)] = 0.0
+            self.hp = {**self.hp, "lr": tf.constant(lr)}
+        return len(self.stopped) == self.size
 
     def positions_per_update(self) -> int:
         """Positions of each row one update trains: n (TF style) or u (true style)."""

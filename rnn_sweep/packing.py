@@ -24,7 +24,9 @@ from rnn_sweep.config import RunConfig
 from rnn_sweep.records import EXECUTION_KEYS
 
 PER_REPLICA = ("seed", "train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.beta1",
-               "train.optimizer.beta2", "train.optimizer.epsilon")
+               "train.optimizer.beta2", "train.optimizer.epsilon",
+               # each member judges its own checkpoints (rnn_sweep.train.MemberLog.judge)
+               "train.stop_patience", "train.stop_tolerance")
 EXECUTION_ONLY = EXECUTION_KEYS
 DEFAULT_MAX_PACK_SIZE = 32
 

@@ -91,6 +91,7 @@ class MemberLog:
         self.cfg, self.dir, self.files = cfg, run_dir, {}
         self.status, self.diverged_at, self.diverged_at_data, self.error = "completed", None, None, None
         self.step, self.epochs, self.data_steps, self.epoch_start_step = 0, 0, 0, 0
+        self.best, self.wait, self.stopped_at, self.stop_reason = math.inf, 0, None, "budget"
         self.grid = max(1, cfg.train.log_data_steps // cfg.train.batch_size)  # positions per losses.csv block
         self.per_update = positions_per_update(cfg)
         self.position_losses: list[np.ndarray] = []  # per epoch: each trained position's loss (for final_loss)
@@ -124,6 +125,27 @@ class MemberLog:
     def training(self) -> bool:
         return self.status == "completed"
 
+    @property
+    def active(self) -> bool:
+        """Still training: neither diverged, failed nor stopped by the criterion."""
+        return self.training and self.stopped_at is None
+
+    def judge(self, epoch: int, updates_in_epoch: int, metrics: dict) -> bool:
+        """Whether training stops at this checkpoint (``train.stop_patience``): True after
+        ``stop_patience`` checkpoints in a row without a held-out loss ``stop_tolerance`` below the best."""
+        loss = metrics.get("heldout_loss")
+        if loss is None or not math.isfinite(loss):
+            return False
+        improved = loss < self.best - self.cfg.train.stop_tolerance
+        self.best = min(self.best, loss)
+        if epoch < 0:  # the untrained network: a starting point, never a reason to stop
+            return False
+        self.wait = 0 if improved else self.wait + 1
+        if self.cfg.train.stop_patience and self.wait >= self.cfg.train.stop_patience:
+            self.stopped_at, self.stop_reason = (epoch, updates_in_epoch), "converged"
+            return True
+        return False
+
     def _epoch_data(self, epoch: int, positions: int) -> int:
         """Time steps of training data seen after ``positions`` positions of epoch ``epoch``."""
         return epoch * self.cfg.data.length + positions * self.cfg.train.batch_size
@@ -131,8 +153,11 @@ class MemberLog:
     def log_epoch(self, epoch: int, positions: np.ndarray, updates: np.ndarray, e0: float, e1: float) -> None:
         """Write one epoch's blocks: ``positions`` [P] per-position losses, ``updates`` [U] per-update
         losses; ``e0``/``e1`` = epoch start/end in seconds since training began."""
-        if not self.training:
+        if not self.training or (self.stopped_at is not None and epoch > self.stopped_at[0]):
             return
+        if self.stopped_at is not None:  # stopped inside this epoch: nothing after its checkpoint
+            updates = updates[:self.stopped_at[1]]
+            positions = positions[:len(updates) * self.per_update]
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         self.epochs, self.epoch_start_step = self.epochs + 1, self.step
         trained = len(positions)
@@ -173,6 +198,8 @@ class MemberLog:
             return
         data = self._epoch_data(epoch, updates_in_epoch * self.per_update)
         if self.diverged_at_data is not None and data > self.diverged_at_data:
+            return
+        if self.stopped_at is not None and (epoch, updates_in_epoch) > self.stopped_at:
             return
         fractions = metrics.get("learned_fraction") or {}
         cells = ["" if fractions.get(str(lag)) is None else repr(float(fractions[str(lag)])) for lag in self.lags]
@@ -248,6 +275,7 @@ def build_summary(lg: MemberLog, ev: dict | None, timings: dict) -> dict:
         "levels": [lv.to_dict() for lv in learning_levels(cfg.data)],
         "steps": lg.step, "data_steps": lg.data_steps, "epochs_completed": lg.epochs,
         "diverged_at_step": lg.diverged_at, "diverged_at_data_steps": lg.diverged_at_data,
+        "stop_reason": "diverged" if lg.status == "diverged" else lg.stop_reason,
         "timings": timings,
         "versions": versions(),
         "config": dataclasses.asdict(cfg),
@@ -268,8 +296,36 @@ def _log_checkpoints(logs: list[MemberLog], epoch: int, done: int, metrics: list
             lg.log_checkpoint(epoch, done, m)
 
 
+def _judge(logs: list[MemberLog], epoch: int):
+    """The pack's ``on_checkpoint``: the replicas that stop at this checkpoint (criterion met, or
+    no longer training at all), so that their updates become no-ops."""
+    def on_checkpoint(done: int, metrics: list) -> list[int]:
+        out = []
+        for k, (lg, m) in enumerate(zip(logs, metrics)):
+            if lg.active and not isinstance(m, Exception):
+                lg.judge(epoch, done, m)
+            if not lg.active:
+                out.append(k)
+        return out
+    return on_checkpoint
+
+
+def epoch_limit(cfg: RunConfig, epoch: int) -> int | None:
+    """Updates epoch ``epoch`` may make under ``train.max_data_steps`` (None: all; 0: none): the
+    budget ends at the first update whose positions reach it."""
+    budget = cfg.train.max_data_steps
+    if budget is None:
+        return None
+    left = budget - epoch * cfg.data.length
+    if left <= 0:
+        return 0
+    positions = -(-left // cfg.train.batch_size)
+    limit = -(-positions // positions_per_update(cfg))
+    return None if limit >= updates_per_epoch(cfg) else limit
+
+
 def _train_epochs(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> None:
-    """Every epoch of the pack until each member has finished or diverged, with its checkpoints."""
+    """Every epoch of the pack until each member has finished, diverged or stopped, with its checkpoints."""
     from tqdm.auto import tqdm
 
     cfg = logs[0].cfg
@@ -279,14 +335,19 @@ def _train_epochs(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> No
                desc=f"{cfg.model.backend} n={cfg.num_steps} d={cfg.state_size} seeds={pack.seeds}")
     if cfg.train.checkpoints:  # the untrained network: what the random state already carries
         t0 = time.perf_counter()
-        _log_checkpoints(logs, 0, 0, pack.checkpoint_metrics(), isolate)
+        metrics = pack.checkpoint_metrics()
+        _log_checkpoints(logs, 0, 0, metrics, isolate)
+        for lg, m in zip(logs, metrics):
+            if lg.training and not isinstance(m, Exception):
+                lg.judge(-1, 0, m)
         clock["checkpoint_s"] += time.perf_counter() - t0
     t_train = time.perf_counter()
     for epoch in range(cfg.train.epochs):
-        if not any(lg.training for lg in logs):
+        limit = epoch_limit(cfg, epoch)
+        if not any(lg.active for lg in logs) or limit == 0:
             break
         e0 = time.perf_counter() - t_train
-        result = pack.train_epoch(epoch, cfg.train.checkpoints)
+        result = pack.train_epoch(epoch, cfg.train.checkpoints, limit, _judge(logs, epoch))
         e1 = time.perf_counter() - t_train
         clock["data_s"] += result.data_s
         clock["checkpoint_s"] += result.eval_s
@@ -297,8 +358,8 @@ def _train_epochs(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> No
         for done, metrics in result.checkpoints:
             _log_checkpoints(logs, epoch, done, metrics, isolate)
         bar.update(updates)
-        live = [float(np.mean(positions[-lg.grid:, k])) for k, lg in enumerate(logs) if lg.training]
-        bar.set_postfix(loss=f"{np.mean(live):.4f}" if live else "diverged")
+        live = [float(np.mean(positions[-lg.grid:, k])) for k, lg in enumerate(logs) if lg.active]
+        bar.set_postfix(loss=f"{np.mean(live):.4f}" if live else "done")
     bar.close()
     clock["train_s"] = time.perf_counter() - t_train
 

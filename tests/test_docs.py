@@ -213,10 +213,10 @@ def configuration_md() -> str:
 def test_schema_walk_finds_the_keys_a_hand_count_gives():
     keys = schema_keys()
     # By hand from rnn_sweep/config.py: 3 top-level + data 6 (+2 dependency fields) + model 3
-    # + train 14 (epochs, batch_size, log_every, log_updates, log_data_steps, checkpoints,
-    # checkpoint_spacing, checkpoint_eval_length, final_fraction, xla, threads, progress, replicas,
-    # diverge_loss) + optimizer 6 + truncation 2.
-    assert len(keys) == 36
+    # + train 17 (epochs, batch_size, log_every, log_updates, log_data_steps, checkpoints,
+    # checkpoint_spacing, checkpoint_eval_length, final_fraction, stop_patience, stop_tolerance,
+    # max_data_steps, xla, threads, progress, replicas, diverge_loss) + optimizer 6 + truncation 2.
+    assert len(keys) == 39
     assert keys["data.dependencies[].lag"] == REQUIRED and keys["train.optimizer.epsilon"] == 1e-8
     assert keys["data.dependencies"] == [{"lag": 3, "effect": 0.5}, {"lag": 8, "effect": -0.25}]
 
