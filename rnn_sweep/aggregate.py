@@ -7,7 +7,7 @@ without it (or with one that breaks the schema, see
 :func:`rnn_sweep.rundirs.summary_problems`) crashed or is still running, and is
 aggregated from its ``losses.csv`` and Hydra's config record alone. Nothing
 here raises on a broken run: every problem becomes a warning that names the
-run and the reason. Statistics (levels, smoothing, onsets, intervals) are the
+run and the reason. Statistics (levels, onsets, intervals) are the
 pure functions of :mod:`rnn_sweep.stats`.
 
 Tables (see :func:`runs_table`, :func:`curves_table`, :func:`grid_table`,
@@ -30,15 +30,18 @@ import pandas as pd
 
 from rnn_sweep.outdir import TABLES, WARNINGS_FILE, write_atomic
 from rnn_sweep.rundirs import (  # noqa: F401  (re-exported: the readers are part of this API)
-    HYDRA_CONFIG, LOSSES_FILE, SUMMARY_FILE, Run, discover_runs, flatten, read_losses, read_run, rule_from_config,
-    rule_label,
+    CHECKPOINTS_FILE, HYDRA_CONFIG, LOSSES_FILE, SUMMARY_FILE, Run, discover_runs, flatten, read_checkpoints,
+    read_losses, read_run, rule_from_config, rule_label,
 )
 from rnn_sweep.stats import (  # noqa: F401  (re-exported for callers of the older API)
-    DEFAULT_MARGIN, DEFAULT_SMOOTH, bootstrap_ci, boundary_table, causal_smooth, classify_level, data_steps, onsets,
+    CENSORED, DEFAULT_MARGIN, DEFAULT_ONSET_THRESHOLD, LEARNED_STATUSES, UNDEFINED, band_table, boundary_table,
+    checkpoint_onset, classify_level, clopper_pearson, median_with_censored, t_interval,
 )
 
 KEYS = ("backend", "style", "num_steps", "state_size", "seed")  # always columns of runs/curves
 RENAMED = {"model.backend": "backend", "truncation.style": "style"}
+FINAL_FRACTION = 0.1  # a run without summary: its final loss is over the last 10% of the data it saw
+NO_CHECKPOINTS = "no_checkpoints"  # onset status of a run that wrote no checkpoints.csv
 
 
 @dataclass
@@ -50,10 +53,12 @@ class Aggregation:
     curves: pd.DataFrame
     grid: pd.DataFrame
     levels: pd.DataFrame
-    deps: pd.DataFrame  # run_id, lag, learned, onset, config columns, seed: one row per run and dependency
+    deps: pd.DataFrame  # see runs_table: one row per run and dependency, with config columns and seed
     boundary: pd.DataFrame  # see stats.boundary_table
     config_cols: list[str]  # columns that identify a configuration, seed excluded
     warnings: list[str]
+    budget: str = ""  # the training budget of the runs, e.g. "1 epoch × 1M time steps"
+    onset_threshold: float = DEFAULT_ONSET_THRESHOLD
 
     @property
     def sweep_dir(self) -> Path:
@@ -84,59 +89,90 @@ def _new_lags(levels: list[dict]) -> list[int]:
     return [next(lag for lag in b["lags"] if lag not in a["lags"]) for a, b in zip(levels[:-1], levels[1:])]
 
 
-def run_geometry(config: dict) -> tuple[int, int, int, int] | None:
-    """(batch_size, data.length, updates per epoch, data columns per update) of a flattened
-    config, as ``config.updates_per_epoch`` counts them; None when the config lacks them."""
-    try:
-        b, length, n = int(config["train.batch_size"]), int(config["data.length"]), int(config["num_steps"])
-        every = config.get("truncation.update_every")
-        u = int(every) if config.get("truncation.style") == "true" and every else n
-        return b, length, (length // b) // n * n // u, u
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return None
+def run_lags(run: Run) -> list[int]:
+    """The run's dependencies (lags): its rule's, in config order, else those its levels add."""
+    if run.rule is not None and run.rule.dependencies:
+        return [d.lag for d in run.rule.dependencies]
+    return _new_lags(run.levels) if run.levels else []
 
 
-def run_data_steps(run: Run) -> np.ndarray:
-    """data_steps of each logged block of ``run`` (NaN when its config lacks the sizes)."""
-    geometry = run_geometry(run.config)
-    if geometry is None:
-        return np.full(len(run.losses), np.nan)
-    return data_steps(run.losses["epoch"].to_numpy(), run.losses["step"].to_numpy(), *geometry).astype(float)
+def final_loss(run: Run) -> tuple[float | None, float | None, float | None]:
+    """(final loss, data_start, data_end of the window it averages).
+
+    From summary.json when it has one (its ``final_loss_window`` says which data);
+    a run without summary (crashed, still running): the blocks that cover the last
+    :data:`FINAL_FRACTION` of the data it logged, weighted by their width (the
+    window is then those whole blocks).
+    """
+    s = run.summary or {}
+    if run.summary:
+        window = s.get("final_loss_window") if isinstance(s.get("final_loss_window"), dict) else {}
+        start, end = window.get("data_start"), window.get("data_end")
+        return s.get("final_loss"), start if _finite(start) else None, end if _finite(end) else None
+    loss = run.losses[np.isfinite(run.losses["loss"])] if len(run.losses) else run.losses
+    if not len(loss):
+        return None, None, None
+    end = float(loss["data_end"].iloc[-1])
+    last = loss[loss["data_end"] > (1 - FINAL_FRACTION) * end]
+    width = (last["data_end"] - last["data_start"]).to_numpy(dtype=float)
+    return float(np.average(last["loss"], weights=width)), float(last["data_start"].iloc[0]), end
 
 
-def measure_run(run: Run, margin: float = DEFAULT_MARGIN, smooth: int = DEFAULT_SMOOTH) -> tuple[dict, list[dict]]:
+def dependency_rows(run: Run, data_end: float | None, threshold: float) -> list[dict]:
+    """One row per dependency: final learned fraction, onset from checkpoints.csv and its status.
+
+    ``learned_by_end``: the onset was reached (not censored); for a run without
+    checkpoints, the final learned fraction is >= ``threshold``.
+    """
+    s = run.summary or {}
+    learned = s.get("learned_fraction") if isinstance(s.get("learned_fraction"), dict) else {}
+    cp = run.checkpoints if run.checkpoints is not None else pd.DataFrame()
+    first = float(cp["data_steps"].iloc[1]) if len(cp) > 1 else math.nan  # the onset's resolution near the start
+    rows = []
+    for lag in run_lags(run):
+        final = learned.get(str(lag))
+        final = float(final) if _finite(final) else math.nan
+        col = f"learned_{lag}"
+        if len(cp) and col in cp:
+            onset, status, at = checkpoint_onset(cp["data_steps"].to_numpy(), cp[col].to_numpy(), threshold,
+                                                 end=data_end if _finite(data_end) else None)
+            by_end = status in LEARNED_STATUSES if status != UNDEFINED else None
+        else:
+            onset, status, at = math.nan, NO_CHECKPOINTS, math.nan
+            by_end = bool(final >= threshold) if math.isfinite(final) else None
+        rows.append({"run_id": run.run_id, "lag": lag, "learned": final, "onset": onset, "onset_status": status,
+                     "onset_at": at, "learned_by_end": by_end, "checkpoint_1": first,
+                     "data_end": data_end if _finite(data_end) else math.nan})
+    return rows
+
+
+def measure_run(run: Run, margin: float = DEFAULT_MARGIN,
+                threshold: float = DEFAULT_ONSET_THRESHOLD) -> tuple[dict, list[dict]]:
     """Measured values of one run (a runs-table row without config columns) and its
-    per-dependency rows ``{run_id, lag, learned, onset}`` (onset in data steps)."""
+    per-dependency rows (see :func:`dependency_rows`; onsets in data steps)."""
     s, loss = run.summary or {}, run.losses
     level_losses = [float(lv["loss"]) for lv in run.levels]
-    smoothed = causal_smooth(loss["loss"].to_numpy(), smooth) if len(loss) else np.array([])
-    final = s.get("final_loss") if run.summary else (float(loss["loss"].iloc[-1]) if len(loss) else None)
+    final, final_from, final_to = final_loss(run)
     heldout = s.get("heldout_loss")
     basis, source = (heldout, "heldout") if _finite(heldout) else (
-        (float(smoothed[-1]), "train") if len(smoothed) and math.isfinite(smoothed[-1]) else (None, None))
-    x = run_data_steps(run)
+        (final, "train") if _finite(final) else (None, None))
+    data = s.get("data_steps") if _finite(s.get("data_steps")) else (
+        float(loss["data_end"].iloc[-1]) if len(loss) else None)
     row = {"status": s.get("status", "incomplete") if run.summary else "incomplete",
            "problem": "; ".join(run.problems),
-           "steps": s.get("steps", int(loss["step"].iloc[-1]) if len(loss) else None),
-           "data_steps": x[-1] if len(x) and math.isfinite(x[-1]) else None,
-           "epochs_completed": s.get("epochs_completed"),
-           "final_loss": final, "heldout_loss": heldout, "heldout_optimal_loss": s.get("heldout_optimal_loss")}
+           "steps": s.get("steps", int(loss["updates"].iloc[-1]) if len(loss) else None),
+           "data_steps": data, "epochs_completed": s.get("epochs_completed"),
+           "final_loss": final, "final_loss_from": final_from, "final_loss_to": final_to,
+           "heldout_loss": heldout, "heldout_optimal_loss": s.get("heldout_optimal_loss")}
     row.update({f"baseline_{k}": v for k, v in enumerate(level_losses)})
     row.update({"level": None, "level_k": None, "level_clear": None, "level_from": source})
     if basis is not None and level_losses:
         k, clear = classify_level(basis, level_losses, margin)
         row.update(level=run.levels[k]["name"], level_k=k, level_clear=clear)
-    lags = _new_lags(run.levels) if run.levels else []
-    ons = (onsets(x, loss["loss"].to_numpy(), level_losses, smooth)
-           if len(loss) and lags and np.isfinite(x).all() else [math.nan] * len(lags))
-    learned = s.get("learned_fraction") if isinstance(s.get("learned_fraction"), dict) else {}
-    # An onset at the first block only says "at or before it": an upper bound, flagged for figures.
-    deps = [{"run_id": run.run_id, "lag": lag, "learned": learned.get(str(lag)), "onset": on,
-             "onset_first_block": bool(len(x) and on == x[0])} for lag, on in zip(lags, ons)]
     timings = s.get("timings") if isinstance(s.get("timings"), dict) else {}
     # A run still going has no total yet: its training time so far is the best we know.
     row["wall_s"] = timings.get("total_s", float(loss["elapsed_s"].iloc[-1]) if len(loss) else None)
-    return row, deps
+    return row, dependency_rows(run, data, threshold)
 
 
 def _sort_key(values: tuple) -> tuple:
@@ -156,49 +192,53 @@ def varying_fields(runs: list[Run]) -> list[str]:
 
 
 # Measured columns of the runs table, in order (baseline_k go before "level").
-MEASURED = ["status", "problem", "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss",
-            "heldout_optimal_loss", "level", "level_k", "level_clear", "level_from", "wall_s"]
+MEASURED = ["status", "problem", "steps", "data_steps", "epochs_completed", "final_loss", "final_loss_from",
+            "final_loss_to", "heldout_loss", "heldout_optimal_loss", "level", "level_k", "level_clear", "level_from",
+            "wall_s"]
+DEP_COLUMNS = ["run_id", "lag", "learned", "onset", "onset_status", "onset_at", "learned_by_end", "checkpoint_1",
+               "data_end"]
 
 
-def runs_table(runs: list[Run], extra: list[str], margin: float = DEFAULT_MARGIN, smooth: int = DEFAULT_SMOOTH,
+def runs_table(runs: list[Run], extra: list[str], margin: float = DEFAULT_MARGIN,
+               threshold: float = DEFAULT_ONSET_THRESHOLD,
                warnings: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per run, and the per-dependency long table.
 
     runs columns: ``run_id`` (path under the sweep, prefixed by the source's label
     when several sweeps are read); ``source`` (short label of the sweep directory
-    it was read from: its name, with parent folders added when two names
-    collide); ``source_dir`` (that directory as given); each varying config field in
-    ``extra`` (dotted name); ``rule`` (the data rule, :func:`rule_label`);
-    ``backend``, ``style``, ``num_steps``, ``state_size``, ``seed``; ``status``
-    (completed / diverged from summary.json, ``incomplete`` when it has none:
-    crashed or still running); ``problem`` (why the run is incomplete or partly
-    unreadable, empty if fine); ``steps`` (updates); ``data_steps`` (time steps of
-    training sequence consumed, over the whole batch, see
-    :func:`rnn_sweep.stats.data_steps`); ``epochs_completed``; ``final_loss``
-    (last logged block mean); ``heldout_loss``, ``heldout_optimal_loss`` (fresh
-    data: the model, the true rule); ``baseline_k`` (analytic loss of level k =
-    the k most informative dependencies known; k=0 knows nothing); ``level``,
-    ``level_k`` (nearest level's name and k), ``level_clear`` (the loss lies within
-    ``margin`` of the gap to the neighbouring level; False = between two levels),
-    ``level_from`` (``heldout`` loss, or ``train``: the smoothed last training
-    loss when there is no held-out loss); ``learned_lag<L>`` (probe: fraction of
-    the lag-L effect captured, 1 = fully); ``onset_lag<L>`` (data steps at which
-    the causally smoothed training loss crossed the midpoint between the levels
-    before and after lag L is known and stayed below it, interpolated between
-    blocks, see :func:`rnn_sweep.stats.onsets`; empty if never); ``wall_s`` (run's total seconds; for an
-    incomplete run the training seconds logged so far).
+    it was read from); ``source_dir`` (that directory as given); each varying
+    config field in ``extra`` (dotted name); ``rule`` (the data rule,
+    :func:`rule_label`); ``backend``, ``style``, ``num_steps``, ``state_size``,
+    ``seed``; ``status`` (completed / diverged from summary.json, ``incomplete``
+    when it has none: crashed or still running); ``problem`` (why the run is
+    incomplete or partly unreadable, empty if fine); ``steps`` (updates);
+    ``data_steps`` (time steps of training sequence consumed, over the whole
+    batch); ``epochs_completed``; ``final_loss`` (mean training loss over the
+    window ``final_loss_from``..``final_loss_to``, data steps: summary.json's, by
+    default the last 10% of the data; a run without summary: its logged blocks in
+    the last 10% of the data it saw); ``heldout_loss``, ``heldout_optimal_loss``
+    (fresh data: the model, the true rule); ``baseline_k`` (analytic loss of level
+    k = the k most informative dependencies known); ``level``, ``level_k``,
+    ``level_clear``, ``level_from`` (nearest level to the held-out loss, else to
+    the final training loss); ``learned_lag<L>`` (probe at the end: fraction of
+    the lag-L effect captured, 1 = fully); ``onset_lag<L>`` (data steps from which
+    the learned fraction at the held-out checkpoints stays >= the onset threshold,
+    interpolated, see :func:`rnn_sweep.stats.checkpoint_onset`; empty when not
+    reached); ``onset_status_lag<L>`` (reached, first_checkpoint, untrained,
+    censored, undefined, no_checkpoints); ``wall_s``.
 
-    deps columns: ``run_id``, ``lag``, ``learned``, ``onset`` (as above),
-    ``onset_first_block`` (the onset is the first logged block: it happened at or
-    before it, an upper bound).
+    deps columns: ``run_id``, ``lag``, ``learned``, ``onset``, ``onset_status``,
+    ``onset_at`` (the onset, or for a censored run its total data: "later than
+    this"), ``learned_by_end`` (see :func:`dependency_rows`), ``checkpoint_1``
+    (data steps of the first checkpoint after the start: onsets before it are only
+    known to lie there), ``data_end`` (the run's total data).
 
-    A run that still cannot be measured (a level list the schema check let
-    through but the measuring cannot use) is left out and named in ``warnings``.
+    A run that still cannot be measured is left out and named in ``warnings``.
     """
     rows, dep_rows = [], []
     for run in runs:
         try:
-            measured, deps = measure_run(run, margin, smooth)
+            measured, deps = measure_run(run, margin, threshold)
         except (KeyError, TypeError, ValueError, StopIteration, AttributeError) as err:
             if warnings is not None:
                 warnings.append(f"{run.run_id}: skipped, its records cannot be measured "
@@ -214,29 +254,42 @@ def runs_table(runs: list[Run], extra: list[str], margin: float = DEFAULT_MARGIN
     head = ["run_id", "source", "source_dir", *extra, "rule", *KEYS, *MEASURED[:MEASURED.index("level")]]
     frame = pd.DataFrame(rows, columns=[*head, *(f"baseline_{k}" for k in range(n_levels)),
                                         *MEASURED[MEASURED.index("level"):]])
-    deps = pd.DataFrame(dep_rows, columns=["run_id", "lag", "learned", "onset", "onset_first_block"]).astype(
-        {"learned": float, "onset": float, "onset_first_block": bool})
-    for prefix, col in (("learned_lag", "learned"), ("onset_lag", "onset")):
+    deps = pd.DataFrame(dep_rows, columns=DEP_COLUMNS).astype(
+        {"learned": float, "onset": float, "onset_at": float, "checkpoint_1": float, "data_end": float})
+    for prefix, col in (("learned_lag", "learned"), ("onset_lag", "onset"), ("onset_status_lag", "onset_status")):
         wide = deps.pivot(index="run_id", columns="lag", values=col)
         for lag in sorted(deps["lag"].unique()):
             frame.insert(len(frame.columns) - 1, f"{prefix}{lag}", frame["run_id"].map(wide[lag]))
     return frame, deps
 
 
+CURVE_COLUMNS = ["epoch", "data_start", "data_end", "data_mid", "updates", "loss"]
+
+
 def curves_table(runs: list[Run], runs_df: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
-    """Loss curves, long: ``run_id``, the configuration columns (``config_cols``),
-    ``seed``, ``epoch``, ``step`` (global training updates at the block's end),
-    ``data_steps`` (time steps of training sequence consumed by then, over the
-    whole batch; one epoch = data.length), ``loss`` (block mean training loss, nats)."""
+    """Loss curves on the data grid, long: ``run_id``, the configuration columns
+    (``config_cols``), ``seed``, ``epoch``, ``data_start``, ``data_end`` (time steps of
+    training data seen before and after the block, over the whole batch; one epoch =
+    data.length; the same for every n except an epoch's last, partial block),
+    ``data_mid`` (the block's centre, where it is drawn), ``updates`` (parameter
+    updates done by the block's end), ``loss`` (mean training loss over exactly the
+    block's data, nats)."""
     ids = runs_df.set_index("run_id")[[*config_cols, "seed"]]
     by_id = {r.run_id: r for r in runs}  # in the runs table's order
-    parts = [by_id[i].losses[["epoch", "step", "loss"]].assign(run_id=i, data_steps=run_data_steps(by_id[i]))
+    parts = [by_id[i].losses.assign(run_id=i, data_mid=lambda f: (f["data_start"] + f["data_end"]) / 2)
              for i in ids.index if len(by_id[i].losses)]
-    cols = ["run_id", *config_cols, "seed", "epoch", "step", "data_steps", "loss"]
+    cols = ["run_id", *config_cols, "seed", *CURVE_COLUMNS]
     if not parts:
         return pd.DataFrame(columns=cols)
     long = pd.concat(parts, ignore_index=True)
     return long.join(ids, on="run_id")[cols]
+
+
+def _level_of_cell(g: pd.DataFrame):
+    """The level most runs of a cell sit nearest to (ties: fewer dependencies)."""
+    levels = Counter((k, name) for k, name in zip(g["level_k"], g["level"]) if pd.notna(name) and pd.notna(k))
+    top = max(levels.values(), default=0)
+    return min((kn for kn, c in levels.items() if c == top), default=(None, None))[1]
 
 
 def grid_table(runs_df: pd.DataFrame, deps: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
@@ -244,30 +297,67 @@ def grid_table(runs_df: pd.DataFrame, deps: pd.DataFrame, config_cols: list[str]
 
     Columns: the configuration columns (``config_cols``: varying fields, then
     num_steps, state_size); ``lag``; ``n_runs`` (runs in the cell); ``n_probed``
-    (runs with a probe value); ``learned_mean``, ``learned_std`` (sample std,
-    empty for one run), ``learned_min``, ``learned_max`` (probe fraction of the
-    lag's effect); ``n_onset`` (runs whose loss crossed this lag's midpoint),
-    ``onset_mean`` (their mean onset, data steps); ``heldout_loss_mean``; ``level`` (the
-    level most runs of the cell sit nearest to; ties -> fewer dependencies),
-    ``level_k_mean`` (mean number of dependencies known by that measure).
+    (runs with a probe value); ``learned_mean`` (final learned fraction, raw),
+    ``learned_std``, ``learned_min``, ``learned_max`` (range over seeds: seeds
+    often sit on two levels, learned or not, where no interval for the mean covers
+    at 3 seeds; the share below has one that does); ``seeds_learned``,
+    ``seeds_judged`` (runs whose learned fraction stayed >= the onset threshold to
+    the end, of the runs where that is known), ``learned_share`` and
+    ``learned_share_low``/``_high`` (their ratio, exact Clopper-Pearson 95%);
+    ``onset_median`` (data steps; censored runs count as later than the end; empty
+    unless more than half learned); ``onset_censored``, ``onset_first_checkpoint``,
+    ``onset_untrained`` (runs with that onset status); ``heldout_loss_mean``;
+    ``level`` (the level most runs sit nearest to; ties -> fewer dependencies),
+    ``level_k_mean``.
     """
-    cols = [*config_cols, "lag", "n_runs", "n_probed", "learned_mean", "learned_std", "learned_min",
-            "learned_max", "n_onset", "onset_mean", "heldout_loss_mean", "level", "level_k_mean"]
+    cols = [*config_cols, "lag", "n_runs", "n_probed", "learned_mean", "learned_std",
+            "learned_min", "learned_max", "seeds_learned", "seeds_judged", "learned_share", "learned_share_low",
+            "learned_share_high", "onset_median", "onset_censored", "onset_first_checkpoint", "onset_untrained",
+            "heldout_loss_mean", "level", "level_k_mean"]
     if deps.empty:
         return pd.DataFrame(columns=cols)
     merged = deps.merge(runs_df[["run_id", *config_cols, "heldout_loss", "level", "level_k"]], on="run_id")
     out = []
     for key, g in merged.groupby([*config_cols, "lag"], dropna=False, sort=True):
-        levels = Counter((k, name) for k, name in zip(g["level_k"], g["level"]) if pd.notna(name) and pd.notna(k))
-        top = max(levels.values(), default=0)
-        learned, onset = g["learned"].astype(float), g["onset"].astype(float)
+        learned = g["learned"].astype(float)
+        judged = g["learned_by_end"].dropna().astype(bool)
+        k, n = int(judged.sum()), len(judged)
+        share_low, share_high = clopper_pearson(k, n)
+        status = g["onset_status"]
+        timed = g[status.isin([*LEARNED_STATUSES, CENSORED])]
         out.append({**dict(zip([*config_cols, "lag"], key)), "n_runs": len(g), "n_probed": int(learned.count()),
-                    "learned_mean": learned.mean(), "learned_std": learned.std(ddof=1), "learned_min": learned.min(),
-                    "learned_max": learned.max(), "n_onset": int(onset.count()), "onset_mean": onset.mean(),
+                    "learned_mean": learned.mean(),
+                    "learned_std": learned.std(ddof=1), "learned_min": learned.min(), "learned_max": learned.max(),
+                    "seeds_learned": k, "seeds_judged": n, "learned_share": k / n if n else math.nan,
+                    "learned_share_low": share_low, "learned_share_high": share_high,
+                    "onset_median": median_with_censored(timed["onset"].to_numpy(float),
+                                                         (timed["onset_status"] == CENSORED).to_numpy()),
+                    "onset_censored": int((status == CENSORED).sum()),
+                    "onset_first_checkpoint": int((status == "first_checkpoint").sum()),
+                    "onset_untrained": int((status == "untrained").sum()),
                     "heldout_loss_mean": pd.to_numeric(g["heldout_loss"], errors="coerce").mean(),
-                    "level": min((kn for kn, c in levels.items() if c == top), default=(None, None))[1],
-                    "level_k_mean": pd.to_numeric(g["level_k"], errors="coerce").mean()})
+                    "level": _level_of_cell(g), "level_k_mean": pd.to_numeric(g["level_k"], errors="coerce").mean()})
     return pd.DataFrame(out, columns=cols)
+
+
+def _eng(x: float) -> str:
+    """1000000 -> '1M', 20000 -> '20k', 1500 -> '1.5k' (data sizes in titles)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:g}{unit}"
+    return f"{x:g}"
+
+
+def budget(runs: list[Run]) -> str:
+    """The training budget of the runs from their configs, e.g. '1 epoch × 1M time steps'
+    ('1-3 epochs × ...' when it varies; empty when no run records it)."""
+    epochs = sorted({int(r.config["train.epochs"]) for r in runs if _finite(r.config.get("train.epochs"))})
+    length = sorted({int(r.config["data.length"]) for r in runs if _finite(r.config.get("data.length"))})
+    if not epochs or not length:
+        return ""
+    e = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+    d = _eng(length[0]) if len(length) == 1 else f"{_eng(length[0])}-{_eng(length[-1])}"
+    return f"{e} epoch{'s' if epochs[-1] != 1 else ''} × {d} time steps of training data"
 
 
 def levels_table(runs: list[Run]) -> pd.DataFrame:
@@ -355,7 +445,7 @@ def _facets(runs_df: pd.DataFrame, extra: list[str], rules: list[str], several: 
 
 
 def aggregate(sweep_dirs: str | os.PathLike | Sequence[str | os.PathLike], margin: float = DEFAULT_MARGIN,
-              smooth: int = DEFAULT_SMOOTH, skip: tuple[Path, ...] = ()) -> Aggregation:
+              onset_threshold: float = DEFAULT_ONSET_THRESHOLD, skip: tuple[Path, ...] = ()) -> Aggregation:
     """Read every run under one or more sweep directories and build the tables; never
     raises for broken runs.
 
@@ -365,7 +455,8 @@ def aggregate(sweep_dirs: str | os.PathLike | Sequence[str | os.PathLike], margi
             prefixed with a short label of their directory, and config fields that
             differ between them split figures like any swept key.
         margin: see :func:`classify_level`.
-        smooth: causal rolling-median window (logged blocks) for the learn-onset.
+        onset_threshold: the learned fraction from which a dependency counts as learned
+            (onsets, seeds that learned; see :func:`rnn_sweep.stats.checkpoint_onset`).
         skip: directories not to search (e.g. the aggregation's own output).
 
     Returns:
@@ -381,7 +472,7 @@ def aggregate(sweep_dirs: str | os.PathLike | Sequence[str | os.PathLike], margi
         warnings.append(f"runs use {len(rules)} different data rules ({' | '.join(rules)}): levels are computed "
                         "per run; grid and figures are split by rule")
     extra = varying_fields(usable)
-    runs_df, deps = runs_table(usable, extra, margin, smooth, warnings)
+    runs_df, deps = runs_table(usable, extra, margin, onset_threshold, warnings)
     kept = set(runs_df["run_id"])
     usable = [r for r in usable if r.run_id in kept]
     for col in ("level_k", "steps", "data_steps", "epochs_completed", "num_steps", "state_size", "seed"):
@@ -396,7 +487,7 @@ def aggregate(sweep_dirs: str | os.PathLike | Sequence[str | os.PathLike], margi
     groups = [c for c in config_cols if c not in ("num_steps", "state_size")]
     return Aggregation(dirs, runs_df, curves_table(usable, runs_df, config_cols),
                        grid_table(runs_df, deps, config_cols), levels_table(usable), with_cfg,
-                       boundary_table(with_cfg, groups), config_cols, warnings)
+                       boundary_table(with_cfg, groups), config_cols, warnings, budget(usable), onset_threshold)
 
 
 def write_tables(agg: Aggregation, out_dir: str | os.PathLike) -> list[Path]:

@@ -18,30 +18,57 @@ pandas or matplotlib load is still one line, not a traceback.
 
 from __future__ import annotations
 
-import argparse
-import os
+import _signal  # the C module: ``signal`` itself imports enum, long enough for a Ctrl-C to land inside
 import sys
-from pathlib import Path
-
-from rnn_sweep import outdir
-from rnn_sweep.outdir import FORMATS
 
 PROG = "rnn-sweep-aggregate"
+INTERRUPTED = f"{PROG}: interrupted; the output folder keeps its last complete set; rerun to aggregate"
+
+
+def _interrupted_while_importing(signum, frame) -> None:
+    """Ctrl-C while this module's own imports load: nothing is read or written yet, so one line and
+    exit 130 at once (a KeyboardInterrupt inside an import would surface as a traceback)."""
+    print(INTERRUPTED, file=sys.stderr)
+    sys.stderr.flush()
+    import os
+
+    os._exit(130)
+
+
+# Only in the console script's own process: a program that imports this module (the sweep's callback)
+# keeps its own Ctrl-C handling.
+if (sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1].startswith(PROG)
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
+    _signal.signal(_signal.SIGINT, _interrupted_while_importing)  # main() restores the default handler
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from rnn_sweep import outdir  # noqa: E402
+from rnn_sweep.outdir import FORMATS  # noqa: E402
+
 DEFAULT_FORMATS = "png,pdf"
 OUT_NAME = "aggregate"  # default output: SWEEP_DIR/aggregate/
+# First line of a run's losses.csv: this version's data grid, or an older version's blocks of updates.
+RUN_HEADERS = ("epoch,data_start,data_end,loss", "epoch,step,loss")
 PNG_DPI = 130  # ~1100 px across a page-wide figure; plots.PNG_DPI (not imported: matplotlib loads slowly)
 
 EPILOG = """\
 outputs (in --out, as one set; only files it wrote itself are ever replaced or
 removed there, and anything else is left alone):
   runs.csv     one row per run: source directory, varying config fields, status,
-               losses, analytic baselines, nearest level, learned fraction and
-               learn-onset (data steps) per dependency, wall time
-  curves.csv   run_id, varying config fields, epoch, step, data_steps, loss
-  grid.csv     per (config cell, dependency): mean/spread over seeds of the
-               learned fraction, onset, and the level most runs reached
+               losses (final_loss over a stated data window), analytic
+               baselines, nearest level, learned fraction, onset (data steps)
+               and onset status per dependency, wall time
+  curves.csv   run_id, varying config fields, epoch, data_start, data_end,
+               data_mid, updates, loss: one row per block of the data grid
+  grid.csv     per (config cell, dependency): mean (Student-t 95% interval),
+               range over seeds of the learned fraction, seeds that learned
+               (exact 95% interval), median onset (censored runs counted)
   boundary.csv per (setting, state size, dependency, threshold 0.5/0.9): the
-               smallest num_steps from which the learned fraction stays above it
+               smallest num_steps from which the learned fraction stays above
+               it, for the seeds' mean and for every seed (inf: never)
   levels.csv   the analytic loss levels of each data rule
   warnings.txt runs and folders skipped or partly read, with the reason (also
                on stderr)
@@ -55,9 +82,12 @@ removed there, and anything else is left alone):
 
 data steps: time steps of the training sequence consumed, over the whole batch
 (one epoch = data.length), so runs with different n compare on one axis.
-onset: where the trailing (causal) rolling median of the block losses crosses
-the midpoint between two analytic levels for the last time (it stays below to
-the end), linearly interpolated between blocks.
+onset: the first data point from which a dependency's learned fraction at the
+held-out checkpoints (checkpoints.csv) stays >= --onset-threshold to the end,
+linearly interpolated between the checkpoints around it; a run that does not
+end above it is censored (later than its end) and kept in every statistic.
+A losses.csv written by an older version (blocks of updates) is not read: the
+run is named in the warnings, to be rerun.
 
 exit status: 0 aggregated (possibly with warnings), 1 nothing could be
 aggregated (no readable run) or the output could not be written (the last
@@ -72,15 +102,15 @@ examples:
 """
 
 
-def _defaults() -> tuple[float, int]:
-    """(margin, smooth) defaults; from rnn_sweep.stats, imported only when needed (NumPy loads slowly)."""
-    from rnn_sweep.stats import DEFAULT_MARGIN, DEFAULT_SMOOTH
+def _defaults() -> tuple[float, float]:
+    """(margin, onset threshold) defaults; from rnn_sweep.stats, imported only when needed (NumPy loads slowly)."""
+    from rnn_sweep.stats import DEFAULT_MARGIN, DEFAULT_ONSET_THRESHOLD
 
-    return DEFAULT_MARGIN, DEFAULT_SMOOTH
+    return DEFAULT_MARGIN, DEFAULT_ONSET_THRESHOLD
 
 
 def build_parser() -> argparse.ArgumentParser:
-    margin, smooth = _defaults()
+    margin, threshold = _defaults()
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Aggregate one or more sweeps (partial, still-running ones too) into tidy tables and figures: "
@@ -93,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated figure formats among {', '.join(FORMATS)} (default: {DEFAULT_FORMATS})")
     p.add_argument("--margin", type=float, default=margin, help="a loss within this fraction of the gap "
                    f"to the next level counts as clearly on a level (default: {margin})")
-    p.add_argument("--smooth", type=int, default=smooth, help="trailing rolling-median window, in logged "
-                   f"blocks, for the learn-onset; 1 = raw block losses (default: {smooth})")
+    p.add_argument("--onset-threshold", type=float, default=threshold, help="learned fraction (probe at the "
+                   "held-out checkpoints) from which a dependency counts as learned: its onset is where it stays at "
+                   f"or above this to the end (default: {threshold})")
     p.add_argument("--dpi", type=int, default=PNG_DPI, help=f"PNG resolution (default: {PNG_DPI})")
     p.add_argument("--no-figures", action="store_true", help="write the tables only")
     return p
@@ -120,7 +151,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-def _check_args(dirs: list[Path], out: str | Path | None, margin: float, smooth: int, dpi: int) -> Path:
+def _check_args(dirs: list[Path], out: str | Path | None, margin: float, threshold: float, dpi: int) -> Path:
     """Raise UsageError for a bad argument; return the output directory."""
     for d in dirs:
         if not d.is_dir():
@@ -130,8 +161,8 @@ def _check_args(dirs: list[Path], out: str | Path | None, margin: float, smooth:
         raise UsageError(f"SWEEP_DIR is invalid: the same directory is given twice ({' '.join(map(str, dirs))})")
     if not 0 < margin < 1:
         raise UsageError(f"--margin={margin} is invalid: must be in (0, 1)")
-    if smooth < 1:
-        raise UsageError(f"--smooth={smooth} is invalid: must be an integer >= 1")
+    if not 0 < threshold <= 1:  # NaN fails too
+        raise UsageError(f"--onset-threshold={threshold} is invalid: must be in (0, 1]")
     if not 10 <= dpi <= 1200:
         raise UsageError(f"--dpi={dpi} is invalid: must be an integer in 10..1200")
     if out is None and len(dirs) > 1:
@@ -146,7 +177,7 @@ def _is_run_dir(path: Path) -> bool:
     try:
         if losses.is_file():
             with open(losses, errors="replace") as f:
-                if f.readline().startswith("epoch,step,loss"):
+                if f.readline().startswith(RUN_HEADERS):
                     return True
     except OSError:
         pass
@@ -187,7 +218,7 @@ def check_out(dirs: list[Path], out: Path, names: list[str] | tuple[str, ...] = 
 
 
 def run(sweep_dirs: str | Path | list[str | Path], out: str | Path | None = None,
-        formats: tuple[str, ...] = ("png", "pdf"), margin: float | None = None, smooth: int | None = None,
+        formats: tuple[str, ...] = ("png", "pdf"), margin: float | None = None, onset_threshold: float | None = None,
         figures: bool = True, dpi: int = PNG_DPI) -> int:
     """Aggregate ``sweep_dirs`` into ``out``; print what was written and every warning.
 
@@ -200,15 +231,16 @@ def run(sweep_dirs: str | Path | list[str | Path], out: str | Path | None = None
             keeps its last complete set.
     """
     defaults = _defaults()
-    margin, smooth = (defaults[0] if margin is None else margin), (defaults[1] if smooth is None else smooth)
+    margin = defaults[0] if margin is None else margin
+    threshold = defaults[1] if onset_threshold is None else onset_threshold
     dirs = [Path(d) for d in ([sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else sweep_dirs)]
-    out = _check_args(dirs, out, margin, smooth, dpi)
+    out = _check_args(dirs, out, margin, threshold, dpi)
     check_out(dirs, out)
     created = not out.exists()
     try:
         outdir.prepare(out)
         with outdir.OutputSet(out) as output:
-            return _aggregate_into(output, dirs, out, formats, margin, smooth, figures, dpi)
+            return _aggregate_into(output, dirs, out, formats, margin, threshold, figures, dpi)
     except outdir.OutDirError as err:
         raise UsageError(str(err)) from None
     finally:
@@ -217,13 +249,13 @@ def run(sweep_dirs: str | Path | list[str | Path], out: str | Path | None = None
 
 
 def _aggregate_into(output: outdir.OutputSet, dirs: list[Path], out: Path, formats: tuple[str, ...],
-                    margin: float, smooth: int, figures: bool, dpi: int) -> int:
+                    margin: float, threshold: float, figures: bool, dpi: int) -> int:
     """Read the runs and write one complete set into ``out`` (under ``output``'s lock)."""
     from rnn_sweep.aggregate import aggregate
 
     # The output is not searched for runs, unless it holds a sweep given to read.
     skip = () if any(out.resolve() == d.resolve() or out.resolve() in d.resolve().parents for d in dirs) else (out,)
-    agg = aggregate(dirs, margin=margin, smooth=smooth, skip=skip)
+    agg = aggregate(dirs, margin=margin, onset_threshold=threshold, skip=skip)
     _print_warnings([*agg.warnings, *output.notes])
     if agg.runs.empty:
         print(f"{PROG}: nothing to aggregate in {' '.join(map(str, dirs))}", file=sys.stderr)
@@ -289,7 +321,7 @@ def _report(agg, dirs: list[Path], out: Path, written: list[Path], removed: list
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args.sweep_dirs, args.out, parse_formats(args.format), args.margin, args.smooth,
+        return run(args.sweep_dirs, args.out, parse_formats(args.format), args.margin, args.onset_threshold,
                    figures=not args.no_figures, dpi=args.dpi)
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
@@ -301,11 +333,12 @@ def _main(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point (exit status: see the epilog)."""
+    if _signal.getsignal(_signal.SIGINT) is _interrupted_while_importing:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # from here on Ctrl-C unwinds (locks released)
     try:
         code = _main(argv)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the output folder keeps its last complete set; rerun to aggregate",
-              file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         code = 130
     sys.exit(code)
 

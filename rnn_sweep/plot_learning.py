@@ -4,26 +4,30 @@ Drawing only: the numbers come from :mod:`rnn_sweep.stats` tables
 (:func:`~rnn_sweep.stats.band_table`, :func:`~rnn_sweep.stats.boundary_table`,
 :func:`~rnn_sweep.stats.onset_table`). Panel functions take ``ax=None`` and
 return the axes; figure functions return None when the sweep cannot show it.
+Every spread drawn is a range over seeds (every seed, named as such): no
+interval that claims a coverage it cannot keep at 3 seeds.
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from rnn_sweep import plot_style as ps
 from rnn_sweep.aggregate import Aggregation
-from rnn_sweep.stats import THRESHOLDS, band_table, onset_table
+from rnn_sweep.stats import CENSORED, FIRST, REACHED, THRESHOLDS, UNTRAINED, band_table, onset_table
 
-MAX_BANDS = 6  # more lines than this in a panel: means and markers only
+MAX_BANDS = 8  # more lines than this in a panel: means and markers only
 THRESHOLD_MARKERS = {THRESHOLDS[0]: "o", THRESHOLDS[1]: "s"}
+AT_SMALLEST, NOT_REACHED = "v", "^"  # boundary markers: at or below the smallest n swept; beyond the largest
 
 
 def learned_panel(bands: pd.DataFrame, hue: str, colors: dict, lag: int, ax=None, ylabel: str | None = None):
     """Learned fraction of one dependency against num_steps, one line per ``hue`` value
-    (mean over seeds, with its 95% band when there are few lines).
+    (mean over seeds, with the range over seeds shaded when there are few lines).
 
     Args:
         bands: :func:`rnn_sweep.stats.band_table` rows with key ``hue`` and x num_steps.
@@ -39,7 +43,7 @@ def learned_panel(bands: pd.DataFrame, hue: str, colors: dict, lag: int, ax=None
         b = bands[bands[hue] == v]
         ax.plot(b["num_steps"], b["mean"], color=colors[v], marker="o", markersize=3, linewidth=1.2)
         if len(values) <= MAX_BANDS:
-            ax.fill_between(b["num_steps"], b["low"], b["high"], color=colors[v], alpha=0.15, linewidth=0)
+            ax.fill_between(b["num_steps"], b["min"], b["max"], color=colors[v], alpha=0.15, linewidth=0)
     for t in THRESHOLDS:
         ax.axhline(t, color="0.6", linewidth=0.7, linestyle=(0, (4, 3)))
     if bands["num_steps"].min() <= lag <= bands["num_steps"].max():  # outside, it would only widen the axis
@@ -51,25 +55,26 @@ def learned_panel(bands: pd.DataFrame, hue: str, colors: dict, lag: int, ax=None
     return ax
 
 
-def boundary_key(lags: list[int]) -> list[Line2D]:
-    """Legend handles of :func:`boundary_panel`: lag colours, threshold markers, 'not reached'."""
-    handles = [Line2D([], [], color=ps.dependency_color(lag, lags), marker="s", linestyle="",
-                      label=f"boundary of lag {lag}") for lag in lags]
-    handles += [Line2D([], [], color="0.3", marker=THRESHOLD_MARKERS[t], linestyle="", label=f"stays ≥ {t:g}",
-                       markerfacecolor="0.3" if t == THRESHOLDS[1] else "white") for t in THRESHOLDS]
-    return handles + [Line2D([], [], color="0.3", marker="^", linestyle="", label="not within swept n")]
+def _marker_style(t: float, color) -> dict:
+    """Threshold 0.5: hollow markers; 0.9: filled."""
+    return {"color": color, "markerfacecolor": color if t == THRESHOLDS[1] else "white", "markersize": 5}
 
 
-def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None, top: float | None = None):
-    """Smallest n at which each lag's learned fraction reaches 0.5 (circles) and 0.9 (squares)
-    and stays there, against state_size: the seeds' mean (marker) and the range of the
-    seeds that reach it (bar). A lag that never does within the swept n: a triangle on top.
+def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None, top: float | None = None) -> set:
+    """Smallest n from which each lag's learned fraction stays >= 0.5 (hollow) or 0.9
+    (filled), against state_size: the seeds' mean (marker) and the range over every seed
+    (bar; a seed that never gets there stretches it to the top row). Circles/squares: a
+    boundary inside the swept n; a down triangle at the smallest n: at or below it; an up
+    triangle on top: not within the swept n.
 
     Args:
         rows: :func:`rnn_sweep.stats.boundary_table` rows of one panel.
         lags: every lag of the rule (for colours).
         top: where "not reached" is drawn (default: one above the largest swept n), so
             that panels of one figure share their y axis.
+
+    Returns:
+        The kinds drawn, for the legend: (lag, threshold) pairs, "inside", "at_smallest", "not_reached".
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(3.5, 2.6))
@@ -77,15 +82,27 @@ def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None, top: float | No
     pos = {d: i for i, d in enumerate(sizes)}
     top = rows["n_swept_max"].max() + 1 if top is None else top
     slots = [(lag, t) for lag in lags for t in THRESHOLDS]
+    drawn = set()
     for k, (lag, t) in enumerate(slots):
         r = rows[(rows["lag"] == lag) & (rows["threshold"] == t)]
-        x = r["state_size"].map(pos) + 0.5 * (k - (len(slots) - 1) / 2) / len(slots)
-        color, marker = ps.dependency_color(lag, lags), THRESHOLD_MARKERS[t]
-        reached = r["n_mean"].notna()
-        ax.errorbar(x[reached], r["n_mean"][reached], yerr=[(r["n_mean"] - r["n_seed_min"])[reached].clip(lower=0),
-                    (r["n_seed_max"] - r["n_mean"])[reached].clip(lower=0)], fmt=marker, color=color,
-                    markersize=5, capsize=2, linewidth=1, markerfacecolor=color if t == THRESHOLDS[1] else "white")
-        ax.plot(x[~reached], [top] * int((~reached).sum()), "^", color=color, markersize=5, alpha=0.7)
+        if r.empty:
+            continue
+        x = (r["state_size"].map(pos) + 0.5 * (k - (len(slots) - 1) / 2) / len(slots)).to_numpy()
+        style = _marker_style(t, ps.dependency_color(lag, lags))
+        lo = r["n_seed_min"].clip(upper=top).to_numpy(float)
+        hi = r["n_seed_max"].clip(upper=top).to_numpy(float)
+        mean = r["n_mean"].to_numpy(float)
+        y = np.where(np.isnan(mean), top, mean)
+        ok = np.isfinite(r["n_seed_min"].to_numpy(float))  # some seed got there: a bar
+        ax.vlines(x[ok], lo[ok], hi[ok], color=style["color"], linewidth=1)
+        kinds = np.where(np.isnan(mean), "not_reached", np.where(r["at_smallest"].to_numpy(bool), "at_smallest",
+                                                                   "inside"))
+        for kind, marker in (("inside", THRESHOLD_MARKERS[t]), ("at_smallest", AT_SMALLEST),
+                             ("not_reached", NOT_REACHED)):
+            sel = kinds == kind
+            if sel.any():
+                ax.plot(x[sel], y[sel], marker, linestyle="", **style)
+                drawn |= {kind, (lag, t)}
     for lag in lags:
         ax.axhline(lag, color=ps.dependency_color(lag, lags), linewidth=0.7, linestyle=":")
     ax.axhline(top - 0.5, color="0.7", linewidth=0.6)
@@ -96,7 +113,21 @@ def boundary_panel(rows: pd.DataFrame, lags: list[int], ax=None, top: float | No
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(ps.LABELS["state_size"])
     ax.set_ylabel("smallest n that learns it")
-    return ax
+    return drawn
+
+
+def boundary_key(lags: list[int], drawn: set, smallest: float | None = None) -> list[Line2D]:
+    """Legend handles of what :func:`boundary_panel` drew (``drawn``): lags, thresholds, marker kinds."""
+    handles = [Line2D([], [], color=ps.dependency_color(lag, lags), marker="s", linestyle="",
+                      label=f"boundary of lag {lag}") for lag in lags if any((lag, t) in drawn for t in THRESHOLDS)]
+    handles += [Line2D([], [], color="0.3", marker=THRESHOLD_MARKERS[t], linestyle="", label=f"stays ≥ {t:g}",
+                       markerfacecolor="0.3" if t == THRESHOLDS[1] else "white")
+                for t in THRESHOLDS if any((lag, t) in drawn for lag in lags)]
+    at = f" (n = {smallest:g})" if smallest is not None else ""
+    kinds = {"at_smallest": (AT_SMALLEST, f"at or below the smallest n swept{at}"),
+             "not_reached": (NOT_REACHED, "not within the swept n")}
+    return handles + [Line2D([], [], color="0.3", marker=m, linestyle="", label=label)
+                      for kind, (m, label) in kinds.items() if kind in drawn]
 
 
 def _legend(fig: plt.Figure, colors: dict, key: list, panels: list) -> None:
@@ -126,7 +157,8 @@ def plot_boundary(agg: Aggregation) -> plt.Figure | None:
     colors = ps.colors_for("state_size", deps["state_size"])
     parts = ps.split(bands, groups)
     fig, axes = plt.subplots(len(parts), len(lags) + 1, squeeze=False, layout="constrained",
-                             figsize=(2.7 * (len(lags) + 1) + 0.6, 2.5 * len(parts) + 1.2))
+                             figsize=(2.7 * (len(lags) + 1) + 0.6, 2.5 * len(parts) + 1.4))
+    drawn: set = set()
     for row, (label, part) in enumerate(parts):
         key = dict(zip(groups, part[groups].iloc[0])) if groups else {}
         for col, lag in enumerate(lags):
@@ -141,7 +173,7 @@ def plot_boundary(agg: Aggregation) -> plt.Figure | None:
         mask = pd.Series(True, index=agg.boundary.index)
         for c, v in key.items():
             mask &= agg.boundary[c] == v
-        boundary_panel(agg.boundary[mask], lags, ax=axes[row, -1], top=agg.boundary["n_swept_max"].max() + 1)
+        drawn |= boundary_panel(agg.boundary[mask], lags, ax=axes[row, -1], top=agg.boundary["n_swept_max"].max() + 1)
         axes[row, -1].set_title("learning boundary" + (f"; {label}" if label else ""))
     for i, ax in enumerate(axes[:, :len(lags)].flat):  # one n axis and one fraction axis in every row
         if i:
@@ -151,68 +183,118 @@ def plot_boundary(agg: Aggregation) -> plt.Figure | None:
             ax.set_ylabel("")
     for ax in axes[:-1].flat:  # every row shares the x axes: name them once, under the last row
         ax.set_xlabel("")
-    _legend(fig, colors, boundary_key(lags), list(axes.flat))
-    ps.suptitle(fig, "Where each dependency gets learned: learned fraction against n (mean, 95% CI over seeds; "
-                "dotted: n = lag), and the smallest n from which it stays ≥ 0.5 / ≥ 0.9 (bars: range over seeds)",
-                f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
+    smallest = agg.boundary["n_swept_min"].min() if agg.boundary["n_swept_min"].nunique() == 1 else None
+    _legend(fig, colors, boundary_key(lags, drawn, smallest), list(axes.flat))
+    shade = shading(len(colors), int(bands["units"].max()))
+    ps.suptitle(fig, "Where each dependency gets learned",
+                ps.context(agg, f"learned fraction at the end against n: mean over seeds, {shade}; dotted: n = lag; "
+                           "boundary: smallest n from which the mean stays ≥ 0.5 / "
+                           "≥ 0.9, bars: range of the same over every seed (a seed that never gets there reaches "
+                           "the top row)"))
     return fig
 
 
-def onset_panel(table: pd.DataFrame, colors: dict, reach: pd.DataFrame | None = None, ax=None):
-    """Learn-onset (data seen, log y) against num_steps, one line per state_size: the mean
-    over the seeds that crossed; hollow markers where an onset is the first logged block
-    (only an upper bound). ``reach``: num_steps, first, last (data steps of the first and
-    last logged block), drawn as grey limits of what can be measured."""
+def shading(lines: int, seeds: int) -> str:
+    """What a learned-fraction panel's shading is (see :func:`learned_panel`), for a subtitle."""
+    if seeds < 2:
+        return "one seed: no spread"
+    return f"shaded: range over the {seeds} seeds" if lines <= MAX_BANDS else \
+        f"no shading with {lines} lines (per-seed values in runs.csv)"
+
+
+def _onset_limits(deps: pd.DataFrame) -> tuple[float, float]:
+    """(floor, ceiling) of the onset axis: room below the earliest onset for 'learned without
+    training' and above the end of training for 'not learned by the end'."""
+    on = deps.loc[deps["onset"] > 0, "onset"]
+    ends = deps["onset_at"].dropna()
+    first = deps["checkpoint_1"].dropna() if "checkpoint_1" in deps else pd.Series(dtype=float)
+    low = min([v for v in (on.min(), first.min()) if pd.notna(v)], default=1.0)
+    high = max([v for v in (ends.max(), on.max()) if pd.notna(v)], default=10.0)
+    return low / 3, high * 3
+
+
+def onset_panel(points: pd.DataFrame, medians: pd.DataFrame, colors: dict, limits: tuple[float, float],
+                ax=None) -> set:
+    """One dependency's onsets (data seen, log y) against num_steps, one colour per state
+    size: every seed as a point (hollow: before the first checkpoint, only known to lie
+    there; an up triangle at the top: censored, not learned by the end; a diamond at the
+    bottom: learned without training), and the median over all seeds as a line (absent
+    where half or more did not learn). Returns the point kinds drawn."""
     if ax is None:
         _, ax = plt.subplots(figsize=(3.5, 2.6))
-    for d in sorted(table["state_size"].unique()):
-        t = table[table["state_size"] == d]
-        ax.plot(t["num_steps"], t["mean"], color=colors[d], linewidth=1.1)
-        bound = t["first_block"] > 0
-        ax.plot(t["num_steps"][~bound], t["mean"][~bound], "o", color=colors[d], markersize=4)
-        ax.plot(t["num_steps"][bound], t["mean"][bound], "o", color=colors[d], markersize=4, markerfacecolor="white")
-    if reach is not None and len(reach):
-        ax.plot(reach["num_steps"], reach["first"], color="0.6", linewidth=0.8, linestyle="--")
-        ax.plot(reach["num_steps"], reach["last"], color="0.6", linewidth=0.8, linestyle="-")
+    sizes = sorted(points["state_size"].unique())
+    floor, ceiling = limits
+    drawn = set()
+    for k, d in enumerate(sizes):
+        shift = 0.5 * (k - (len(sizes) - 1) / 2) / max(1, len(sizes))  # state sizes side by side
+        p = points[points["state_size"] == d]
+        # Censored and untrained seeds share one y: spread them a little so that each one shows.
+        rank = p.groupby(["num_steps", "onset_status"]).cumcount().to_numpy(float)
+        size = p.groupby(["num_steps", "onset_status"])["onset_status"].transform("size").to_numpy(float)
+        same_y = p["onset_status"].isin([UNTRAINED, CENSORED]).to_numpy()
+        x = p["num_steps"].to_numpy(float) + shift + np.where(same_y, 0.3 * (rank - (size - 1) / 2) /
+                                                                max(1, len(sizes)), 0.0)
+        for status, y, marker, face in ((REACHED, p["onset"], "o", None), (FIRST, p["onset"], "o", "white"),
+                                        (UNTRAINED, np.full(len(p), floor * 1.5), "D", None),
+                                        (CENSORED, np.full(len(p), ceiling / 1.5), NOT_REACHED, "white")):
+            sel = (p["onset_status"] == status).to_numpy()
+            if sel.any():
+                ax.plot(x[sel], np.asarray(y)[sel], marker, color=colors[d], markersize=3.5, alpha=0.8,
+                        markerfacecolor=face or colors[d], linestyle="")
+                drawn.add(status)
+        m = medians[medians["state_size"] == d]
+        ax.plot(m["num_steps"] + shift, m["onset_median"], color=colors[d], linewidth=1.1)
     ax.set_yscale("log")
+    ax.set_ylim(floor, ceiling)
     ax.yaxis.set_major_formatter(EngFormatter(sep=""))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(ps.LABELS["num_steps"])
-    ax.set_ylabel("learn-onset (data seen)")
-    return ax
+    ax.set_ylabel("onset (data seen)")
+    return drawn
+
+
+ONSET_KEY = {REACHED: ("o", None, "a seed's onset"), FIRST: ("o", "white", "before the first checkpoint"),
+             UNTRAINED: ("D", None, "learned without training"),
+             CENSORED: (NOT_REACHED, "white", "not learned by the end (censored)")}
 
 
 def plot_onset(agg: Aggregation) -> plt.Figure | None:
-    """When each dependency is learned, one panel per lag and other swept setting (panels
-    where no run crossed are left out); None when no run crossed any midpoint."""
-    deps = agg.deps
-    if deps.empty or deps["onset"].isna().all():
+    """When each dependency is learned, one panel per lag and other swept setting (every
+    seed, censored ones included); None when no run has checkpoints."""
+    deps = agg.deps[agg.deps["onset_status"].isin([REACHED, FIRST, UNTRAINED, CENSORED])] \
+        if "onset_status" in agg.deps else agg.deps.iloc[:0]
+    if deps.empty:
         return None
     groups, lags = agg.panel_cols, sorted(deps["lag"].unique())
-    table = onset_table(deps, [*groups, "lag", "state_size", "num_steps"])
-    reach = agg.curves.groupby([*groups, "num_steps"], dropna=False)["data_steps"].agg(["min", "max"])
-    reach = reach.rename(columns={"min": "first", "max": "last"}).reset_index()
+    medians = onset_table(deps, [*groups, "lag", "state_size", "num_steps"])
     colors = ps.colors_for("state_size", deps["state_size"])
-    panels = [(label, part) for label, part in ps.split(table, [*groups, "lag"]) if part["mean"].notna().any()]
+    panels = ps.split(deps, [*groups, "lag"])
     per_row = ps.columns_per_group(len(panels), len(lags))  # one column per dependency
-    width = ps.panel_width(per_row or len(panels))
-    fig, axes, spare = ps.panel_figure(len(panels), panel_w=width, panel_h=2.6, cols=per_row,
-                                       sharex=True, sharey=True)
+    fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(per_row or len(panels)), panel_h=2.6,
+                                       cols=per_row, sharex=True, sharey=True)
+    limits = _onset_limits(deps)
+    marks = {"first checkpoint after the start": (deps["checkpoint_1"].median(), "--"),
+             "end of training": (deps["data_end"].max(), "-")}
+    marks = {k: v for k, v in marks.items() if pd.notna(v[0])}
+    drawn: set = set()
     for ax, (label, part) in zip(axes, panels):
-        key = part[groups].iloc[0] if groups else pd.Series(dtype=object)
-        r = reach[(reach[groups] == key).all(axis=1)] if groups else reach
-        onset_panel(part, colors, r, ax=ax)
+        key = part[[*groups, "lag"]].iloc[0]
+        med = medians[(medians[[*groups, "lag"]] == key).all(axis=1)]
+        drawn |= onset_panel(part, med, colors, limits, ax=ax)
+        for y, style in marks.values():
+            ax.axhline(y, color="0.6", linewidth=0.8, linestyle=style)
         ax.set_title(label.replace("lag=", "lag "))
     ps.outer_labels(axes, fig.axes[0].get_gridspec().ncols)
-    key = [Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="",
-                  label="upper bound: a seed crossed\nby its first logged block"),
-           Line2D([], [], color="0.6", linestyle="--", label="first logged block"),
-           Line2D([], [], color="0.6", linestyle="-", label="last logged block")]
+    key = [Line2D([], [], color="0.3", marker=m, markerfacecolor=face or "0.3", linestyle="", label=text)
+           for status, (m, face, text) in ONSET_KEY.items() if status in drawn]
+    key.append(Line2D([], [], color="0.3", label="median over all seeds"))
+    key += [Line2D([], [], color="0.6", linestyle=style, label=name) for name, (_, style) in marks.items()]
     ps.value_legend(fig, "state_size", colors, spare, axes, marker="o", extra=key)
-    crossed = int(deps["onset"].notna().sum())
-    ps.suptitle(fig, "When each dependency is learned: data seen when the smoothed loss crosses the level midpoint "
-                f"for good (mean over the seeds that crossed: {crossed} of {len(deps)} run-dependency pairs)",
-                f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
+    learned = int(deps["onset_status"].isin([REACHED, FIRST, UNTRAINED]).sum())
+    ps.suptitle(fig, "When each dependency is learned",
+                ps.context(agg, f"onset: data seen from which the learned fraction at held-out checkpoints stays "
+                           f"≥ {agg.onset_threshold:g}; {learned} of {len(deps)} run-lag pairs learned; line: median "
+                           "over all seeds, censored ones counted as later (none unless more than half learned)"))
     return fig
 
 
@@ -237,6 +319,12 @@ def plot_truncation(agg: Aggregation) -> plt.Figure | None:
         ax.set_title(label)
     ps.outer_labels(axes, fig.axes[0].get_gridspec().ncols)
     ps.value_legend(fig, "style", colors, spare, axes, title="truncation style", marker="o")
-    ps.suptitle(fig, "Which truncation style learns the longest dependency (mean, 95% CI over seeds; dotted: n = lag)",
-                f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
+    shade = shading(len(colors), int(bands["units"].max()))
+    ps.suptitle(fig, "Which truncation style learns the longest dependency",
+                ps.context(agg, f"learned fraction at the end: mean over seeds, {shade}; dotted: n = lag; "
+                           "dashed: 0.5 and 0.9"))
     return fig
+
+
+__all__ = ["boundary_key", "boundary_panel", "learned_panel", "onset_panel", "plot_boundary", "plot_onset",
+           "plot_truncation"]

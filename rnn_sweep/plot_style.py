@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.text import Annotation  # noqa: E402
 
 _TAB10 = sns.color_palette("tab10")
 # One colour per method across all figures: truncation styles, backends, cells.
@@ -169,7 +170,7 @@ def split(df, cols: list[str]) -> list[tuple[str, object]]:
 
 
 def fixed_settings(agg) -> str:
-    """What every run shares (rule, backend, style), for titles."""
+    """What every run shares (rule, backend, style), for subtitles."""
     runs = agg.runs
     parts = [f"{c}={runs[c].iloc[0]}" for c in ("backend", "style") if c not in agg.config_cols]
     if "rule" not in agg.config_cols:
@@ -178,16 +179,34 @@ def fixed_settings(agg) -> str:
 
 
 def swept(agg) -> str:
-    """A title fragment naming what was swept, e.g. 'num_steps × state_size, 2 seeds per cell'."""
+    """A subtitle fragment naming what was swept, e.g. '12 runs: num_steps × state_size, 2 seeds per cell'."""
     seeds = agg.runs.groupby(agg.config_cols, dropna=False)["seed"].nunique()
     lo, hi = seeds.min(), seeds.max()
     count = f"{hi}" if lo == hi else f"{lo}-{hi}"
     return f"{len(agg.runs)} runs: {' × '.join(agg.config_cols)}, {count} seed{'s' if hi != 1 else ''} per cell"
 
 
-def suptitle(fig: plt.Figure, *lines: str, fontsize: float = 9) -> None:
-    """A figure title whose lines wrap at the figure's width (a long title never
-    widens the figure or runs into the legend)."""
-    width = fig.get_figwidth() * 72 / (0.56 * fontsize)  # characters per line at this size
-    text = "\n".join(textwrap.fill(line, max(30, int(width))) for line in lines if line)
-    fig.suptitle(text, fontsize=fontsize)
+def context(agg, *notes: str) -> str:
+    """The subtitle every figure carries: what was swept, the training budget, what is fixed, then ``notes``."""
+    budget = f"trained {agg.budget}" if getattr(agg, "budget", "") else "training budget not recorded"
+    return "; ".join(p for p in (swept(agg), budget, fixed_settings(agg), *notes) if p)
+
+
+TITLE_SIZE, SUBTITLE_SIZE = 10.0, 7.5
+
+
+def suptitle(fig: plt.Figure, title: str, subtitle: str = "") -> None:
+    """A one-line title (its font shrinks, never below 7 pt, rather than wrap) and a smaller
+    subtitle wrapped at the figure's width, so neither widens the figure."""
+    chars = fig.get_figwidth() * 72 / 0.55  # characters per line at 1 pt
+    size = max(7.0, min(TITLE_SIZE, chars / max(1, len(title))))
+    sub = textwrap.fill(subtitle, max(40, int(chars / SUBTITLE_SIZE))) if subtitle else ""
+    lines = sub.count("\n") + 1 if sub else 0
+    # The title's text holds blank lines as tall as the subtitle, so that the layout keeps room for it;
+    # the subtitle is drawn into them, just below the title's first line.
+    blank = math.ceil(lines * SUBTITLE_SIZE / size) if sub else 0
+    head = fig.suptitle(title + "\n" * blank, fontsize=size, fontweight="bold")
+    if sub:
+        fig.add_artist(Annotation(sub, xy=(0.5, 1.0), xycoords=head, xytext=(0, -1.25 * size),
+                                  textcoords="offset points", ha="center", va="top", fontsize=SUBTITLE_SIZE,
+                                  color="0.25"))

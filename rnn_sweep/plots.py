@@ -28,28 +28,38 @@ from rnn_sweep.stats import band_table
 
 FIGURES = ("grid", "boundary", "curves", "onset", "truncation")
 LEARNED_LABEL = "learned fraction (1 = fully, 0 = not at all)"
-MAX_BANDS = 6  # more lines than this in a panel: means only (bands would hide each other)
+MAX_BANDS = 8  # more lines than this in a panel: means only (bands would hide each other)
 MAX_PANELS = 12  # loss-curve panels per figure; more state sizes: an evenly spread subset
 PNG_DPI = 130
 
 
-def heatmap(cell: pd.DataFrame, ax=None, cbar: bool = False, annotate: bool = True, fontsize: float = 8):
-    """One dependency's mean learned fraction: x = num_steps, y = state_size (largest on top).
+def heatmap(cell: pd.DataFrame, ax=None, cbar: bool = False, annotate: bool = True, fontsize: float = 8,
+            value: str = "learned_mean", text: str | None = None):
+    """One dependency's cells: x = num_steps, y = state_size (largest on top).
 
     Args:
         cell: grid-table rows of one dependency and panel (columns num_steps,
-            state_size, learned_mean).
+            state_size, ``value`` and ``text``).
         ax: axes to draw into (a new figure when None).
         cbar: draw a colour bar beside this axes.
-        annotate: write each cell's value (two decimals) into it.
+        annotate: write each cell's value into it.
         fontsize: of the annotations.
+        value: the column coloured; shown clipped to [0, 1] (a probe's fraction can fall
+            slightly outside it: "-0.00" or "1.02" would read as an error).
+        text: a column of ready-made cell labels (e.g. "2/3"); default: ``value`` to two decimals.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
-    table = cell.pivot_table(index="state_size", columns="num_steps", values="learned_mean", dropna=False)
+    shown = cell.assign(_v=cell[value].astype(float).clip(0.0, 1.0))
+    table = shown.pivot_table(index="state_size", columns="num_steps", values="_v", dropna=False)
     table = table.sort_index(ascending=False)
-    sns.heatmap(table, ax=ax, vmin=0.0, vmax=1.0, cmap=ps.LEARNED_CMAP, annot=annotate, fmt=".2f",
-                annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white", square=False,
+    if text is None:
+        labels = table.map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    else:
+        labels = shown.pivot_table(index="state_size", columns="num_steps", values=text, aggfunc="first",
+                                   dropna=False).reindex(index=table.index, columns=table.columns).fillna("")
+    sns.heatmap(table, ax=ax, vmin=0.0, vmax=1.0, cmap=ps.LEARNED_CMAP, annot=labels.to_numpy() if annotate else False,
+                fmt="", annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white", square=False,
                 cbar=cbar, cbar_kws={"label": LEARNED_LABEL} if cbar else None)
     ax.set_xlabel(ps.LABELS["num_steps"])
     ax.set_ylabel(ps.LABELS["state_size"])
@@ -69,23 +79,44 @@ def grid_geometry(nx: int, ny: int, panels: int, per_row: int) -> dict:
     # "0.93" is ~2.2 em wide: at 22 pt per inch of cell it fills ~2/3 of the cell.
     return {"cols": cols, "rows": rows, "annotate": cell_w >= 0.26,
             "fontsize": max(5.5, min(8.0, 22 * cell_w)),
-            "figsize": (cols * nx * cell_w + 1.6 + 0.4 * (cols - 1), max(3.0, rows * (ny * cell_h + 0.75) + 0.8))}
+            "figsize": (cols * nx * cell_w + 1.6 + 0.4 * (cols - 1), max(3.0, rows * (ny * cell_h + 0.75) + 1.0))}
+
+
+def _grid_panels(grid: pd.DataFrame, groups: list[str]) -> list[tuple[str, pd.DataFrame, int, str]]:
+    """(group label, rows, lag, what) per heatmap: for each group, the lags' mean learned
+    fractions, then the lags' shares of seeds that learned (when any run could be judged)."""
+    lags = sorted(grid["lag"].unique())
+    panels = []
+    for label, part in split(grid, groups):
+        for what in ("mean", "share"):
+            if what == "share" and not part["seeds_judged"].gt(0).any():
+                continue
+            panels += [(label, part[part["lag"] == lag], lag, what) for lag in lags if (part["lag"] == lag).any()]
+    return panels
 
 
 def plot_grid(agg: Aggregation) -> plt.Figure | None:
-    """One heatmap per dependency and per other swept setting; None without probe values."""
+    """Per dependency (and other swept setting): the mean learned fraction over seeds and,
+    below it, the share of seeds that learned it; None without probe values."""
     grid = agg.grid.dropna(subset=["learned_mean"])
     if grid.empty:
         return None
-    lags = sorted(grid["lag"].unique())
-    panels = [(label, part[part["lag"] == lag], lag) for label, part in split(grid, agg.panel_cols)
-              for lag in lags if (part["lag"] == lag).any()]
-    geo = grid_geometry(grid["num_steps"].nunique(), grid["state_size"].nunique(), len(panels), len(lags))
+    grid = grid.assign(share_text=[f"{k}/{n}" if n else "" for k, n in zip(grid["seeds_learned"], grid["seeds_judged"])])
+    panels = _grid_panels(grid, agg.panel_cols)
+    n_lags = grid["lag"].nunique()
+    geo = grid_geometry(grid["num_steps"].nunique(), grid["state_size"].nunique(), len(panels), n_lags)
     fig, axes = plt.subplots(geo["rows"], geo["cols"], squeeze=False, layout="constrained", figsize=geo["figsize"])
     flat = list(axes.flat)
-    for i, (ax, (label, sub, lag)) in enumerate(zip(flat, panels)):
-        heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"])
-        ax.set_title(f"lag {lag}" + (f"; {label}" if label else ""))
+    t = agg.onset_threshold
+    for i, (ax, (label, sub, lag, what)) in enumerate(zip(flat, panels)):
+        if what == "mean":
+            heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"])
+            name = "mean fraction"
+        else:
+            heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"], value="learned_share",
+                    text="share_text")
+            name = "seeds that learned it"
+        ax.set_title((f"{label} · " if label else "") + f"lag {lag}: {name}")
         # Axis names once per column / row (tick labels stay: groups may sweep other values).
         if i + geo["cols"] < len(panels):
             ax.set_xlabel("")
@@ -93,40 +124,42 @@ def plot_grid(agg: Aggregation) -> plt.Figure | None:
             ax.set_ylabel("")
     for ax in flat[len(panels):]:
         ax.set_axis_off()
-    fig.colorbar(flat[0].collections[0], ax=flat[:len(panels)], label="learned fraction, mean over seeds\n"
-                 "(1 = fully, 0 = not at all)", shrink=min(1.0, 3.0 / geo["rows"]) if geo["rows"] > 3 else 1.0)
-    ps.suptitle(fig, "How much of each dependency the RNN learned (probe on held-out data; lag L: "
-                "Y_t depends on X_(t-L))",
-                f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
+    fig.colorbar(flat[0].collections[0], ax=flat[:len(panels)], label="learned fraction or share of seeds\n"
+                 "(1 = fully / all, 0 = not at all / none)",
+                 shrink=min(1.0, 3.0 / geo["rows"]) if geo["rows"] > 3 else 1.0)
+    ps.suptitle(fig, "How much of each dependency the RNN learned",
+                ps.context(agg, "learned fraction (held-out probe at the end) clipped to [0, 1] for display, raw in "
+                           f"grid.csv; k/N: seeds whose fraction stayed ≥ {t:g} to the end"))
     return fig
 
 
-def curves_panel(bands: pd.DataFrame, levels: pd.DataFrame, colors: dict, ax=None, label_levels: bool = True):
-    """Training loss against data seen (log x), one line per num_steps: the mean over seeds,
-    with its band when there are few lines; a dashed line at each analytic level.
+def curves_panel(bands: pd.DataFrame, levels: pd.DataFrame, colors: dict, ax=None, label_levels: bool = True,
+                 band: bool = True):
+    """Training loss against data seen (log x), one line per num_steps: the mean over seeds
+    at each block's centre, and the range over seeds (shaded) when ``band``; a dashed line
+    at each analytic level, named outside the axes on the right (no curve can cover it).
 
     Args:
-        bands: :func:`rnn_sweep.stats.band_table` rows with keys num_steps, x data_steps.
+        bands: :func:`rnn_sweep.stats.band_table` rows with keys num_steps, x data_mid.
         levels: levels-table rows of one rule (columns level, loss).
         colors: {num_steps: colour} (:func:`rnn_sweep.plot_style.colors_for`).
         ax: axes to draw into (a new figure when None).
-        label_levels: write the levels' names (once per figure row is enough).
+        label_levels: write the levels' names (the last panel of a figure row).
+        band: shade the range over seeds.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
-    lines = sorted(bands["num_steps"].unique())
-    for n in lines:
+    for n in sorted(bands["num_steps"].unique()):
         b = bands[bands["num_steps"] == n]
-        ax.plot(b["data_steps"], b["mean"], color=colors[n], linewidth=1.2, label=str(n))
-        if len(lines) <= MAX_BANDS:
-            ax.fill_between(b["data_steps"], b["low"], b["high"], color=colors[n], alpha=0.2, linewidth=0)
+        ax.plot(b["data_mid"], b["mean"], color=colors[n], linewidth=1.2, label=str(n))
+        if band:
+            ax.fill_between(b["data_mid"], b["min"], b["max"], color=colors[n], alpha=0.15, linewidth=0)
     for _, lv in levels.iterrows():
         ax.axhline(lv["loss"], **ps.LEVEL_STYLE)
         if label_levels:
-            ax.annotate(f"{lv['level']} ({lv['loss']:.3f})", xy=(1.0, lv["loss"]), xycoords=("axes fraction", "data"),
-                        xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7,
-                        color="0.2", bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none",
-                                           "alpha": 0.8})
+            ax.annotate(f"{lv['level']}\n{lv['loss']:.3f}", xy=(1.0, lv["loss"]), xycoords=("axes fraction", "data"),
+                        xytext=(3, 0), textcoords="offset points", ha="left", va="center", fontsize=7,
+                        color="0.2", annotation_clip=False)
     if len(levels):
         top, bottom = levels["loss"].max(), levels["loss"].min()
         pad = 0.15 * (top - bottom) if top > bottom else 0.05
@@ -140,35 +173,49 @@ def curves_panel(bands: pd.DataFrame, levels: pd.DataFrame, colors: dict, ax=Non
 
 def plot_curves(agg: Aggregation) -> plt.Figure | None:
     """Loss curves against data seen, one panel per state_size and other swept setting."""
-    curves = agg.curves.dropna(subset=["data_steps", "loss"])
+    curves = agg.curves.dropna(subset=["data_mid", "loss"])
     if curves.empty:
         return None
     groups = agg.panel_cols
     sizes = sorted(curves["state_size"].unique())
     shown = subset(sizes, max(1, MAX_PANELS // max(1, len(ps.split(curves, groups)))))
     curves = curves[curves["state_size"].isin(shown)]
-    bands = band_table(curves, [*groups, "state_size", "num_steps"], "data_steps", "loss")
+    bands = band_table(curves, [*groups, "state_size", "num_steps"], "data_mid", "loss")
     panels = split(bands, [*groups, "state_size"])
     colors = ps.colors_for("num_steps", bands["num_steps"])
     cols = ps.columns_per_group(len(panels), len(shown))
     fig, axes, spare = ps.panel_figure(len(panels), panel_w=ps.panel_width(cols or len(panels)), cols=cols,
                                        sharex=True, sharey=True)
     cols = fig.axes[0].get_gridspec().ncols
+    many = len(colors) > MAX_BANDS
     for i, (ax, (label, part)) in enumerate(zip(axes, panels)):
         rule = part["rule"].iloc[0] if "rule" in part else None
         levels = agg.levels if rule is None else agg.levels[agg.levels["rule"] == rule]
         if rule is None and agg.levels["rule"].nunique() > 1:
             levels = levels.iloc[:0]
-        curves_panel(part, levels, colors, ax=ax, label_levels=i % cols == 0)
+        curves_panel(part, levels, colors, ax=ax, label_levels=i % cols == cols - 1 or i == len(panels) - 1,
+                     band=not many)
         ax.set_title(label)
     ps.outer_labels(axes, cols)
     ps.value_legend(fig, "num_steps", colors, spare, axes)
-    many = len(colors) > MAX_BANDS
-    note = f"; state sizes {', '.join(map(str, shown))} of {len(sizes)} (all in curves.csv)" \
+    seeds = int(bands["units"].max())
+    note = f"state sizes {', '.join(map(str, shown))} of {len(sizes)} (all in curves.csv)" \
         if len(shown) < len(sizes) else ""
-    ps.suptitle(fig, f"Training loss against data seen (mean over seeds{'' if many else ', 95% CI'}; "
-                f"dashed: analytic levels){note}", f"{ps.swept(agg)}; {ps.fixed_settings(agg)}")
+    shade = (f"no shading with {len(colors)} lines (per-seed values in curves.csv)" if many and seeds > 1
+             else f"shaded: range over the {seeds} seeds" if seeds > 1 else "")
+    ps.suptitle(fig, "Training loss against data seen",
+                ps.context(agg, f"line: mean over seeds of each block of {_block_width(agg)} time steps, at its "
+                           "centre (the same blocks for every n)", shade, "dashed: analytic levels", note))
     return fig
+
+
+def _block_width(agg: Aggregation) -> str:
+    """The data grid's block width (the most common one), e.g. '10k'."""
+    widths = (agg.curves["data_end"] - agg.curves["data_start"]).dropna()
+    if widths.empty:
+        return "?"
+    w = float(widths.mode().iloc[0])
+    return f"{w / 1000:g}k" if w >= 1000 else f"{w:g}"
 
 
 def subset(values: list, k: int) -> list:
@@ -184,13 +231,28 @@ def save_figure(fig: plt.Figure, out_dir: Path, name: str, formats: tuple[str, .
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        paths.append(write_atomic(out_dir / f"{name}.{fmt}", lambda tmp, f=fmt: fig.savefig(
-            tmp, format=f, dpi=dpi if f == "png" else None, bbox_inches="tight")))
+        paths.append(write_atomic(out_dir / f"{name}.{fmt}", lambda tmp, f=fmt: _savefig(fig, tmp, f, dpi)))
         # The layout is solved by the first save; freezing it spares the next formats the same
         # work (text extents dominate: about half the figure time of a 300-run sweep).
         fig.set_layout_engine("none")
     plt.close(fig)
     return paths
+
+
+def _savefig(fig: plt.Figure, path: Path, fmt: str, dpi: int) -> None:
+    """``fig.savefig`` that lets a write error through as itself: matplotlib's PDF backend, cleaning up
+    after a full disk, raises an AttributeError of its own that would hide the OSError behind it."""
+    try:
+        fig.savefig(path, format=fmt, dpi=dpi if fmt == "png" else None, bbox_inches="tight")
+    except OSError:
+        raise
+    except Exception as err:
+        cause = err.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def make_figures(agg: Aggregation, out_dir: Path, formats: tuple[str, ...] = ("png", "pdf"),

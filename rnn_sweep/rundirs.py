@@ -12,8 +12,11 @@ link (a symbolic link in place of a folder is read only when it leads to a run
 directory, once; every other link is named), stops :data:`MAX_DEPTH` levels
 down (saying so), and reads records only from regular files (a FIFO would
 block). ``losses.csv`` rows that no run can log (see :func:`row_problem`:
-negative steps or losses, steps that go back, a non-finite or diverging block
-before the last row) are dropped one by one, each counted in a problem.
+negative or backward data intervals, negative losses, a non-finite or diverging
+block before the last row) and ``checkpoints.csv`` rows that no run can write
+(:func:`checkpoint_problem`) are dropped one by one, each counted in a problem.
+A ``losses.csv`` of an older version (blocks of updates, ``epoch,step,loss``
+header) is not read: the run is reported as one to rerun.
 """
 
 from __future__ import annotations
@@ -30,10 +33,8 @@ import pandas as pd
 
 from rnn_sweep.baselines import learning_levels
 from rnn_sweep.config import DataConfig, Dependency, validate_data
-from rnn_sweep.records import EXECUTION_KEYS, summary_problems
+from rnn_sweep.records import CHECKPOINTS_FILE, EXECUTION_KEYS, LOSSES_FILE, SUMMARY_FILE, summary_problems
 
-SUMMARY_FILE = "summary.json"
-LOSSES_FILE = "losses.csv"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 # Execution settings, not identity (train.replicas: how seeds were grouped, not what each run is).
 IGNORED = {*EXECUTION_KEYS, "train.replicas"}
@@ -49,10 +50,11 @@ class Run:
     config: dict  # flattened config: dotted keys -> scalar (lists as canonical strings)
     rule: DataConfig | None  # the data rule (None when no config could be found)
     levels: list[dict]  # [{name, lags, loss}] from the summary, else recomputed from the rule
-    losses: pd.DataFrame  # epoch, step, loss, elapsed_s (NaN loss kept for diverged blocks)
+    losses: pd.DataFrame  # LOSS_COLUMNS: one row per block of the data grid (NaN loss kept for a diverged block)
     problems: list[str] = field(default_factory=list)
     source: str = ""  # short label of the sweep directory it was found under (its name)
     source_dir: str = ""  # that directory, as given
+    checkpoints: pd.DataFrame | None = None  # CHECKPOINT_COLUMNS + learned_<lag>; empty without checkpoints.csv
 
 
 
@@ -206,104 +208,186 @@ def rule_label(rule: DataConfig | None) -> str:
 
 
 DIVERGE_LOSS = 10.0  # train.diverge_loss's default, for a run whose config does not say
-MAX_STEP = 10**15  # updates; far beyond any run, and data_steps (x batch x n) still fits in int64
+MAX_DATA = 10**15  # time steps; far beyond any run, and still exact in a float64
+MAX_STEP = 10**15  # updates
 MAX_EPOCH = 10**9
+LOSS_COLUMNS = ("epoch", "data_start", "data_end", "loss", "updates", "elapsed_s")
+OLD_LOSS_HEADER = ("epoch", "step", "loss")  # before the data grid: one block per log_every updates
+CHECKPOINT_COLUMNS = ("epoch", "data_steps", "updates", "heldout_loss")  # then learned_<lag>, one per dependency
+_INTS = {"epoch", "data_start", "data_end", "updates", "data_steps"}
+
+
+def _lines(path: Path, name: str) -> tuple[list[str] | None, str | None]:
+    """The file's lines, or (None, why) for a file that is not a regular file or cannot be read."""
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        return None, f"{name} is not a regular file: not read"
+    try:
+        return path.read_text(errors="replace").splitlines(), None
+    except OSError as err:
+        return None, f"{name} unreadable ({err.strerror})"
+
+
+def _empty(columns) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=int if c in _INTS else float) for c in columns})
 
 
 def read_losses(path: Path, diverge_loss: float = DIVERGE_LOSS,
                 completed: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """Parse ``losses.csv`` line by line, dropping malformed lines (truncated writes)
-    and rows whose values no run can log (see :func:`row_problem`).
+    """Parse ``losses.csv`` (the data grid: ``epoch,data_start,data_end,loss,updates,elapsed_s``)
+    line by line, dropping malformed lines (truncated writes) and rows whose values no run
+    can log (see :func:`row_problem`).
+
+    A file in the format of older versions (``epoch,step,loss,...``: blocks of
+    updates, whose width depends on n) is not read: one problem says to rerun it.
 
     Args:
         path: the file.
         diverge_loss: the run's ``train.diverge_loss``: a block above it ends the run.
         completed: the run's summary says it completed (so it never diverged).
 
-    Returns (frame with int epoch, int step, float loss, float elapsed_s (NaN
-    when the file has no such column); problems). A missing, non-regular or
-    headerless file gives an empty frame and one problem.
+    Returns (frame with the columns of :data:`LOSS_COLUMNS`; problems). A missing,
+    non-regular, old-format or headerless file gives an empty frame and one problem.
     """
-    empty = pd.DataFrame({"epoch": pd.Series(dtype=int), "step": pd.Series(dtype=int),
-                          "loss": pd.Series(dtype=float), "elapsed_s": pd.Series(dtype=float)})
-    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
-        return empty, [f"{LOSSES_FILE} is not a regular file: not read"]
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError as err:
-        return empty, [f"{LOSSES_FILE} unreadable ({err.strerror})"]
+    lines, why = _lines(path, LOSSES_FILE)
+    if lines is None:
+        return _empty(LOSS_COLUMNS), [why]
     header = lines[0].strip().split(",") if lines else []
-    if not {"epoch", "step", "loss"} <= set(header):
-        return empty, [f"{LOSSES_FILE} has no 'epoch,step,loss' header (got {lines[0][:40]!r})" if lines
-                       else f"{LOSSES_FILE} is empty"]
-    rows, bad = _parse_rows(lines, header)
-    problems = []
-    if bad:
-        where = "its last line (truncated write?)" if bad == [len(lines)] else f"lines {bad[:5]}"
-        problems.append(f"{LOSSES_FILE}: dropped {len(bad)} malformed line(s): {where}")
-    rows, rejected = _plausible_rows(rows, diverge_loss, completed)
-    if rejected:
-        shown = "; ".join(f"line {n}: {why}" for n, why in rejected[:3])
-        more = f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
-        problems.append(f"{LOSSES_FILE}: rejected {len(rejected)} row(s) with impossible values ({shown}{more})")
-    frame = pd.DataFrame([r[1:] for r in rows], columns=list(empty.columns)) if rows else empty
-    return frame, problems
+    if tuple(header[:3]) == OLD_LOSS_HEADER:
+        return _empty(LOSS_COLUMNS), [f"{LOSSES_FILE} was written by an older version of rnn-sweep (blocks of "
+                                      "updates, not of data): no curve or onset from it; rerun the run"]
+    if tuple(header) != LOSS_COLUMNS:
+        return _empty(LOSS_COLUMNS), [f"{LOSSES_FILE} has no '{','.join(LOSS_COLUMNS)}' header (got "
+                                      f"{lines[0][:50]!r})" if lines else f"{LOSSES_FILE} is empty"]
+    rows, problems = _parsed(lines, LOSS_COLUMNS, LOSSES_FILE)
+    rows, rejected = _plausible(rows, lambda row, prev, last: row_problem(row, prev, last, diverge_loss, completed))
+    problems += _rejected_note(LOSSES_FILE, rejected)
+    return _frame(rows, LOSS_COLUMNS), problems
 
 
-def _parse_rows(lines: list[str], header: list[str]) -> tuple[list[tuple], list[int]]:
-    """(line number, epoch, step, loss, elapsed_s) of each well-formed line; the numbers of the others."""
-    ie, is_, il = header.index("epoch"), header.index("step"), header.index("loss")
-    it = header.index("elapsed_s") if "elapsed_s" in header else None
+def _parsed(lines: list[str], columns, name: str) -> tuple[list[dict], list[str]]:
+    """Well-formed rows ({column: value, "line": number}) and a problem naming the malformed lines."""
     rows, bad = [], []
     for number, line in enumerate(lines[1:], start=2):
         parts = line.split(",")
         try:
-            if len(parts) != len(header):
+            if len(parts) != len(columns):
                 raise ValueError
-            rows.append((number, int(parts[ie]), int(parts[is_]), float(parts[il]),
-                         float(parts[it]) if it is not None else math.nan))
+            row = {c: (int(v) if c in _INTS else float(v) if v.strip() else math.nan)
+                   for c, v in zip(columns, parts)}
         except ValueError:
             bad.append(number)
-    return rows, bad
+            continue
+        rows.append({**row, "line": number})
+    if not bad:
+        return rows, []
+    where = "its last line (truncated write?)" if bad == [len(lines)] else f"lines {bad[:5]}"
+    return rows, [f"{name}: dropped {len(bad)} malformed line(s): {where}"]
 
 
-def row_problem(epoch: int, step: int, loss: float, elapsed: float, previous: tuple[int, int] | None,
-                last: bool, diverge_loss: float, completed: bool) -> str | None:
+def _plausible(rows: list[dict], check) -> tuple[list[dict], list[tuple[int, str]]]:
+    """Split rows into those ``check(row, previous kept row, is last)`` accepts and (line, reason) for the others."""
+    kept, rejected = [], []
+    for i, row in enumerate(rows):
+        why = check(row, kept[-1] if kept else None, i == len(rows) - 1)
+        if why is None:
+            kept.append(row)
+        else:
+            rejected.append((row["line"], why))
+    return kept, rejected
+
+
+def _rejected_note(name: str, rejected: list[tuple[int, str]]) -> list[str]:
+    if not rejected:
+        return []
+    shown = "; ".join(f"line {n}: {why}" for n, why in rejected[:3])
+    more = f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
+    return [f"{name}: rejected {len(rejected)} row(s) with impossible values ({shown}{more})"]
+
+
+def _frame(rows: list[dict], columns) -> pd.DataFrame:
+    if not rows:
+        return _empty(columns)
+    return pd.DataFrame([[r[c] for c in columns] for r in rows], columns=list(columns)).astype(
+        {c: "int64" if c in _INTS else float for c in columns})
+
+
+def row_problem(row: dict, previous: dict | None, last: bool, diverge_loss: float, completed: bool) -> str | None:
     """Why a parsed losses.csv row cannot have been logged by a run, or None if it can.
 
-    A block mean is a cross-entropy (never negative); a non-finite one, or one
-    above ``diverge_loss``, stops the run, so it can only be the last row, and
-    never in a run that completed. Epochs count from 0 and never go back; the
-    step (updates so far) is at least 1 and grows with every row.
+    A block covers data [data_start, data_end) after data_start time steps (so
+    ``0 <= data_start < data_end``), never before the block before it ended, and
+    epochs never go back; updates done are a count that never goes back. A block
+    mean is a cross-entropy (never negative); a non-finite one, or one above
+    ``diverge_loss``, stops the run, so it can only be the last row, and never in
+    a run that completed.
     """
+    epoch, start, end, loss, updates = (row[c] for c in LOSS_COLUMNS[:5])
     if not 0 <= epoch <= MAX_EPOCH:
         return f"epoch {epoch} is not in 0..{MAX_EPOCH}"
-    if not 1 <= step <= MAX_STEP:
-        return f"step {step} is not in 1..{MAX_STEP}"
-    if previous is not None and (step <= previous[1] or epoch < previous[0]):
-        return f"epoch {epoch}, step {step} do not follow epoch {previous[0]}, step {previous[1]} of the row before"
+    if not 0 <= start < end <= MAX_DATA:
+        return f"data {start}..{end} is not an interval in 0..{MAX_DATA}"
+    if not 0 <= updates <= MAX_STEP:
+        return f"updates {updates} is not in 0..{MAX_STEP}"
+    if previous is not None and (start < previous["data_end"] or epoch < previous["epoch"]
+                                 or updates < previous["updates"]):
+        return (f"epoch {epoch}, data {start}..{end}, updates {updates} do not follow epoch {previous['epoch']}, "
+                f"data ..{previous['data_end']}, updates {previous['updates']} of the row before")
     if loss < 0:
         return f"loss {loss!r} is negative"
     if not (math.isfinite(loss) and loss <= diverge_loss) and (completed or not last):
         where = "in a run that completed" if completed else "before the last row"
         return f"loss {loss!r} is above train.diverge_loss={diverge_loss:g} or not finite {where} " \
                "(such a block stops the run)"
+    elapsed = row["elapsed_s"]
     if not (math.isnan(elapsed) or 0 <= elapsed < math.inf):
         return f"elapsed_s {elapsed!r} is not a time >= 0"
     return None
 
 
-def _plausible_rows(rows: list[tuple], diverge_loss: float, completed: bool) -> tuple[list[tuple], list[tuple]]:
-    """Split parsed rows into those a run can log and (line number, reason) for the others."""
-    kept, rejected = [], []
-    for i, (number, epoch, step, loss, elapsed) in enumerate(rows):
-        previous = (kept[-1][1], kept[-1][2]) if kept else None
-        why = row_problem(epoch, step, loss, elapsed, previous, i == len(rows) - 1, diverge_loss, completed)
-        if why is None:
-            kept.append((number, epoch, step, loss, elapsed))
-        else:
-            rejected.append((number, why))
-    return kept, rejected
+def read_checkpoints(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Parse ``checkpoints.csv`` (``epoch,data_steps,updates,heldout_loss,learned_<lag>...``).
+
+    Malformed lines and rows no run can write (see :func:`checkpoint_problem`) are
+    dropped, each counted in a problem. Returns (frame with those columns, lags as
+    ints in the ``learned_<lag>`` names; problems); a missing file gives an empty
+    frame and no problem (``train.checkpoints=0`` writes none).
+    """
+    if not path.exists() and not path.is_symlink():
+        return _empty(CHECKPOINT_COLUMNS), []
+    lines, why = _lines(path, CHECKPOINTS_FILE)
+    if lines is None:
+        return _empty(CHECKPOINT_COLUMNS), [why]
+    header = lines[0].strip().split(",") if lines else []
+    lags = header[len(CHECKPOINT_COLUMNS):]
+    if tuple(header[:len(CHECKPOINT_COLUMNS)]) != CHECKPOINT_COLUMNS or not all(
+            re.fullmatch(r"learned_\d{1,6}", c) for c in lags) or len(set(lags)) < len(lags):
+        got = f"got {lines[0][:50]!r}" if lines else "it is empty"
+        return _empty(CHECKPOINT_COLUMNS), [f"{CHECKPOINTS_FILE} has no '{','.join(CHECKPOINT_COLUMNS)},"
+                                            f"learned_<lag>...' header ({got}): no onsets from it"]
+    rows, problems = _parsed(lines, header, CHECKPOINTS_FILE)
+    rows, rejected = _plausible(rows, checkpoint_problem)
+    return _frame(rows, header), problems + _rejected_note(CHECKPOINTS_FILE, rejected)
+
+
+def checkpoint_problem(row: dict, previous: dict | None, last: bool) -> str | None:
+    """Why a parsed checkpoints.csv row cannot have been written by a run, or None if it can.
+
+    Data seen and updates done never go back (data grows with every checkpoint),
+    epochs neither; the held-out loss is a cross-entropy (>= 0; a non-finite one
+    only at the last checkpoint, a diverged run's); a learned fraction is finite
+    or empty (undefined).
+    """
+    epoch, data, updates, loss = (row[c] for c in CHECKPOINT_COLUMNS)
+    if not 0 <= epoch <= MAX_EPOCH or not 0 <= data <= MAX_DATA or not 0 <= updates <= MAX_STEP:
+        return f"epoch {epoch}, data_steps {data}, updates {updates} are not counts in range"
+    if previous is not None and (data <= previous["data_steps"] or updates < previous["updates"]
+                                 or epoch < previous["epoch"]):
+        return (f"data_steps {data}, updates {updates} do not follow data_steps {previous['data_steps']}, "
+                f"updates {previous['updates']} of the row before")
+    if loss < 0 or (not math.isfinite(loss) and not last):
+        return f"heldout_loss {loss!r} is negative, or not finite before the last row"
+    bad = [c for c, v in row.items() if c.startswith("learned_") and math.isinf(v)]
+    return f"{bad[0]} {row[bad[0]]!r} is not a fraction" if bad else None
 
 
 def _read_summary(path: Path, problems: list[str]) -> dict | None:
@@ -410,7 +494,9 @@ def read_run(path: Path, sweep_dir: Path) -> Run:
         problems += more
     else:
         losses, _ = read_losses(Path(os.devnull))
-        problems.append(f"no {LOSSES_FILE}: no curve or learn-onset")
+        problems.append(f"no {LOSSES_FILE}: no loss curve")
+    checkpoints, more = read_checkpoints(path / CHECKPOINTS_FILE)
+    problems += more
     flat = {k: v for k, v in flatten(cfg).items() if k not in IGNORED}
     run_id = path.relative_to(sweep_dir).as_posix()
-    return Run(run_id, summary, flat, rule, levels, losses, problems)
+    return Run(run_id, summary, flat, rule, levels, losses, problems, checkpoints=checkpoints)

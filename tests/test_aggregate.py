@@ -22,7 +22,8 @@ import yaml
 from rnn_sweep.aggregate import aggregate, read_losses, write_tables
 
 ARTICLE = [{"lag": 3, "effect": 0.5}, {"lag": 8, "effect": -0.25}]
-HEADER = "epoch,step,loss,block_steps,elapsed_s\n"
+HEADER = "epoch,data_start,data_end,loss,updates,elapsed_s\n"  # the data grid (train.log_data_steps)
+CP_HEADER = "epoch,data_steps,updates,heldout_loss,learned_3,learned_8\n"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -35,32 +36,26 @@ def H(p: float) -> float:
 L0, L1, L2 = H(0.625), 0.5 * H(0.875) + 0.5 * H(0.375), 0.25 * math.log(2) + 0.5 * H(0.25)
 ARTICLE_LEVELS = [{"name": "none", "lags": [], "loss": L0}, {"name": "lag 3", "lags": [3], "loss": L1},
                   {"name": "lags 3+8", "lags": [3, 8], "loss": L2}]
-MID01, MID12 = (L0 + L1) / 2, (L1 + L2) / 2  # 0.5904, 0.4868
-# The configs below: 100,000 steps per epoch, batch 200: an update at n consumes 200 n time steps.
-DATA_PER_UPDATE = {5: 1000, 10: 2000}
-# A loss curve with known crossings: blocks of 10 steps; a one-block spike at step 20;
-# lag 3 learned from step 60 (first 0.52 block), lags 3+8 from step 100 (first 0.455 block).
-CURVE = [0.69, 0.40, 0.69, 0.69, 0.69, 0.52, 0.52, 0.52, 0.52, 0.455, 0.455, 0.455, 0.455, 0.455]
-
-
-def crossing(x0, y0, x1, y1, level):
-    """Where the line (x0, y0)-(x1, y1) meets y = level."""
-    return x0 + (y0 - level) / (y0 - y1) * (x1 - x0)
-
-
-# Onsets of CURVE in updates with the default trailing median of 3 blocks: the smoothed loss
-# is .69 at step 60 ([.69 .69 .52]) and .52 at 70; .52 at 100 ([.52 .52 .455]) and .455 at 110.
-ONSET3, ONSET8 = crossing(60, 0.69, 70, 0.52, MID01), crossing(100, 0.52, 110, 0.455, MID12)
+# The configs below: 100,000 time steps per epoch, batch 200: 500 positions per row; a loss block
+# every 10,000 time steps = 50 positions, so 10 blocks per epoch for every n that divides 500.
+LENGTH, BATCH, GRID = 100_000, 200, 50
+CURVE = [0.69, 0.69, 0.60, 0.55, 0.52, 0.52, 0.50, 0.47, 0.46, 0.455]  # one epoch of block means
+# Held-out checkpoints at 0 (untrained), 20k, 40k, 60k, 80k, 100k time steps, learned fractions:
+CP_DATA = [0, 20_000, 40_000, 60_000, 80_000, 100_000]
+LEARNED3 = [0.0, 0.2, 0.6, 0.9, 1.0, 1.0]  # >= 0.5 from between 20k (0.2) and 40k (0.6): 20k + 0.3/0.4 * 20k
+LEARNED8 = [0.0, 0.0, 0.1, 0.3, 0.7, 0.8]  # between 60k (0.3) and 80k (0.7): 60k + 0.2/0.4 * 20k
+ONSET3, ONSET8 = 35_000.0, 70_000.0  # by hand, threshold 0.5
 
 
 def config(num_steps=5, state_size=4, seed=0, style="tf", deps=ARTICLE, base_prob=0.5, backend="scratch",
-           lr=0.1) -> dict:
+           lr=0.1, epochs=1) -> dict:
     """A resolved run config, as summary.json['config'] / .hydra/config.yaml hold it."""
     return {
-        "data": {"input_prob": 0.5, "base_prob": base_prob, "dependencies": deps, "length": 100000,
+        "data": {"input_prob": 0.5, "base_prob": base_prob, "dependencies": deps, "length": LENGTH,
                  "eval_length": 50000, "boundary": "pad"},
         "model": {"backend": backend, "cell": "rnn"},
-        "train": {"epochs": 1, "batch_size": 200, "log_every": 10,
+        "train": {"epochs": epochs, "batch_size": BATCH, "log_every": 10, "log_data_steps": GRID * BATCH,
+                  "checkpoints": 5, "checkpoint_eval_length": 20000, "final_fraction": 0.1, "log_updates": False,
                   "optimizer": {"name": "adagrad", "lr": lr, "initial_accumulator": 0.1, "beta1": 0.9,
                                 "beta2": 0.999, "epsilon": 1e-8},
                   "xla": True, "threads": 0, "progress": seed % 2 == 0, "replicas": 1, "diverge_loss": 10.0},
@@ -69,30 +64,61 @@ def config(num_steps=5, state_size=4, seed=0, style="tf", deps=ARTICLE, base_pro
     }
 
 
-def write_losses(run_dir: Path, losses, epoch_of=lambda i: 0) -> None:
+def grid_rows(losses, n: int = 5, per_update: int | None = None) -> str:
+    """losses.csv rows as train.py writes them, worked out here: blocks of GRID positions over the
+    P = (500 // u) * u positions an epoch trains (u = positions per update, n for TF style), the
+    epoch's last block partial; data counted in time steps (positions x BATCH) from the run's start;
+    updates done once a block's last position is trained."""
+    u = per_update or n
+    positions, per_epoch = (LENGTH // BATCH) // u * u, (LENGTH // BATCH) // u
+    rows, i = [], 0
+    for epoch in range(-(-len(losses) // -(-positions // GRID))):
+        for start in range(0, positions, GRID):
+            if i == len(losses):
+                break
+            end = min(start + GRID, positions)
+            rows.append(f"{epoch},{epoch * LENGTH + start * BATCH},{epoch * LENGTH + end * BATCH},{losses[i]!r},"
+                        f"{epoch * per_epoch + -(-end // u)},{0.5 * (i + 1):.4f}\n")
+            i += 1
+    return "".join(rows)
+
+
+def write_losses(run_dir: Path, losses, n: int = 5) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    rows = "".join(f"{epoch_of(i)},{10 * (i + 1)},{v!r},10,{0.5 * (i + 1):.4f}\n" for i, v in enumerate(losses))
-    (run_dir / "losses.csv").write_text(HEADER + rows)
+    (run_dir / "losses.csv").write_text(HEADER + grid_rows(losses, n))
+
+
+def checkpoint_rows(learned3=LEARNED3, learned8=LEARNED8, data=CP_DATA, n: int = 5) -> str:
+    """checkpoints.csv rows: untrained first; updates = data / (n x BATCH) within the one epoch."""
+    return "".join(f"0,{x},{x // (n * BATCH)},{0.69 - 0.2 * a!r},{a!r},{b!r}\n"
+                   for x, a, b in zip(data, learned3, learned8))
 
 
 def write_run(run_dir: Path, cfg: dict, losses=CURVE, learned=(1.0, 0.0), heldout=0.52, levels=ARTICLE_LEVELS,
-              status="completed", total_s=2.0, summary=True, hydra=True) -> Path:
-    """One run directory in the real schema (summary.json, losses.csv, .hydra/config.yaml)."""
+              status="completed", total_s=2.0, summary=True, hydra=True, checkpoints=(LEARNED3, LEARNED8)) -> Path:
+    """One run directory in the real schema (summary.json, losses.csv, checkpoints.csv, .hydra/config.yaml)."""
+    n = cfg["num_steps"]
     if losses is not None:
-        write_losses(run_dir, losses)
+        write_losses(run_dir, losses, n)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoints is not None:
+        (run_dir / "checkpoints.csv").write_text(CP_HEADER + checkpoint_rows(*checkpoints, n=n))
     if hydra:
         (run_dir / ".hydra").mkdir(exist_ok=True)
         (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     if summary:
         lags = [d["lag"] for d in cfg["data"]["dependencies"]]
+        data = (10 * len(losses) if losses else 0) * GRID * BATCH // 10
         s = {"status": status, "backend": cfg["model"]["backend"], "cell": "rnn",
-             "style": cfg["truncation"]["style"], "num_steps": cfg["num_steps"],
+             "style": cfg["truncation"]["style"], "num_steps": n,
              "state_size": cfg["state_size"], "seed": cfg["seed"],
-             "final_loss": losses[-1] if losses else None, "heldout_loss": heldout, "heldout_optimal_loss": 0.455,
+             "final_loss": losses[-1] if losses else None,
+             "final_loss_window": {"fraction": 0.1, "data_start": data - LENGTH // 10, "data_end": data},
+             "heldout_loss": heldout, "heldout_optimal_loss": 0.455,
              "learned_fraction": {str(lag): v for lag, v in zip(lags, learned)}, "levels": levels,
-             "steps": 10 * len(losses) if losses else 0, "epochs_completed": 1, "diverged_at_step": None,
-             "timings": {"total_s": total_s}, "versions": {}, "config": cfg, "error": None}
+             "steps": data // (BATCH * n), "data_steps": data, "epochs_completed": 1, "diverged_at_step": None,
+             "diverged_at_data_steps": None, "timings": {"total_s": total_s}, "versions": {}, "config": cfg,
+             "error": None}
         (run_dir / "summary.json").write_text(json.dumps(s))
     return run_dir
 
@@ -113,9 +139,10 @@ def test_runs_table_exact(tmp_path):
     assert agg.config_cols == ["num_steps", "state_size"]  # train.progress differs but never splits a sweep
     assert list(agg.runs.columns) == [
         "run_id", "source", "source_dir", "rule", "backend", "style", "num_steps", "state_size", "seed", "status", "problem",
-        "steps", "data_steps", "epochs_completed", "final_loss", "heldout_loss", "heldout_optimal_loss", "baseline_0",
-        "baseline_1", "baseline_2", "level", "level_k", "level_clear", "level_from", "learned_lag3", "learned_lag8",
-        "onset_lag3", "onset_lag8", "wall_s"]
+        "steps", "data_steps", "epochs_completed", "final_loss", "final_loss_from", "final_loss_to", "heldout_loss",
+        "heldout_optimal_loss", "baseline_0", "baseline_1", "baseline_2", "level", "level_k", "level_clear",
+        "level_from", "learned_lag3", "learned_lag8", "onset_lag3", "onset_lag8", "onset_status_lag3",
+        "onset_status_lag8", "wall_s"]
     r = agg.runs
     assert list(r["run_id"]) == ["num_steps=5,seed=0", "num_steps=5,seed=1", "num_steps=10,seed=0",
                                  "num_steps=10,seed=1"]  # numeric order of num_steps, then seed
@@ -123,14 +150,16 @@ def test_runs_table_exact(tmp_path):
     assert list(r["level_k"]) == [1, 1, 2, 0]
     assert list(r["level_clear"]) == [True, False, True, False]
     assert list(r["learned_lag8"]) == [0.0, 0.1, 1.0, 0.8]
-    # Onsets in data steps: the onset in updates times 200 n time steps per update.
-    per = [DATA_PER_UPDATE[n] for n in (5, 5, 10, 10)]
-    assert list(r["onset_lag3"]) == pytest.approx([ONSET3 * k for k in per])
-    assert list(r["onset_lag8"]) == pytest.approx([ONSET8 * k for k in per])
-    assert list(r["data_steps"]) == [140 * k for k in per] and set(r["source_dir"]) == {str(tmp_path)}
+    # Onsets in data steps from the checkpoints, the same for every n (the checkpoints are in data).
+    assert list(r["onset_lag3"]) == [ONSET3] * 4 and list(r["onset_lag8"]) == [ONSET8] * 4
+    assert set(r["onset_status_lag3"]) == {"reached"}
+    assert list(r["data_steps"]) == [100_000] * 4 and set(r["source_dir"]) == {str(tmp_path)}
+    # final_loss and the data window it averages, from summary.json: the last 10% of 100k steps.
+    assert list(r["final_loss"]) == [0.455] * 4
+    assert list(r["final_loss_from"]) == [90_000] * 4 and list(r["final_loss_to"]) == [100_000] * 4
     assert set(r["source"]) == {tmp_path.name}
     assert list(r["wall_s"]) == [5.0, 6.0, 10.0, 11.0]
-    assert list(r["steps"]) == [140] * 4 and set(r["status"]) == {"completed"}
+    assert list(r["steps"]) == [100, 100, 50, 50] and set(r["status"]) == {"completed"}
     assert np.allclose(r[["baseline_0", "baseline_1", "baseline_2"]].to_numpy(), [[L0, L1, L2]] * 4)
     assert r["rule"].iloc[0] == "P(Y=1)=0.5 +0.5·X[t-3] -0.25·X[t-8]; P(X=1)=0.5"
 
@@ -138,49 +167,95 @@ def test_runs_table_exact(tmp_path):
 def test_grid_and_curves_exact(tmp_path):
     for n, seed, learned, heldout in [(5, 0, (1.0, 0.0), 0.52), (5, 1, (0.5, 0.2), 0.53),
                                       (10, 0, (1.0, 1.0), 0.46), (10, 1, (1.0, 0.6), 0.50)]:
-        write_run(tmp_path / f"n{n}_s{seed}", config(n, 16, seed), learned=learned, heldout=heldout)
+        # n=10, seed 1 never gets lag 8 to 0.5 at a checkpoint: censored, and kept.
+        cps = (LEARNED3, [0.0, 0.1, 0.2, 0.3, 0.4, 0.45]) if (n, seed) == (10, 1) else (LEARNED3, LEARNED8)
+        write_run(tmp_path / f"n{n}_s{seed}", config(n, 16, seed), learned=learned, heldout=heldout,
+                  checkpoints=cps)
     agg = aggregate(tmp_path)
     g = agg.grid.set_index(["num_steps", "lag"])
     assert list(agg.grid.columns[:3]) == ["num_steps", "state_size", "lag"]
     assert len(agg.grid) == 4 and set(agg.grid["n_runs"]) == {2}
     assert g.loc[(5, 3), "learned_mean"] == pytest.approx(0.75)
     assert g.loc[(5, 3), "learned_std"] == pytest.approx(math.sqrt(0.125))  # sample std of 1.0, 0.5
+    assert "learned_low" not in agg.grid  # no interval for a mean of seeds on two levels (see test_coverage)
     assert (g.loc[(5, 8), "learned_min"], g.loc[(5, 8), "learned_max"]) == (0.0, 0.2)
     assert g.loc[(10, 8), "learned_mean"] == pytest.approx(0.8)
     assert g.loc[(10, 3), "heldout_loss_mean"] == pytest.approx(0.48)
     # n=10: 0.46 sits nearest 3+8 and 0.50 nearest lag 3: a tie goes to fewer dependencies.
     assert g.loc[(5, 3), "level"] == "lag 3" and g.loc[(10, 3), "level"] == "lag 3"
     assert g.loc[(10, 8), "level_k_mean"] == pytest.approx(1.5)
-    assert g.loc[(10, 8), "onset_mean"] == pytest.approx(ONSET8 * 2000) and g.loc[(10, 8), "n_onset"] == 2
+    assert g.loc[(5, 8), "onset_median"] == ONSET8 and g.loc[(5, 8), "seeds_learned"] == 2
+    # The censored seed counts: 1 of 2 learned, so no median (not more than half learned); exact interval
+    # of 1/2 by hand: 1 - (1 - p)^2 = 0.025 at the low end, symmetric at the high end.
+    assert math.isnan(g.loc[(10, 8), "onset_median"]) and g.loc[(10, 8), "onset_censored"] == 1
+    assert (g.loc[(10, 8), "seeds_learned"], g.loc[(10, 8), "seeds_judged"]) == (1, 2)
+    low = 1 - math.sqrt(0.975)
+    assert (g.loc[(10, 8), "learned_share_low"], g.loc[(10, 8), "learned_share_high"]) == (
+        pytest.approx(low, abs=1e-9), pytest.approx(1 - low, abs=1e-9))
     c = agg.curves
-    assert list(c.columns) == ["run_id", "num_steps", "state_size", "seed", "epoch", "step", "data_steps", "loss"]
+    assert list(c.columns) == ["run_id", "num_steps", "state_size", "seed", "epoch", "data_start", "data_end",
+                               "data_mid", "updates", "loss"]
     assert len(c) == 4 * len(CURVE)
     one = c[c["run_id"] == "n10_s1"]
-    assert list(one["step"]) == [10 * (i + 1) for i in range(len(CURVE))] and list(one["loss"]) == CURVE
-    assert list(one["data_steps"]) == [2000 * 10 * (i + 1) for i in range(len(CURVE))]  # n=10: 2000 per update
+    assert list(one["data_start"]) == [10_000 * i for i in range(10)] and list(one["loss"]) == CURVE
+    assert list(one["data_mid"]) == [5_000 + 10_000 * i for i in range(10)]
+    assert list(one["updates"]) == [5 * (i + 1) for i in range(10)]  # 50 positions per block, 10 per update
     assert set(one["num_steps"]) == {10} and set(one["seed"]) == {1}
     lv = agg.levels
     assert list(lv["level"]) == ["none", "lag 3", "lags 3+8"] and list(lv["lags"]) == ["", "3", "3+8"]
 
 
+def test_the_curve_grid_does_not_depend_on_n(tmp_path):
+    # n=1 and n=20 (both divide the 500 positions of a row): the same ten blocks of 10k time steps.
+    write_run(tmp_path / "n1", config(1, 4, 0))
+    write_run(tmp_path / "n20", config(20, 4, 0))
+    c = aggregate(tmp_path).curves
+    x1, x20 = (list(c[c["num_steps"] == n]["data_mid"]) for n in (1, 20))
+    assert x1 == x20 == [5_000 + 10_000 * i for i in range(10)]
+    assert list(c[c["num_steps"] == 1]["updates"]) == [50 * (i + 1) for i in range(10)]
+    # n=20: a block of 50 positions ends inside an update (every 20 positions): updates done are 3, 5, 8, ...
+    assert list(c[c["num_steps"] == 20]["updates"]) == [-(-50 * (i + 1) // 20) for i in range(10)]
+    # n=7 trains 71 x 7 = 497 positions: the same blocks, the last one 47 positions wide.
+    write_run(tmp_path / "n7", config(7, 4, 0))
+    c = aggregate(tmp_path).curves
+    seven = c[c["num_steps"] == 7]
+    assert list(seven["data_start"]) == [10_000 * i for i in range(10)]
+    assert list(seven["data_end"])[-1] == 497 * 200 and list(seven["data_mid"])[:9] == x1[:9]
+
+
 def test_read_losses_drops_a_truncated_last_line(tmp_path):
     path = tmp_path / "losses.csv"
-    path.write_text(HEADER + "0,10,0.69,10,0.5\n0,20,0.60,10,1.0\n0,30,0.5")  # killed mid-write
+    path.write_text(HEADER + "0,0,10000,0.69,10,0.5\n0,10000,20000,0.60,20,1.0\n0,20000,30000,0.5")  # killed mid-write
     frame, problems = read_losses(path)
-    assert list(frame["step"]) == [10, 20] and list(frame["loss"]) == [0.69, 0.60]
+    assert list(frame["data_end"]) == [10000, 20000] and list(frame["loss"]) == [0.69, 0.60]
     assert problems == ["losses.csv: dropped 1 malformed line(s): its last line (truncated write?)"]
-    path.write_text(HEADER + "0,10,0.69,10,0.5\ngarbage\n0,30,0.5,10,1.5\n")
+    path.write_text(HEADER + "0,0,10000,0.69,10,0.5\ngarbage\n0,20000,30000,0.5,30,1.5\n")
     frame, problems = read_losses(path)
-    assert list(frame["step"]) == [10, 30] and problems == ["losses.csv: dropped 1 malformed line(s): lines [3]"]
+    assert list(frame["data_start"]) == [0, 20000] and problems == [
+        "losses.csv: dropped 1 malformed line(s): lines [3]"]
     path.write_text("")
     frame, problems = read_losses(path)
     assert frame.empty and problems == ["losses.csv is empty"]
 
 
+def test_an_older_versions_losses_csv_is_named_to_rerun(tmp_path):
+    run = write_run(tmp_path / "old", config(5, 4, 0), checkpoints=None)
+    (run / "losses.csv").write_text("epoch,step,loss,block_steps,elapsed_s\n0,10,0.69,10,0.5\n")
+    write_run(tmp_path / "new", config(5, 4, 1))
+    agg = aggregate(tmp_path)
+    assert sorted(agg.curves["run_id"].unique()) == ["new"]
+    assert agg.warnings == ["old: losses.csv was written by an older version of rnn-sweep (blocks of updates, "
+                            "not of data): no curve or onset from it; rerun the run"]
+    # Its summary still counts (final numbers); without checkpoints.csv it has no onset.
+    r = agg.runs.set_index("run_id")
+    assert r.loc["old", "status"] == "completed" and r.loc["old", "onset_status_lag3"] == "no_checkpoints"
+
+
 def _broken_sweep(root: Path) -> None:
     write_run(root / "ok", config(5, 4, 0), learned=(1.0, 0.0), heldout=0.52)
     # Crashed/running: losses only; Hydra's record is in <sweep>/.jobs/<run>/config.yaml (sweep layout).
-    write_run(root / "running", config(5, 4, 1), losses=CURVE[:7], summary=False, hydra=False)
+    write_run(root / "running", config(5, 4, 1), losses=CURVE[:7], summary=False, hydra=False,
+              checkpoints=(LEARNED3[:4], LEARNED8[:4]))  # checkpoints to 60k of its 70k steps so far
     (root / ".jobs" / "running").mkdir(parents=True)
     (root / ".jobs" / "running" / "config.yaml").write_text(yaml.safe_dump(config(5, 4, 1)))
     # Truncated losses.csv (the last line cut) with a finished summary.
@@ -217,15 +292,17 @@ def test_broken_runs_are_warned_never_raised(tmp_path):
     assert w["empty_run"] == "empty_run: skipped, nothing to aggregate: no usable summary.json and no logged loss; " \
                              "losses.csv is empty"
     assert len(agg.warnings) == 6
-    # The running run: levels recomputed from Hydra's config; final loss = last block; level from training.
+    # The running run: levels recomputed from Hydra's config; its final loss is over the blocks that cover
+    # the last 10% of the 70k steps it saw (the block 60k-70k: 0.50), nearest lag 3; level from training.
     run = r.loc["running"]
     assert (run["baseline_0"], run["baseline_2"]) == (pytest.approx(L0), pytest.approx(L2))
-    assert run["final_loss"] == 0.52 and run["level_from"] == "train" and run["level"] == "lag 3"
-    # Seven blocks: the trailing median is .69 at step 60 and .52 at 70, as in the full curve.
-    assert run["onset_lag3"] == pytest.approx(ONSET3 * 1000)
+    assert run["final_loss"] == 0.50 and run["level_from"] == "train" and run["level"] == "lag 3"
+    assert (run["final_loss_from"], run["final_loss_to"]) == (60_000, 70_000)
+    # Its checkpoints so far: lag 3 reached at 35k; lag 8 not yet (0.3 at 60k): censored, kept.
+    assert run["onset_lag3"] == ONSET3 and run["onset_status_lag8"] == "censored"
     assert math.isnan(run["onset_lag8"]) and math.isnan(run["learned_lag3"])
-    assert run["wall_s"] == 3.5 and run["seed"] == 1 and run["steps"] == 70  # elapsed_s of the last block
-    assert r.loc["truncated", "steps"] == 140 and r.loc["corrupt", "seed"] == 1
+    assert run["wall_s"] == 3.5 and run["seed"] == 1 and run["steps"] == 70  # elapsed_s, updates of the last block
+    assert r.loc["truncated", "steps"] == 50 and r.loc["corrupt", "seed"] == 1
     assert r.loc["corrupt", "problem"].startswith("summary.json unreadable")
     # The failed run has no losses: it is listed, with no level.
     assert pd.isna(r.loc["failed", "level"])
@@ -235,17 +312,18 @@ def test_mixed_rules_get_their_own_levels(tmp_path):
     write_run(tmp_path / "article", config(5, 4, 0), learned=(1.0, 0.0), heldout=0.52)
     # Another rule, no summary: P(Y=1) = 0.3 + 0.4 X_{t-2}; levels none = H(0.5), lag 2 = H(0.3).
     other = config(5, 4, 0, deps=[{"lag": 2, "effect": 0.4}], base_prob=0.3)
-    write_run(tmp_path / "other", other, losses=[0.69, 0.69, 0.65, 0.62, 0.61, 0.61], summary=False)
+    write_run(tmp_path / "other", other, losses=[0.69, 0.69, 0.65, 0.62, 0.61, 0.61], summary=False,
+              checkpoints=None)
+    (tmp_path / "other" / "checkpoints.csv").write_text("epoch,data_steps,updates,heldout_loss,learned_2\n"
+                                                        "0,0,0,0.69,0.1\n0,20000,20,0.6,0.4\n0,40000,40,0.6,0.8\n")
     agg = aggregate(tmp_path)
     assert any("2 different data rules" in w for w in agg.warnings)
     assert agg.config_cols == ["rule", "num_steps", "state_size"]
     r = agg.runs.set_index("run_id")
     assert r.loc["other", "baseline_0"] == pytest.approx(math.log(2))
     assert r.loc["other", "baseline_1"] == pytest.approx(H(0.3)) and pd.isna(r.loc["other", "baseline_2"])
-    # Midpoint (ln2 + H(0.3)) / 2 = 0.652; trailing medians of 3: .69 .69 .69 .65 .62 .61, so the
-    # crossing lies between step 30 (.69) and 40 (.65); 1000 time steps per update at n=5.
-    mid = (math.log(2) + H(0.3)) / 2
-    assert r.loc["other", "onset_lag2"] == pytest.approx(crossing(30, 0.69, 40, 0.65, mid) * 1000)
+    # Its checkpoints: lag 2 at 0.4 (20k) then 0.8 (40k): 0.5 is reached at 20k + 0.1 / 0.4 * 20k.
+    assert r.loc["other", "onset_lag2"] == pytest.approx(25_000)
     assert pd.isna(r.loc["other", "onset_lag3"])
     assert r.loc["other", "level"] == "lag 2"
     assert sorted(agg.grid["lag"]) == [2, 3, 8] and agg.grid["rule"].nunique() == 2
@@ -284,7 +362,7 @@ def test_write_tables_round_trip(tmp_path):
     agg = aggregate(tmp_path / "sweep")
     write_tables(agg, tmp_path / "out")
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
-    assert runs.loc[0, "learned_lag3"] == 0.25 and runs.loc[0, "onset_lag8"] == pytest.approx(ONSET8 * 1000)
+    assert runs.loc[0, "learned_lag3"] == 0.25 and runs.loc[0, "onset_lag8"] == ONSET8
     grid = pd.read_csv(tmp_path / "out" / "grid.csv")
     assert list(grid["lag"]) == [3, 8] and list(grid["learned_mean"]) == [0.25, 0.5]
     assert (tmp_path / "out" / "warnings.txt").read_text() == ""
@@ -585,19 +663,15 @@ def test_read_only_out_is_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot write there" in proc.stderr
 
 
-def test_data_steps_from_each_runs_config(tmp_path):
-    # n=3 (TF style): 100,000 steps / 200 rows = 500 columns = 166 windows (2 columns left over),
-    # 600 time steps per update; two epochs logged every 100 updates (the last block of each is short).
-    run = tmp_path / "n3"
-    write_run(run, config(3, 4, 0), losses=CURVE[:4])
-    (run / "losses.csv").write_text(HEADER + "0,100,0.69,100,1.0\n0,166,0.6,66,1.6\n1,266,0.52,100,2.6\n"
-                                    "1,332,0.5,66,3.2\n")
-    # True BPTT, n=5, update_every=2: 500 positions per row / 2 = 250 updates of 2 x 200 time steps.
+def test_data_steps_of_a_run_without_summary_are_its_last_block(tmp_path):
+    # True BPTT, n=5, update_every=2: 250 updates of 2 positions; its blocks are the TF run's blocks.
     cfg = config(5, 4, 0, style="true")
     cfg["truncation"]["update_every"] = 2
-    write_run(tmp_path / "true", cfg, losses=[0.69, 0.6, 0.52])
+    run = write_run(tmp_path / "true", cfg, losses=None, summary=False)
+    (run / "losses.csv").write_text(HEADER + grid_rows([0.69, 0.6, 0.52], per_update=2))
+    write_run(tmp_path / "tf", config(5, 4, 0))
     agg = aggregate(tmp_path)
     c = agg.curves.set_index("run_id")
-    assert list(c.loc["n3", "data_steps"]) == [60_000, 99_600, 160_000, 199_600]
-    assert list(c.loc["true", "data_steps"]) == [4_000, 8_000, 12_000]  # steps 10, 20, 30 x 400
-    assert dict(zip(agg.runs["run_id"], agg.runs["data_steps"])) == {"n3": 199_600, "true": 12_000}
+    assert list(c.loc["true", "data_mid"]) == list(c.loc["tf", "data_mid"])[:3] == [5_000, 15_000, 25_000]
+    assert list(c.loc["true", "updates"]) == [25, 50, 75]  # 50 positions per block, 2 per update
+    assert dict(zip(agg.runs["run_id"], agg.runs["data_steps"])) == {"tf": 100_000, "true": 30_000}

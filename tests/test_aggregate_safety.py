@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_aggregate import CURVE, HEADER, ONSET3, ONSET8, config, write_run
+from test_aggregate import CP_HEADER, CURVE, HEADER, ONSET3, ONSET8, checkpoint_rows, config, grid_rows, write_run
 
 VENV_BIN = Path(sys.executable).parent
 AGG = str(VENV_BIN / "rnn-sweep-aggregate")
@@ -151,6 +151,11 @@ def test_where_out_may_not_be(tmp_path):
     one_line_error(cli(s, "--out", s), 2, "it is the SWEEP_DIR")
     one_line_error(cli(s, "--out", s / "tf_s0" / "figs"), 2, "it is in the run directory")
     one_line_error(cli(s / "tf_s0"), 2, "it is in the run directory")  # a run dir's default out: inside it
+    # A run of an older version (blocks of updates) is a run directory too.
+    old = tmp_path / "old_run"
+    old.mkdir()
+    (old / "losses.csv").write_text("epoch,step,loss,block_steps,elapsed_s\n0,10,0.69,10,0.5\n")
+    one_line_error(cli(s, "--out", old / "figs"), 2, "it is in the run directory")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "multirun.yaml").write_text("hydra: {}\n")
     one_line_error(cli(s, "--out", tmp_path / "other"), 2, "it is a sweep directory")
@@ -235,43 +240,63 @@ def test_a_very_deep_chain_of_folders_is_named_not_a_traceback(tmp_path, chains)
     assert warnings.count("not searched (more than 32 levels below the sweep") == 2, warnings
 
 
-def _curve_rows(losses, steps=None, epochs=None) -> str:
-    steps = steps or [10 * (i + 1) for i in range(len(losses))]
-    epochs = epochs or [0] * len(losses)
-    return "".join(f"{e},{s},{v},10,{0.5 * (i + 1):.4f}\n" for i, (e, s, v) in enumerate(zip(epochs, steps, losses)))
-
-
 def test_impossible_loss_rows_are_rejected_one_by_one_with_a_warning(tmp_path):
     run = write_run(tmp_path / "s" / "hostile", config(5, 4, 0), hydra=False)
-    good = HEADER + _curve_rows(CURVE)
-    lines = good.splitlines(keepends=True)
-    bad = ["0,-10,0.69,10,0.1\n",  # negative step
-           "0,15,-0.5,10,0.1\n",  # negative loss
-           "0,16,inf,10,0.1\n",  # non-finite before the last row
-           "0,17,nan,10,0.1\n",
-           "0,18,1e308,10,0.1\n",  # above train.diverge_loss (10) before the last row
-           "-1,19,0.69,10,0.1\n",  # negative epoch
-           "0,5,0.69,10,0.1\n",  # goes back in steps
-           f"0,{10**30},0.69,10,0.1\n",  # overflows int64 data steps
-           "0,21,0.69,10,-3\n"]  # negative elapsed time
-    # Between the 1st and 2nd good rows (step 10 and 20) so every bad row is "inside" the curve.
-    (run / "losses.csv").write_text("".join([lines[0], lines[1], *bad, *lines[2:]]) + "0,150,1e308,10,9\n")
+    lines = (HEADER + grid_rows(CURVE)).splitlines(keepends=True)
+    bad = ["0,-10000,10000,0.69,10,0.1\n",  # negative data
+           "0,10000,10000,0.69,10,0.1\n",  # an empty interval
+           "0,10000,20000,-0.5,20,0.1\n",  # negative loss
+           "0,10000,20000,inf,20,0.1\n",  # non-finite before the last row
+           "0,10000,20000,nan,20,0.1\n",
+           "0,10000,20000,1e308,20,0.1\n",  # above train.diverge_loss (10) before the last row
+           "-1,10000,20000,0.69,20,0.1\n",  # negative epoch
+           "0,5000,20000,0.69,20,0.1\n",  # starts before the block before it ended
+           f"0,10000,{10**30},0.69,20,0.1\n",  # beyond any run's data
+           "0,10000,20000,0.69,-1,0.1\n",  # negative updates
+           "0,10000,20000,0.69,5,0.1\n",  # updates go back (10 before)
+           "0,10000,20000,0.69,20,-3\n"]  # negative elapsed time
+    # Between the 1st and 2nd good rows (data 0-10k and 10k-20k) so every bad row is "inside" the curve.
+    (run / "losses.csv").write_text("".join([lines[0], lines[1], *bad, *lines[2:]])
+                                    + "0,100000,110000,1e308,110,9\n")
     proc = cli(tmp_path / "s", "--out", tmp_path / "out", "--no-figures")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    row = pd.read_csv(tmp_path / "out" / "runs.csv").iloc[0]
-    # The rejected rows are gone: the onsets are those of the clean curve, by hand (x 1000 data steps per update).
-    assert row["onset_lag3"] == pytest.approx(ONSET3 * 1000) and row["onset_lag8"] == pytest.approx(ONSET8 * 1000)
     curves = pd.read_csv(tmp_path / "out" / "curves.csv")
-    assert list(curves["step"]) == [10 * (i + 1) for i in range(len(CURVE))]  # and the completed run's 1e308
+    # The rejected rows are gone: the clean curve (and not the completed run's last 1e308 block).
+    assert list(curves["data_start"]) == [10_000 * i for i in range(10)] and list(curves["loss"]) == CURVE
     warning = (tmp_path / "out" / "warnings.txt").read_text()
-    assert "rejected 10 row(s) with impossible values" in warning and "line 3: step -10" in warning
+    assert "rejected 13 row(s) with impossible values" in warning and "line 3: data -10000..10000" in warning
+
+
+def test_impossible_checkpoint_rows_are_rejected_and_the_onset_stands(tmp_path):
+    run = write_run(tmp_path / "s" / "hostile", config(5, 4, 0), hydra=False)
+    lines = (CP_HEADER + checkpoint_rows()).splitlines(keepends=True)
+    bad = ["0,-5,0,0.6,0.1,0.1\n",  # negative data
+           "0,0,0,0.6,0.9,0.9\n",  # data does not grow (a second untrained row)
+           "0,10000,2,-0.6,0.1,0.1\n",  # negative held-out loss
+           "0,10000,2,0.6,inf,0.1\n",  # a fraction that is not a number
+           "0,10000,2,inf,0.1,0.1\n",  # a non-finite loss before the last row
+           "-1,10000,2,0.6,0.1,0.1\n",  # negative epoch
+           "0,10000,2,0.6,0.1\n"]  # a column short: malformed
+    (run / "checkpoints.csv").write_text("".join([lines[0], lines[1], *bad, *lines[2:]]))
+    (tmp_path / "s" / "junk").mkdir()
+    write_run(tmp_path / "s" / "junk", config(5, 4, 1), hydra=False)
+    (tmp_path / "s" / "junk" / "checkpoints.csv").write_text("epoch,data_steps,updates,heldout_loss,learned_x\n0,0,0,1,1\n")
+    proc = cli(tmp_path / "s", "--out", tmp_path / "out", "--no-figures")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv").set_index("run_id")
+    assert runs.loc["hostile", "onset_lag3"] == ONSET3 and runs.loc["hostile", "onset_lag8"] == ONSET8
+    assert runs.loc["junk", "onset_status_lag3"] == "no_checkpoints"
+    warning = (tmp_path / "out" / "warnings.txt").read_text()
+    assert "checkpoints.csv: rejected 6 row(s) with impossible values" in warning
+    assert "checkpoints.csv: dropped 1 malformed line(s)" in warning
+    assert "junk: checkpoints.csv has no 'epoch,data_steps,updates,heldout_loss,learned_<lag>...' header" in warning
 
 
 def test_a_diverged_block_is_kept_only_as_the_last_row_of_a_run_that_did_not_complete(tmp_path):
     run = write_run(tmp_path / "s" / "diverged", config(5, 4, 0), summary=False, losses=None)
-    (run / "losses.csv").write_text(HEADER + _curve_rows([0.69, 0.6, float("nan")]))
+    (run / "losses.csv").write_text(HEADER + grid_rows([0.69, 0.6, float("nan")]))
     write_run(tmp_path / "s" / "exploded", config(5, 4, 1), summary=False, losses=None)
-    (tmp_path / "s" / "exploded" / "losses.csv").write_text(HEADER + _curve_rows([0.69, 55.0]))
+    (tmp_path / "s" / "exploded" / "losses.csv").write_text(HEADER + grid_rows([0.69, 55.0]))
     assert cli(tmp_path / "s", "--out", tmp_path / "out", "--no-figures").returncode == 0
     c = pd.read_csv(tmp_path / "out" / "curves.csv")
     assert math.isnan(c[c["run_id"] == "diverged"]["loss"].iloc[-1]) and list(c[c["run_id"] == "exploded"]["loss"]) \

@@ -14,13 +14,30 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
-from test_aggregate import ARTICLE_LEVELS, CURVE, ONSET3, ONSET8, config, write_run  # noqa: E402
+from matplotlib.text import Annotation  # noqa: E402
+from test_aggregate import ARTICLE_LEVELS, CURVE, LEARNED3, LEARNED8, ONSET8, config, write_run  # noqa: E402
 
 from rnn_sweep import plot_style, plots  # noqa: E402
 from rnn_sweep.aggregate import aggregate  # noqa: E402
 
 # learned fraction of lag 8 per (style, num_steps) for seeds 0 and 1; lag 3 is always 1.0.
 LAG8 = {("tf", 4): (0.0, 0.2), ("tf", 12): (0.6, 0.8), ("true", 4): (0.2, 0.4), ("true", 12): (1.0, 1.0)}
+BUDGET = "trained 1 epoch × 100k time steps of training data"  # the configs: 1 epoch of data.length 100,000
+
+
+def ramp(final: float) -> list[float]:
+    """Checkpoints of a fraction rising to ``final`` at the end (0 untrained): learned by the end iff >= 0.5."""
+    return [0.0, 0.0, 0.0, final / 3, 2 * final / 3, final]
+
+
+def subtitle(fig) -> str:
+    """The figure's subtitle with its line breaks undone."""
+    return " ".join(" ".join(a.get_text().split()) for a in fig.artists if isinstance(a, Annotation))
+
+
+def check_title(fig) -> None:
+    """One line of title, a subtitle that states the training budget."""
+    assert "\n" not in fig._suptitle.get_text().strip() and BUDGET in subtitle(fig), subtitle(fig)
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +48,23 @@ def style_sweep(tmp_path_factory):
         for d in (4, 16):
             for seed, lag8 in enumerate(values):
                 write_run(root / f"{style}_n{n}_d{d}_s{seed}", config(n, d, seed, style=style),
-                          learned=(1.0, lag8), heldout=0.5)
+                          learned=(1.0, lag8), heldout=0.5, checkpoints=(LEARNED3, ramp(lag8)))
     return aggregate(root)
+
+
+# Checkpoints of the tf sweep's three seeds: (lag 3, lag 8) per seed.
+SEEDS = {0: (LEARNED3, LEARNED8),  # onsets 35k and 70k
+         1: ([0.1, 0.9, 1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 0.2, 0.3, 0.3, 0.3]),  # lag 3 before 20k; lag 8 never
+         2: ([0.6, 0.7, 0.8, 0.9, 1.0, 1.0], LEARNED8)}  # lag 3 without training; lag 8 at 70k
 
 
 @pytest.fixture(scope="module")
 def tf_sweep(tmp_path_factory):
-    """One style: num_steps 4, 8, 12 x state_size 4 x 2 seeds; seed 1 is below the lag-3
-    midpoint from its first block (step 10) and learns lag 8 when seed 0 does."""
+    """One style: num_steps 4, 8, 12 x state_size 4 x 3 seeds (SEEDS)."""
     root = tmp_path_factory.mktemp("tf_sweep")
     for n in (4, 8, 12):
-        for seed in (0, 1):
-            losses = CURVE if seed == 0 else [0.55] + [0.52] * 8 + [0.455] * 5
-            write_run(root / f"n{n}_s{seed}", config(n, 4, seed), losses=losses, learned=(1.0, n / 12))
+        for seed, cps in SEEDS.items():
+            write_run(root / f"n{n}_s{seed}", config(n, 4, seed), learned=(1.0, n / 12), checkpoints=cps)
     return aggregate(root)
 
 
@@ -65,25 +86,41 @@ def heatmap_axes(fig):
 def test_grid_heatmaps_with_values_where_they_fit(style_sweep, wide_sweep):
     fig = plots.plot_grid(style_sweep)
     axes = heatmap_axes(fig)
-    assert [ax.get_title() for ax in axes] == ["lag 3; style=tf", "lag 8; style=tf", "lag 3; style=true",
-                                              "lag 8; style=true"]
+    assert [ax.get_title() for ax in axes] == [f"style={style} · lag {lag}: {what}" for style in ("tf", "true")
+                                              for what in ("mean fraction", "seeds that learned it") for lag in (3, 8)]
+    assert "k/N: seeds whose fraction stayed ≥ 0.5 to the end" in subtitle(fig)
     xlabel = "num_steps (truncation length n)"
-    assert [ax.get_xlabel() for ax in axes] == ["", "", xlabel, xlabel]  # once per column
-    assert [ax.get_ylabel() for ax in axes] == ["state_size (d)", "", "state_size (d)", ""]
-    assert [t.get_text() for t in axes[2].get_xticklabels()] == ["4", "12"]
+    assert [ax.get_xlabel() for ax in axes] == [""] * 6 + [xlabel, xlabel]  # once per column
+    assert [ax.get_ylabel() for ax in axes] == ["state_size (d)", ""] * 4
+    assert [t.get_text() for t in axes[6].get_xticklabels()] == ["4", "12"]
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["16", "4"]  # largest state on top
-    # lag 8, style tf: means over seeds 0.1 (n=4) and 0.7 (n=12), rows d=16 then d=4.
+    # lag 8, style tf: means over seeds 0.1 (n=4) and 0.7 (n=12), rows d=16 then d=4 ...
     assert [t.get_text() for t in axes[1].texts] == ["0.10", "0.70", "0.10", "0.70"]
-    assert [t.get_text() for t in axes[3].texts] == ["0.30", "1.00", "0.30", "1.00"]
-    assert "16 runs: style × num_steps × state_size, 2 seeds per cell" in fig._suptitle.get_text()
+    # ... and the spread: no seed ends >= 0.5 at n=4 (0.0, 0.2), both at n=12 (0.6, 0.8).
+    assert [t.get_text() for t in axes[3].texts] == ["0/2", "2/2", "0/2", "2/2"]
+    assert [t.get_text() for t in axes[5].texts] == ["0.30", "1.00", "0.30", "1.00"]
+    assert "16 runs: style × num_steps × state_size, 2 seeds per cell" in subtitle(fig)
+    check_title(fig)
     plt.close(fig)
     # 30 values of n: one heatmap per row, too narrow for values, still within a page and <= 3:1.
     fig = plots.plot_grid(wide_sweep)
     axes = heatmap_axes(fig)
-    assert len(axes) == 2 and all(not ax.texts for ax in axes)
+    assert len(axes) == 4 and all(not ax.texts for ax in axes)
     assert axes[0].get_position().x0 == pytest.approx(axes[1].get_position().x0)  # stacked
     w, h = fig.get_size_inches()
     assert w <= plot_style.PAGE_WIDTH + 0.5 and w / h <= plot_style.MAX_ASPECT
+    plt.close(fig)
+
+
+def test_grid_cells_show_fractions_clipped_to_0_1(tmp_path):
+    # The probe's fraction can fall slightly outside [0, 1]: the cells say 0.00 and 1.00, never -0.00 or 1.02.
+    write_run(tmp_path / "a", config(4, 4, 0), learned=(1.02, -0.003), hydra=False)
+    write_run(tmp_path / "b", config(8, 4, 0), learned=(1.0, 0.5), hydra=False)
+    fig = plots.plot_grid(aggregate(tmp_path))
+    axes = heatmap_axes(fig)
+    assert [t.get_text() for t in axes[0].texts] == ["1.00", "1.00"]
+    assert [t.get_text() for t in axes[1].texts] == ["0.00", "0.50"]
+    assert "clipped to [0, 1] for display, raw in grid.csv" in subtitle(fig)
     plt.close(fig)
 
 
@@ -97,16 +134,23 @@ def test_curves_against_data_seen_with_levels(style_sweep):
         data = [ln for ln in ax.lines if len(ln.get_xdata()) > 2]
         levels = [ln for ln in ax.lines if len(ln.get_xdata()) == 2 and len(set(ln.get_ydata())) == 1]
         assert len(data) == 2  # num_steps 4 and 12, mean over the two seeds
-        # x = updates x 200 n time steps (n = 4: 800 per update; n = 12: 2400).
-        assert list(data[0].get_xdata()) == [800 * 10 * (i + 1) for i in range(len(CURVE))]
-        assert list(data[1].get_xdata()) == [2400 * 10 * (i + 1) for i in range(len(CURVE))]
+        # Both n at the same points: the centres of the 10k-step blocks of data; n=12 trains 41 x 12 = 492
+        # of the 500 positions, so its last block is 42 positions wide (90k to 98.4k steps).
+        centres = [5_000 + 10_000 * i for i in range(len(CURVE))]
+        assert list(data[0].get_xdata()) == centres
+        assert list(data[1].get_xdata()) == centres[:-1] + [(90_000 + 98_400) / 2]
         assert list(data[0].get_ydata()) == pytest.approx(CURVE)  # both seeds share the curve
         assert sorted(ln.get_ydata()[0] for ln in levels) == pytest.approx(sorted(lv["loss"] for lv in ARTICLE_LEVELS))
-    # Level names once per figure row (first column), the y label on the first column only.
-    assert [len(ax.texts) for ax in axes] == [3, 0, 3, 0]  # one row per style: level names on the left
-    assert [t.get_text() for t in axes[0].texts] == ["none (0.662)", "lag 3 (0.519)", "lags 3+8 (0.454)"]
+    # Level names on the last panel of each figure row, outside the axes on the right: no curve covers them.
+    assert [len(ax.texts) for ax in axes] == [0, 3, 0, 3]
+    assert [t.get_text() for t in axes[1].texts] == ["none\n0.662", "lag 3\n0.519", "lags 3+8\n0.454"]
+    fig.canvas.draw()
+    for t in axes[1].texts:
+        assert t.get_window_extent().x0 >= axes[1].get_window_extent().x1
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + fig.legends
     assert [t.get_text() for t in legends[0].get_texts()] == ["4", "12"]
+    assert "range over the 2 seeds" in subtitle(fig)
+    check_title(fig)
     plt.close(fig)
 
 
@@ -129,36 +173,74 @@ def test_boundary_marks_the_smallest_n_by_hand(style_sweep):
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == ["lag 3, style=tf", "lag 8, style=tf", "learning boundary; style=tf"]
     summary = fig.axes[2]
-    # style tf, lag 8: seed means 0.1 (n=4), 0.7 (n=12): >= 0.5 from n=12, 0.9 never (a triangle
-    # on top at 12 + 1); lag 3 is 1.0 everywhere: both thresholds at the smallest n, 4.
+    # style tf, lag 8: seed means 0.1 (n=4), 0.7 (n=12): >= 0.5 from n=12 (a circle inside the range),
+    # 0.9 never (a triangle on top at 12 + 1); lag 3 is 1.0 everywhere: at or below the smallest n, 4
+    # (a down triangle, not a circle: the boundary may lie below the sweep).
     color8 = to_rgb(plot_style.dependency_color(8, [3, 8]))
+    color3 = to_rgb(plot_style.dependency_color(3, [3, 8]))
     ys = {(ln.get_marker(), to_rgb(ln.get_color())): sorted(set(ln.get_ydata())) for ln in summary.lines
-          if ln.get_marker() in ("o", "s", "^") and len(ln.get_ydata())}
+          if ln.get_marker() in ("o", "s", "^", "v") and len(ln.get_ydata())}
     assert ys[("o", color8)] == [12.0] and ys[("^", color8)] == [13.0] and ("s", color8) not in ys
-    assert ys[("o", to_rgb(plot_style.dependency_color(3, [3, 8])))] == [4.0]
+    assert ys[("v", color3)] == [4.0] and ("o", color3) not in ys
     # The learned-fraction panel of lag 8: one line per state size, seed means 0.1 and 0.7.
     lines = [ln for ln in fig.axes[1].lines if len(ln.get_xdata()) == 2 and ln.get_marker() == "o"]
     assert [list(ln.get_ydata()) for ln in lines] == [pytest.approx([0.1, 0.7])] * 2
+    labels = [t.get_text() for t in fig.legends[0].get_texts() if t.get_text()]
+    assert "at or below the smallest n swept (n = 4)" in labels and "not within the swept n" in labels
+    assert "range over the 2 seeds" in subtitle(fig)
+    check_title(fig)
     plt.close(fig)
 
 
-def test_onset_in_data_steps_with_first_block_bounds(tf_sweep):
+def test_boundary_bars_span_every_seed_and_the_legend_lists_only_what_is_drawn(tmp_path):
+    # Lag 8 at n = 2, 6, 10 for three seeds; seed 2 never reaches 0.5: its bar reaches the top row (11).
+    for n, lag8 in ((2, (0.1, 0.1, 0.1)), (6, (0.6, 0.1, 0.2)), (10, (0.9, 0.95, 0.2))):
+        for seed, v in enumerate(lag8):
+            write_run(tmp_path / f"n{n}_s{seed}", config(n, 4, seed), learned=(0.2 + 0.08 * n, v), hydra=False)
+    agg = aggregate(tmp_path)
+    fig = plots.plot_boundary(agg)
+    color8 = to_rgb(plot_style.dependency_color(8, [3, 8]))
+    bars = [c for c in fig.axes[2].collections if to_rgb(c.get_color()[0][:3]) == color8]
+    # Threshold 0.5: seeds from 6, 10 and never (the top row, 10 + 1): one bar from 6 to 11.
+    spans = sorted(tuple(seg[:, 1]) for c in bars for seg in c.get_segments())
+    assert (6.0, 11.0) in spans
+    labels = [t.get_text() for t in fig.legends[0].get_texts() if t.get_text()]
+    # Lag 3 (0.36, 0.68, 1.0 at n = 2, 6, 10) stays >= 0.5 from n=6: inside the range; nothing at the smallest n.
+    assert not any("smallest n" in label for label in labels)
+    plt.close(fig)
+
+
+def test_onset_shows_every_seed_censored_ones_included(tf_sweep):
     fig = plots.plot_onset(tf_sweep)
     axes = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in axes] == ["lag 3", "lag 8"]
     assert axes[0].get_yscale() == "log"
-    per = np.array([800, 1600, 2400])  # time steps per update at n = 4, 8, 12
-    # lag 3: seed 0 crosses at ONSET3 updates, seed 1 at its first block (10 updates: an upper
-    # bound, so the points are hollow); lag 8: both at ONSET8 (smoothed .52 at 100, .455 at 110).
-    lines = [ln for ln in axes[0].lines if len(ln.get_xdata()) == 3]
-    mean3 = next(ln for ln in lines if ln.get_marker() in ("None", ""))
-    assert list(mean3.get_ydata()) == pytest.approx((ONSET3 + 10) / 2 * per)
-    hollow = [ln for ln in lines if ln.get_marker() == "o" and ln.get_markerfacecolor() == "white"]
-    assert len(hollow) == 1 and list(hollow[0].get_ydata()) == pytest.approx((ONSET3 + 10) / 2 * per)
-    mean8 = next(ln for ln in axes[1].lines if len(ln.get_xdata()) == 3 and ln.get_marker() in ("None", ""))
-    assert list(mean8.get_ydata()) == pytest.approx(ONSET8 * per)
-    filled = [ln for ln in axes[1].lines if ln.get_marker() == "o" and ln.get_markerfacecolor() != "white"]
-    assert len(filled[0].get_ydata()) == 3
+    # lag 3 per n: 35k (reached), 10k (first checkpoint: 0 + 0.4 / 0.8 x 20k), 0 (untrained): median 10k.
+    median3 = next(ln for ln in axes[0].lines if ln.get_marker() in ("None", "") and len(ln.get_xdata()) == 3)
+    assert list(median3.get_ydata()) == [10_000.0] * 3
+    hollow = [ln for ln in axes[0].lines if ln.get_marker() == "o" and ln.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_ydata()) == [10_000.0] * 3
+    assert sum(len(ln.get_xdata()) for ln in axes[0].lines if ln.get_marker() == "D") == 3
+    # lag 8: 70k, censored, 70k: 2 of 3 learned, median 70k; the censored seed is drawn at the top.
+    median8 = next(ln for ln in axes[1].lines if ln.get_marker() in ("None", "") and len(ln.get_xdata()) == 3)
+    assert list(median8.get_ydata()) == [ONSET8] * 3
+    censored = [ln for ln in axes[1].lines if ln.get_marker() == "^"]
+    assert len(censored) == 1 and len(censored[0].get_xdata()) == 3
+    assert list(censored[0].get_ydata()) == pytest.approx([axes[1].get_ylim()[1] / 1.5] * 3)
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "not learned by the end (censored)" in labels and "learned without training" in labels
+    check_title(fig)
+    plt.close(fig)
+
+
+def test_onset_legend_lists_only_what_is_drawn(tmp_path):
+    for n in (4, 8):
+        write_run(tmp_path / f"n{n}", config(n, 4, 0), hydra=False)  # both lags learned, ordinary onsets
+    fig = plots.plot_onset(aggregate(tmp_path))
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "a seed's onset" in labels
+    assert not {"not learned by the end (censored)", "learned without training", "before the first checkpoint"} \
+        & set(labels)
     plt.close(fig)
 
 
@@ -173,6 +255,7 @@ def test_truncation_one_line_per_style_with_method_colours(style_sweep, tf_sweep
                                                          to_rgb(plot_style.method_color("true"))]
         assert [list(ln.get_ydata()) for ln in data] == [pytest.approx([0.1, 0.7]), pytest.approx([0.3, 1.0])]
     assert plot_style.method_color("some-new-backend") == plot_style.method_color("some-new-backend")
+    check_title(fig)
     plt.close(fig)
 
 
@@ -227,3 +310,20 @@ def test_boundary_with_two_rules_says_which_panel_has_no_data(tmp_path):
     # the other rule no lag 3 or 8: three panels say so instead of showing an empty frame.
     assert len(empty) == 3 and all("no run" in ax.texts[0].get_text() for ax in empty)
     plt.close(fig)
+
+
+def test_a_full_disk_inside_the_pdf_backend_surfaces_as_the_write_error(tmp_path, monkeypatch):
+    # matplotlib's PDF backend, cleaning up after ENOSPC, raises AttributeError ('Stream' has no 'pos'),
+    # which would be a traceback; the OSError behind it is what the aggregator reports in one line.
+    fig, _ = plt.subplots()
+
+    def full(*args, **kwargs):
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise AttributeError("'Stream' object has no attribute 'pos'")
+
+    monkeypatch.setattr(fig, "savefig", full)
+    with pytest.raises(OSError) as err:
+        plots.save_figure(fig, tmp_path, "grid", ("pdf",))
+    assert err.value.errno == 28 and not list(tmp_path.iterdir())

@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnn_sweep.stats import (
-    band_table, bootstrap_ci, boundary_table, causal_smooth, classify_level, data_steps, onset_table, onsets,
-)
+from rnn_sweep.stats import band_table, boundary_table, classify_level, clopper_pearson, onset_table, t_interval, t_quantile
 
 
 def H(p: float) -> float:
@@ -21,16 +19,6 @@ def H(p: float) -> float:
 L0, L1, L2 = H(0.625), 0.5 * H(0.875) + 0.5 * H(0.375), 0.25 * math.log(2) + 0.5 * H(0.25)
 LEVELS = [L0, L1, L2]
 MID01, MID12 = (L0 + L1) / 2, (L1 + L2) / 2  # 0.5904, 0.4868
-# Blocks of 10 updates; a one-block dip at step 20; lag 3 from step 60, lags 3+8 from step 100.
-CURVE = np.array([0.69, 0.40, 0.69, 0.69, 0.69, 0.52, 0.52, 0.52, 0.52, 0.455, 0.455, 0.455, 0.455, 0.455])
-STEPS = np.arange(1, len(CURVE) + 1) * 10.0
-
-
-def crossing(x0, y0, x1, y1, level):
-    """Where the straight line (x0, y0)-(x1, y1) meets y = level (a second, scalar implementation)."""
-    return x0 + (y0 - level) / (y0 - y1) * (x1 - x0)
-
-
 @pytest.mark.parametrize("loss,expected", [
     (0.52, (1, True)),    # 0.0008 above lag 3; 25% of the gap to none is 0.036
     (0.544, (1, True)),   # 0.025 above lag 3: the margin is measured towards none (0.036), not 3+8 (0.016)
@@ -44,74 +32,41 @@ def test_classify_level_nearest_with_margin(loss, expected):
     assert classify_level(loss, LEVELS, margin=0.25) == expected
 
 
-def test_causal_smooth_never_looks_ahead():
-    # Trailing medians of 3: [.69], [.69 .40] -> .545, [.69 .40 .69] -> .69, ...
-    sm = causal_smooth(CURVE, 3)
-    assert list(sm[:7]) == pytest.approx([0.69, 0.545, 0.69, 0.69, 0.69, 0.69, 0.52])
-    # Changing a later block never changes an earlier smoothed value.
-    later = CURVE.copy()
-    later[8:] = 0.1
-    assert list(causal_smooth(later, 3)[:8]) == list(sm[:8])
-    # A diverged (NaN) block counts as +inf, never as low.
-    assert causal_smooth(np.array([0.5, np.nan, np.nan]), 3)[-1] == math.inf
+def test_t_quantiles_match_the_printed_tables():
+    # Student-t 97.5% points from any statistics table; df=1 in closed form: tan(0.475 pi).
+    assert t_quantile(0.95, 1) == pytest.approx(math.tan(0.475 * math.pi), rel=1e-9)
+    for df, q in ((2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (30, 2.042)):
+        assert t_quantile(0.95, df) == pytest.approx(q, abs=5e-4)
+    assert t_quantile(0.90, 2) == pytest.approx(2.920, abs=5e-4)
 
 
-def test_onset_interpolates_the_last_crossing_of_the_causal_median():
-    # Smoothed (window 3): ... i5 .69 (step 60), i6 .52 (step 70) ... i9 .52 (100), i10 .455 (110).
-    got = onsets(STEPS, CURVE, LEVELS, window=3)
-    assert got == pytest.approx([crossing(60, 0.69, 70, 0.52, MID01), crossing(100, 0.52, 110, 0.455, MID12)])
-    assert 65 < got[0] < 66 and 105 < got[1] < 106  # finer than the 10-step blocks
-    # Raw blocks (window 1): the dip at step 20 crosses but does not stay: the onset is the
-    # crossing between step 50 (.69) and 60 (.52).
-    raw = onsets(STEPS, CURVE, LEVELS, window=1)
-    assert raw == pytest.approx([crossing(50, 0.69, 60, 0.52, MID01), crossing(90, 0.52, 100, 0.455, MID12)])
+def test_t_interval_by_hand():
+    # 1, 2, 6: mean 3, sample sd sqrt(((-2)^2 + (-1)^2 + 3^2) / 2) = sqrt(7); half width 4.303 sqrt(7/3).
+    mean, low, high = t_interval(np.array([[1.0, 2.0, 6.0], [5.0, np.nan, np.nan], [np.nan] * 3]))
+    half = 4.302653 * math.sqrt(7 / 3)
+    assert mean[0] == 3.0 and (low[0], high[0]) == (pytest.approx(3 - half, rel=1e-6), pytest.approx(3 + half, rel=1e-6))
+    assert mean[1] == 5.0 and np.isnan([low[1], high[1], mean[2], low[2], high[2]]).all()  # one value: no interval
 
 
-def test_onset_needs_the_loss_to_stay_below():
-    relapse = np.array([0.69, 0.50, 0.50, 0.50, 0.70, 0.70, 0.70])  # learned, then back above "none"
-    assert all(math.isnan(v) for v in onsets(STEPS[:7], relapse, LEVELS, window=1))
-    diverged = np.array([0.69, 0.50, 0.45, 0.45, np.nan])
-    assert all(math.isnan(v) for v in onsets(STEPS[:5], diverged, LEVELS, window=1))
-    never = np.full(6, 0.6)
-    assert all(math.isnan(v) for v in onsets(STEPS[:6], never, LEVELS, window=3))
-    # Below the lag-3 midpoint from the first block: only "at or before it" is known.
-    early = np.array([0.50, 0.51, 0.50])
-    on = onsets(STEPS[:3], early, LEVELS, window=3)
-    assert on[0] == 10.0 and math.isnan(on[1])
-
-
-def test_data_steps_by_hand():
-    # TF style n=5, batch 200, 100,000 steps per epoch: 500 columns = 100 windows = 100 updates
-    # of 5 x 200 = 1000 time steps. Two epochs logged every 30 updates.
-    epoch = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    step = np.array([30, 60, 90, 100, 130, 160, 190, 200])
-    assert list(data_steps(epoch, step, 200, 100_000, 100, 5)) == [
-        30_000, 60_000, 90_000, 100_000, 130_000, 160_000, 190_000, 200_000]
-    # n=3: 166 windows (498 of 500 columns), 600 steps each; the 2 left-over columns of an
-    # epoch count at its end, so epoch 1 starts at 100,000 (not 99,600).
-    assert list(data_steps(np.array([0, 1]), np.array([166, 196]), 200, 100_000, 166, 3)) == [99_600, 118_000]
-    # True BPTT with update_every=2 at n=5: 250 updates of 2 x 200 = 400 steps per epoch.
-    assert list(data_steps(np.array([0, 1]), np.array([250, 260]), 200, 100_000, 250, 2)) == [100_000, 104_000]
-
-
-def test_bootstrap_ci_by_hand():
-    # Two values 1 and 3: resampled means are 1, 2, 3 with probability 1/4, 1/2, 1/4,
-    # so the 2.5% and 97.5% percentiles are 1 and 3. One value: no spread. None: NaN.
-    mean, low, high = bootstrap_ci(np.array([[1.0, 3.0, np.nan], [5.0, np.nan, np.nan], [np.nan] * 3]))
-    assert list(mean[:2]) == [2.0, 5.0] and list(low[:2]) == [1.0, 5.0] and list(high[:2]) == [3.0, 5.0]
-    assert np.isnan([mean[2], low[2], high[2]]).all()
-    x = np.random.default_rng(1).normal(size=(1, 400))
-    _, low, high = bootstrap_ci(x, n_boot=4000)
-    assert (high[0] - low[0]) / 2 == pytest.approx(1.96 * x.std(ddof=1) / 20, rel=0.1)
+def test_clopper_pearson_by_hand():
+    # 0 of 3: the upper end solves (1 - p)^3 = 0.025; 3 of 3 mirrors it; 1 of 2: 1 - (1 - p)^2 = 0.025.
+    up = 1 - 0.025 ** (1 / 3)
+    assert clopper_pearson(0, 3) == (0.0, pytest.approx(up, abs=1e-9))
+    assert clopper_pearson(3, 3) == (pytest.approx(1 - up, abs=1e-9), 1.0)
+    low = 1 - math.sqrt(0.975)
+    assert clopper_pearson(1, 2) == (pytest.approx(low, abs=1e-9), pytest.approx(1 - low, abs=1e-9))
 
 
 def test_band_table_is_tidy_and_means_by_hand():
     df = pd.DataFrame({"run_id": ["a", "b", "a", "b", "c"], "n": [1, 1, 1, 1, 2], "x": [10, 10, 20, 20, 10],
                        "y": [1.0, 3.0, 2.0, np.nan, 7.0]})
     t = band_table(df, ["n"], "x", "y")
-    assert list(t.columns) == ["n", "x", "mean", "low", "high", "units"]
-    assert t[["n", "x", "mean"]].values.tolist() == [[1, 10, 2.0], [1, 20, 2.0], [2, 10, 7.0]]
-    assert list(t["units"]) == [2, 1, 1] and list(t["low"]) == [1.0, 2.0, 7.0]
+    assert list(t.columns) == ["n", "x", "mean", "low", "high", "min", "max", "units"]
+    assert t[["n", "x", "mean", "min", "max"]].values.tolist() == [[1, 10, 2.0, 1.0, 3.0], [1, 20, 2.0, 2.0, 2.0],
+                                                                   [2, 10, 7.0, 7.0, 7.0]]
+    # 1 and 3: sd sqrt(2), half width tan(0.475 pi) sqrt(2) / sqrt(2); one value: no interval.
+    assert list(t["units"]) == [2, 1, 1] and t["low"].iloc[0] == pytest.approx(2 - math.tan(0.475 * math.pi))
+    assert t["low"].iloc[1:].isna().all()
 
 
 def _deps(values: dict) -> pd.DataFrame:
@@ -130,18 +85,21 @@ def test_boundary_by_hand():
         (16, 2): [0.92, 0.97], (16, 4): [1.0, 1.0],
     })
     b = boundary_table(deps, []).set_index(["state_size", "threshold"])
-    assert b.loc[(4, 0.5), "n_mean"] == 8.0
+    assert b.loc[(4, 0.5), "n_mean"] == 8.0 and not b.loc[(4, 0.5), "at_smallest"]
     assert (b.loc[(4, 0.5), "n_seed_min"], b.loc[(4, 0.5), "n_seed_max"]) == (4.0, 8.0)
-    assert b.loc[(4, 0.5), "seeds_crossed"] == 2 and b.loc[(4, 0.5), "n_seed_median"] == 6.0
+    assert b.loc[(4, 0.5), "seeds_reached"] == 2 and b.loc[(4, 0.5), "n_seed_median"] == 6.0
     # 0.9: seed 0 has 0.9 at n=8 (>= 0.9 counts), seed 1 1.0: both from 8.
     assert b.loc[(4, 0.9), "n_mean"] == 8.0 and b.loc[(4, 0.9), "n_seed_max"] == 8.0
     assert b.loc[(16, 0.9), "n_mean"] == 2.0 and b.loc[(16, 0.9), "n_swept_min"] == 2.0
+    assert b.loc[(16, 0.9), "at_smallest"]
     never = boundary_table(_deps({(2, 2): [0.1], (2, 4): [0.95], (2, 6): [0.2]}), [])
-    assert never["n_mean"].isna().all() and list(never["seeds_crossed"]) == [0, 0]
+    assert never["n_mean"].isna().all() and list(never["seeds_reached"]) == [0, 0]
 
 
-def test_onset_table_counts_first_block_bounds():
-    deps = pd.DataFrame({"run_id": ["a", "b", "c"], "state_size": [4, 4, 4], "num_steps": [2, 2, 2],
-                         "onset": [100.0, 300.0, np.nan], "onset_first_block": [True, False, False]})
-    t = onset_table(deps, ["state_size", "num_steps"])
-    assert t[["mean", "runs", "first_block"]].values.tolist() == [[200.0, 3, 1]]
+def test_boundary_bars_count_every_seed():
+    # Three seeds; seed 2 never stays >= 0.5: it is in the range (inf, beyond the swept n) and the median.
+    deps = _deps({(4, 2): [0.1, 0.1, 0.1], (4, 4): [0.9, 0.1, 0.1], (4, 6): [0.9, 0.9, 0.2]})
+    b = boundary_table(deps, [], thresholds=(0.5,)).iloc[0]
+    assert (b["seeds"], b["seeds_reached"]) == (3, 2)
+    assert (b["n_seed_min"], b["n_seed_median"], b["n_seed_max"]) == (4.0, 6.0, math.inf)
+    assert b["n_mean"] == 6.0  # the mean is 1.1 / 3 = 0.37 at n=4 and 2.0 / 3 = 0.67 at n=6
