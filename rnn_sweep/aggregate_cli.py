@@ -288,6 +288,11 @@ def _write_set(agg, staging: Path, formats: tuple[str, ...], figures: bool, dpi:
 
         for files in make_figures(agg, staging, formats, dpi).values():
             written += files
+    from rnn_sweep.plot_questions import write_questions
+    from rnn_sweep.questions import run_dirs_of
+
+    # reservoir.* when the sweep has the control, styles.* when it has true BPTT at n and TF at 2n
+    written += write_questions(agg.runs, run_dirs_of(agg.runs), staging, formats if figures else ())
     return written
 
 

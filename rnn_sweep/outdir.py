@@ -52,9 +52,10 @@ from pathlib import Path
 
 from rnn_sweep.locks import DirLock, Locked
 
-TABLES = ("runs", "curves", "grid", "levels", "boundary")  # <name>.csv
+TABLES = ("runs", "curves", "grid", "levels", "boundary")  # <name>.csv, always written
+QUESTION_TABLES = ("reservoir", "styles")  # <name>.csv, when the sweep can answer it (rnn_sweep.plot_questions)
 WARNINGS_FILE = "warnings.txt"
-FIGURES = ("grid", "boundary", "curves", "onset", "truncation")  # <name>.<format>
+FIGURES = ("grid", "boundary", "curves", "onset", "truncation", "reservoir", "styles")  # <name>.<format>
 FORMATS = ("png", "pdf", "svg", "eps")
 MANIFEST = ".rnn-sweep-aggregate.json"
 LOCK = ".rnn-sweep-aggregate.lock"
@@ -71,7 +72,8 @@ class OutDirError(OSError):
 
 def own_names(formats: Iterable[str] = FORMATS) -> list[str]:
     """Every file name the aggregator may write in its output directory."""
-    return [*(f"{t}.csv" for t in TABLES), WARNINGS_FILE, *(f"{f}.{x}" for f in FIGURES for x in formats)]
+    return [*(f"{t}.csv" for t in (*TABLES, *QUESTION_TABLES)), WARNINGS_FILE,
+            *(f"{f}.{x}" for f in FIGURES for x in formats)]
 
 
 def candidates(formats: Iterable[str] = (), figures: bool = True) -> list[str]:

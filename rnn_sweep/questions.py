@@ -129,6 +129,11 @@ def _row_dirs(runs: pd.DataFrame) -> list[list[str]]:
     return out
 
 
+def run_dirs_of(runs: pd.DataFrame) -> list[Path]:
+    """The run directories of the aggregator's runs table that exist (see :func:`_row_dirs`)."""
+    return [Path(c) for cands in _row_dirs(runs) for c in dict.fromkeys(cands) if os.path.isdir(c)]
+
+
 def question_runs(runs: pd.DataFrame, run_dirs: list[Path]) -> pd.DataFrame:
     """The runs table with :func:`run_facts` columns added (matched by directory), plus
     ``train_s_run`` (``train_s / pack_size``: a run's share of its pack's training time, an

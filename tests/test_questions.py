@@ -231,3 +231,10 @@ def test_real_sweep_with_the_control_end_to_end(tmp_path):
         assert row["diff_mean"] == pytest.approx(sum(diffs) / 2)
         half = T_1DOF * abs(diffs[0] - diffs[1]) / math.sqrt(2) / math.sqrt(2)
         assert row["diff_high"] - row["diff_mean"] == pytest.approx(half)
+    # The aggregator writes the same table into its output and records it as its own.
+    from rnn_sweep.aggregate_cli import run as aggregate_run
+
+    assert aggregate_run(sweep, tmp_path / "agg", ("png",)) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "agg/reservoir.csv"), table)
+    manifest = json.loads((tmp_path / "agg/.rnn-sweep-aggregate.json").read_text())
+    assert {"reservoir.csv", "reservoir.png"} <= set(manifest["files"]) and "styles.csv" not in manifest["files"]
