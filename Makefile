@@ -45,7 +45,7 @@ figures: $(STAMP)
 	set -e; for e in $(FIGURE_EXPERIMENTS); do \
 	  $(BIN)/rnn-sweep experiment=$$e hydra.sweep.dir=$(FIGURE_SWEEPS)/$$e hydra.callbacks.aggregate.enabled=false; \
 	  $(BIN)/rnn-sweep-aggregate $(FIGURE_SWEEPS)/$$e --format png --dpi $(FIGURE_DPI); \
-	  for f in grid boundary curves onset truncation; do \
+	  for f in grid boundary curves onset truncation reservoir styles; do \
 	    if [ -f $(FIGURE_SWEEPS)/$$e/aggregate/$$f.png ]; then cp $(FIGURE_SWEEPS)/$$e/aggregate/$$f.png docs/figures/$$e-$$f.png; fi; \
 	  done; \
 	done
