@@ -63,9 +63,9 @@ removed there, and anything else is left alone):
                and onset status per dependency, wall time
   curves.csv   run_id, varying config fields, epoch, data_start, data_end,
                data_mid, updates, loss: one row per block of the data grid
-  grid.csv     per (config cell, dependency): mean (Student-t 95% interval),
-               range over seeds of the learned fraction, seeds that learned
-               (exact 95% interval), median onset (censored runs counted)
+  grid.csv     per (config cell, dependency): mean, std and range over seeds
+               of the learned fraction, share of seeds that learned (exact
+               Clopper-Pearson 95% interval), median onset (censored runs counted)
   boundary.csv per (setting, state size, dependency, threshold 0.5/0.9): the
                smallest num_steps from which the learned fraction stays above
                it, for the seeds' mean and for every seed (inf: never)
@@ -74,6 +74,10 @@ removed there, and anything else is left alone):
                on stderr)
   grid, boundary, curves, onset, truncation (when style varies): figures, one
                file per format
+  reservoir.csv/.<fmt>  trained minus the reservoir control per (n, d, lag),
+               paired by seed (when the sweep has model.train_recurrent=false)
+  styles.csv/.<fmt>     true BPTT at n against TF style at 2n, paired by seed,
+               at equal data and equal compute (when the style varies)
   .rnn-sweep-aggregate.json  the record of these files (name, size, SHA-256):
                a file under one of these names that it does not list (yours, or
                an older version's output) refuses the aggregation, naming it
