@@ -59,6 +59,7 @@ class Pack:
         self.hp = optim.stacked_hyperparams([c.train.optimizer for c in self.cfgs])
         self.opt_state = optim.init_state(cfg.train.optimizer.name, self.params, self.hp)
         self._checkpoint_data: list | None = None
+        self._checkpoint_refs: list = []  # per replica: heldout_reference of its checkpoint data
         self.stopped: set[int] = set()  # replicas that stopped training (train.stop_patience)
         if hasattr(self.backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
             self.fn = self.backend.make_epoch_fn(cfg)
@@ -137,14 +138,17 @@ class Pack:
         if self._checkpoint_data is None:
             cfg = self.cfgs[0]
             self._checkpoint_data = self._held_out(cfg.train.checkpoint_eval_length, data_mod.CHECKPOINT_STREAM)
+            self._checkpoint_refs = [None] * self.size
         try:
             predictions = self._predict(self._checkpoint_data)
         except Exception as err:  # noqa: BLE001 -- every member alike; the caller decides
             return [err] * self.size
         out: list[dict | Exception] = []
-        for cfg, (p, f) in zip(self.cfgs, predictions):
+        for k, (cfg, (p, f)) in enumerate(zip(self.cfgs, predictions)):
             try:
-                out.append(heldout_metrics(cfg, p, f))
+                if self._checkpoint_refs[k] is None:  # the same data at every checkpoint: score it once
+                    self._checkpoint_refs[k] = heldout_reference(cfg, f, p.shape[1])
+                out.append(heldout_metrics(cfg, p, f, self._checkpoint_refs[k]))
             except Exception as err:  # noqa: BLE001 -- this member's own failure
                 out.append(err)
         return out
@@ -222,29 +226,44 @@ class EpochResult:
         return np.concatenate(self.step_losses)
 
 
-def heldout_metrics(cfg: RunConfig, p_rows: np.ndarray, full: tuple) -> dict:
-    """One run's held-out numbers from its predictions p_rows [B, C] on its data ``full``.
-
-    Scored on the positions training's windows of n cover (the first (C // n) * n
-    of each row), as the article evaluates.
-
-    Returns heldout_loss and heldout_optimal_loss (nats), learned_fraction {str(lag): fraction or
-    None}, learned_fraction_note {str(lag): why that fraction is None}.
-    """
+def heldout_reference(cfg: RunConfig, full: tuple, columns: int) -> dict:
+    """What a run's held-out score needs that does not depend on the model: the targets, the true
+    probabilities and lagged inputs on the positions training's windows cover (the first
+    (C // n) * n of each of the B rows, flattened), the undefined fractions, the true effects
+    and the optimal loss. Computed once per run for its checkpoint data (:meth:`Pack.checkpoint_metrics`)."""
     _, y, p_true, lagged = full
     b = cfg.train.batch_size
-    used = (p_rows.shape[1] // cfg.num_steps) * cfg.num_steps
+    used = (columns // cfg.num_steps) * cfg.num_steps
 
     def rows(a):  # sequence -> the [B, used] positions the windows cover, flattened
         return data_mod.to_rows(a, b)[:, :used].reshape(-1)
 
-    p_model = p_rows[:, :used].reshape(-1)
     truth, inputs, lags = rows(p_true), [rows(xl) for xl in lagged], [d.lag for d in cfg.data.dependencies]
     undefined = probe.undefined_fractions(truth, inputs, lags)
+    targets = rows(y)
+    return {"used": used, "targets": targets, "truth": truth, "inputs": inputs, "lags": lags,
+            "undefined": undefined, "optimal": probe.cross_entropy(truth, targets),
+            "true_effects": [probe.effect(truth, xl) for xl in inputs]}
+
+
+def heldout_metrics(cfg: RunConfig, p_rows: np.ndarray, full: tuple, ref: dict | None = None) -> dict:
+    """One run's held-out numbers from its predictions p_rows [B, C] on its data ``full``.
+
+    Scored on the positions training's windows of n cover (the first (C // n) * n
+    of each row), as the article evaluates. ``ref``: :func:`heldout_reference` of the same
+    data, when the caller keeps it.
+
+    Returns heldout_loss and heldout_optimal_loss (nats), learned_fraction {str(lag): fraction or
+    None}, learned_fraction_note {str(lag): why that fraction is None}.
+    """
+    ref = ref or heldout_reference(cfg, full, p_rows.shape[1])
+    p_model = p_rows[:, :ref["used"]].reshape(-1)
+    fractions = {str(lag): None if str(lag) in ref["undefined"] else probe.effect(p_model, xl) / true
+                 for lag, xl, true in zip(ref["lags"], ref["inputs"], ref["true_effects"])}
     return {
-        "heldout_loss": probe.cross_entropy(p_model, rows(y)),
-        "heldout_optimal_loss": probe.cross_entropy(truth, rows(y)),
-        "learned_fraction": probe.learned_fractions(p_model, truth, inputs, lags, undefined),
+        "heldout_loss": probe.cross_entropy(p_model, ref["targets"]),
+        "heldout_optimal_loss": ref["optimal"],
+        "learned_fraction": fractions,
         # Why a fraction is null (a dependency with no effect has nothing to learn).
-        "learned_fraction_note": undefined,
+        "learned_fraction_note": ref["undefined"],
     }

@@ -135,10 +135,10 @@ def test_member_whose_evaluation_fails_is_isolated(tmp_path, monkeypatch):
 
     real = pack.heldout_metrics
 
-    def broken_for_seed_1(cfg, p_win, full):
+    def broken_for_seed_1(cfg, p_win, full, *ref):
         if cfg.seed == 1:
             raise FloatingPointError("injected evaluation failure")
-        return real(cfg, p_win, full)
+        return real(cfg, p_win, full, *ref)
 
     monkeypatch.setattr(pack, "heldout_metrics", broken_for_seed_1)
     out = train_pack([small_cfg(*TINY, f"seed={s}") for s in (0, 1)], [tmp_path / "p0", tmp_path / "p1"])
