@@ -29,13 +29,10 @@ import numpy as np
 import pandas as pd
 
 from rnn_sweep.outdir import TABLES, WARNINGS_FILE, write_atomic
-from rnn_sweep.rundirs import (  # noqa: F401  (re-exported: the readers are part of this API)
-    CHECKPOINTS_FILE, HYDRA_CONFIG, LOSSES_FILE, SUMMARY_FILE, Run, discover_runs, flatten, read_checkpoints,
-    read_losses, read_run, rule_from_config, rule_label,
-)
-from rnn_sweep.stats import (  # noqa: F401  (re-exported for callers of the older API)
-    CENSORED, DEFAULT_MARGIN, DEFAULT_ONSET_THRESHOLD, LEARNED_STATUSES, UNDEFINED, band_table, boundary_table,
-    checkpoint_onset, classify_level, clopper_pearson, median_with_censored, t_interval,
+from rnn_sweep.rundirs import LOSSES_FILE, SUMMARY_FILE, Run, discover_runs, read_run, rule_label
+from rnn_sweep.stats import (
+    CENSORED, DEFAULT_MARGIN, DEFAULT_ONSET_THRESHOLD, LEARNED_STATUSES, UNDEFINED, boundary_table,
+    checkpoint_onset, classify_level, clopper_pearson, median_with_censored,
 )
 
 KEYS = ("backend", "style", "num_steps", "state_size", "seed")  # always columns of runs/curves

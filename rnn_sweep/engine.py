@@ -74,7 +74,7 @@ def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int
 
         # autograph=False: the loops are explicit tf.while_loops, so autograph's source
         # conversion would only add tracing time (true style, n=10: first epoch 10.7 s
-        # instead of 13.9 s with it; issue 12).
+        # instead of 13.9 s with it).
         _CACHE[key] = tf.function(run_epoch, jit_compile=xla, autograph=False)
     return _CACHE[key]
 

@@ -28,13 +28,12 @@ import sys
 from typing import NoReturn
 
 OK, RUN_FAILED, BAD_INPUT = 0, 1, 2
-INTERRUPTED = 128 + signal.SIGINT  # 130, the shell's code for a Ctrl-C
 PREFIX = "rnn-sweep: error: "
 # Set once the command got past composing its config (a callback ran): an unexpected
 # exception after that point is a failure of the run, before it one of the input.
 STARTED = False
-# (exit code, message) of every sweep job that failed or was refused in this process
-# (rnn_sweep.cli.record_failure; the launcher adds those of its workers).
+# (exit code, message) of every sweep job that failed or was refused, as the sweep process
+# learnt it: from the outcomes on its launcher's JobReturns, or rnn_sweep.hydra_glue.record_failure.
 JOB_FAILURES: list[tuple[int, str]] = []
 _SIGNAL = {"number": signal.SIGINT}  # the signal that stopped the command
 
@@ -98,9 +97,7 @@ def exit_code(err: BaseException) -> int:
     """The exit status for an exception that ends the command (see the module docstring)."""
     if isinstance(err, _bad_input_types()):
         return BAD_INPUT
-    from rnn_sweep.sweep import RunFailed
-
-    if isinstance(err, (RunFailed, OSError)):
+    if isinstance(err, OSError):
         return RUN_FAILED
     return RUN_FAILED if STARTED else BAD_INPUT
 

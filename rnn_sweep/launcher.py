@@ -46,7 +46,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rnn_sweep import failures
 from rnn_sweep.compose import SweepComposer
 from rnn_sweep.config import RunConfig
-from rnn_sweep.pack_runner import FAILURE_ATTR, PACK_RECORD, PackedJob, job_records_dir, run_pack, run_packs
+from rnn_sweep.core import RunOutcome
+from rnn_sweep.pack_runner import OUTCOME_ATTR, PACK_RECORD, PackedJob, job_records_dir, run_pack, run_packs
 from rnn_sweep.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describe, make_packs
 from rnn_sweep.progress import Progress
 
@@ -118,8 +119,8 @@ class PackingLauncher(Launcher):
         for members in rounds:  # one round, unless a job was asked twice (its copy then finds it finished)
             by_index.update(zip(members, self._launch_round([jobs[i] for i in members], run_packs)))
         returns = [by_index[i] for i in range(len(jobs))]
-        # The workers' failures, also where they could not be noted in <sweep dir>/.failures.
-        failures.JOB_FAILURES.extend(tuple(f) for f in (getattr(r, FAILURE_ATTR, None) for r in returns) if f)
+        # How each run ended came back with its JobReturn, from whichever process ran it.
+        failures.JOB_FAILURES.extend((o.exit_code, o.error) for o in map(outcome_of, returns) if o.error is not None)
         return returns
 
     def _launch_round(self, jobs: list[PackedJob], run_packs: Callable) -> list[JobReturn]:
@@ -153,16 +154,12 @@ class PackingLauncher(Launcher):
         for number, pack in enumerate(packs, 1):
             out.append(run_pack(pack, self.hydra_context.callbacks, self.task_function, label=f"{number}/{len(packs)}"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            self._report(pack, [ret.return_value for ret in out[-1]])
+            self._report(pack, [outcome_of(ret).line() for ret in out[-1]])
         return out
 
-    def _report(self, pack: list[PackedJob], values: list[Optional[float]]) -> None:
-        """One progress line per run of a finished pack (``[k/N] name: held-out ... ETA``).
-
-        ``values``: the runs' held-out losses (their JobReturns' return values).
-        """
-        names = [str(OmegaConf.select(job.config, "hydra.sweep.subdir")) for job in pack]
-        self.progress.pack_done(names, values)
+    def _report(self, pack: list[PackedJob], lines: list[str]) -> None:
+        """One progress line per run of a finished pack: ``[k/N]`` and its outcome's line, elapsed, ETA."""
+        self.progress.pack_done(lines)
 
     def _joblib(self, packs: list[list[PackedJob]]) -> list[list[JobReturn]]:
         """Packs on worker processes: one task per worker, packs that share a program together.
@@ -212,7 +209,7 @@ class PackingLauncher(Launcher):
         try:
             for pack, job in zip(packs, jobs):
                 out.append(job.results()[0])
-                self._report(pack, [ret.return_value for ret in out[-1]])
+                self._report(pack, [outcome_of(ret).line() for ret in out[-1]])
         except BaseException:
             if local:  # interrupted (Ctrl-C, SIGTERM): each controller stops its pack's process
                 for job in jobs:
@@ -276,9 +273,9 @@ class PackWatcher:
     """Reports packs that finish in worker processes, as they finish, from the sweep process.
 
     A worker writes each member's pack record (``<sweep>/.jobs/<run>/pack.json``)
-    when the member is done, with this launch's id and its held-out loss
+    when the member is done, with this launch's id and its outcome's line
     (:func:`rnn_sweep.pack_runner.run_packs`). A thread polls the records of the
-    packs not yet reported and calls ``report(pack, values)`` once all of a pack's
+    packs not yet reported and calls ``report(pack, lines)`` once all of a pack's
     members are there; :meth:`finished` reports what is left of a worker's packs
     from its returned results (e.g. with ``hydra.output_subdir=null``, no records).
     Reports are made under one lock, each pack exactly once.
@@ -310,19 +307,19 @@ class PackWatcher:
             with self.lock:
                 todo = sorted(self.pending)
             for i in todo:
-                values = [_finished_value(path, self.launch) for path in records[i]]
-                if all(v is not _NOT_YET for v in values):
-                    self._report_once(i, values)
+                lines = [_finished_line(path, self.launch) for path in records[i]]
+                if all(v is not _NOT_YET for v in lines):
+                    self._report_once(i, lines)
 
     def finished(self, chunk: list[int], returns: list[list[JobReturn]]) -> None:
         for i, rets in zip(chunk, returns):
-            self._report_once(i, [ret.return_value for ret in rets])
+            self._report_once(i, [outcome_of(ret).line() for ret in rets])
 
-    def _report_once(self, i: int, values: list) -> None:
+    def _report_once(self, i: int, lines: list) -> None:
         with self.lock:
             if i in self.pending:
                 self.pending.discard(i)
-                self.report(self.packs[i], values)
+                self.report(self.packs[i], lines)
 
 
 _NOT_YET = object()
@@ -334,15 +331,20 @@ def _pack_record(job: PackedJob) -> Optional[Path]:
     return None if records is None else records / PACK_RECORD
 
 
-def _finished_value(path: Optional[Path], launch: str) -> Any:
-    """The held-out loss a finished member recorded in this launch; ``_NOT_YET`` until then."""
+def _finished_line(path: Optional[Path], launch: str) -> Any:
+    """The line of a member that finished in this launch (its outcome's); ``_NOT_YET`` until then."""
     if path is None:
         return _NOT_YET
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return _NOT_YET  # not written yet (records are replaced whole, never half-written)
-    return record.get("heldout_loss") if record.get("launch") == launch else _NOT_YET
+    return str(record.get("line")) if record.get("launch") == launch else _NOT_YET
+
+
+def outcome_of(ret: JobReturn) -> RunOutcome:
+    """How the run of a JobReturn made by :func:`rnn_sweep.pack_runner.run_pack` ended."""
+    return getattr(ret, OUTCOME_ATTR)
 
 
 class SubmititPack:
@@ -543,7 +545,7 @@ def _job_labels(jobs: list[PackedJob]) -> list[str]:
 def run_config(cfg: DictConfig) -> RunConfig:
     """The validated RunConfig of a composed sweep job (its task part; the hydra node is never resolved,
     so validating creates no directory)."""
-    from rnn_sweep.cli import to_run_config
+    from rnn_sweep.hydra_glue import to_run_config
 
     task = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
     return to_run_config(task)

@@ -1,15 +1,15 @@
-"""One pack of sweep jobs as one unit of work: per-job Hydra records, one training call.
+"""One pack of sweep jobs as one unit of work: per-job Hydra records, one call to the core.
 
 :func:`run_pack` is what a worker runs for a pack (in-process, in a joblib
 worker, or as one Slurm job through submitit). For every member it does what
 Hydra's ``run_job`` does for a job -- the job's config and output directory,
 its job log, its records (``.hydra`` files; in an rnn-sweep sweep
 ``<sweep dir>/.jobs/<run>/``), the ``on_job_start`` / ``on_job_end`` callbacks,
-a :class:`~hydra.core.utils.JobReturn` -- except that the members' training is
-one call: :func:`train_members`. Resume and failures stay per run: a finished
-member is skipped (:func:`rnn_sweep.sweep.plan`), only unfinished ones train, and
-a member that fails is recorded in its own ``summary.json`` and in the sweep's
-failure list (:func:`rnn_sweep.cli.record_failure`) without touching the others.
+a :class:`~hydra.core.utils.JobReturn` -- except that the members execute as
+one call: :func:`rnn_sweep.core.execute_pack` (plan, skip, lock, clear, train,
+record). Each member's :class:`~rnn_sweep.core.RunOutcome` travels back to the
+sweep process on its JobReturn (attribute :data:`OUTCOME_ATTR`), which is how
+the launcher reports it and counts its failure.
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, se
 from hydra.types import TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from rnn_sweep.config import RunConfig
+from rnn_sweep.config import RunConfig, parse_bool
+from rnn_sweep.core import DETAIL, Job, RunOutcome, execute_pack
+from rnn_sweep.sweep import guard_worker
 
 log = logging.getLogger("rnn_sweep.pack")
 PACK_RECORD = "pack.json"  # beside Hydra's records of each member: which pack it trained in
-# On each member's JobReturn: (exit code, message) of its failure, or None. The sweep process
-# reads it (rnn_sweep.launcher), so a failure counts even where .failures could not be written.
-FAILURE_ATTR = "rnn_sweep_failure"
+# On each member's JobReturn: its RunOutcome. Hydra's JobReturn has no field for it; the
+# status stays COMPLETED (a FAILED one makes Hydra's sweeper raise and skip on_multirun_end:
+# no aggregation, no lock release), and the sweep process reads the outcome from here.
+OUTCOME_ATTR = "rnn_sweep_outcome"
 
 
 @dataclass
@@ -44,29 +47,19 @@ class PackedJob:
     idx: int
     overrides: list[str]
     config: DictConfig  # the composed sweep config, hydra node included (hydra.job.id/num set)
-    run_cfg: RunConfig  # validated before anything ran (rnn_sweep.cli.to_run_config)
-
-
-@dataclass
-class Outcome:
-    """What became of a member: its summary, or the one-line error recorded for it."""
-
-    summary: Optional[dict] = None
-    error: Optional[str] = None
-    trained: bool = False
-    code: int = 1  # the exit status an error means (rnn_sweep.failures): 2 refused, 1 failed
+    run_cfg: RunConfig  # validated before anything ran (rnn_sweep.hydra_glue.to_run_config)
 
 
 @dataclass
 class _Member:
+    """Hydra's side of a member: its JobReturn, directories, job log, and a records problem."""
+
     job: PackedJob
     ret: JobReturn
     run_dir: Path
     records_dir: Optional[Path]
     log_files: list[str] = field(default_factory=list)
-    outcome: Outcome = field(default_factory=Outcome)
-    must_train: bool = False
-    lock: Any = None  # the run lock this member holds while it trains (rnn_sweep.sweep.lock_unless_finished)
+    problem: Optional[str] = None  # its Hydra records could not be written: it fails, the others go on
 
 
 def run_packs(packs: Sequence[Sequence[PackedJob]], callbacks: Any, task_function: TaskFunction,
@@ -101,31 +94,17 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
         setup_globals()
         Singleton.set_state(singleton_state)
     if jobs:
-        _guard_worker(jobs[0].config)
+        guard_worker(str(OmegaConf.select(jobs[0].config, "hydra.sweep.dir")))
     original = HydraConfig.instance().cfg
-    members: list[_Member] = []
     try:
-        for job in jobs:
-            members.append(_open(job, callbacks, task_function, job_id))
-        todo = [m for m in members if m.must_train]
-        if todo:
-            _train(todo, members, label)
-        for m in members:
-            _close(m, members, label, callbacks, launch)
+        members = [_open(job, callbacks, task_function, job_id) for job in jobs]
+        outcomes = _execute(members, label)
+        trained = [m.run_dir.name for m, o in zip(members, outcomes) if o.trained]
+        for m, outcome in zip(members, outcomes):
+            _close(m, outcome, [o.run_dir.name for o in members], trained, label, callbacks, launch)
         return [m.ret for m in members]
     finally:
-        for m in members:  # also when interrupted: a live lock of this process would block the rerun
-            if m.lock is not None:
-                m.lock.release()
         HydraConfig.instance().cfg = original
-
-
-def _guard_worker(config: DictConfig) -> None:
-    """In a worker process: die with the sweep and hold its lock while alive (issue 11: kill -9)."""
-    from rnn_sweep.cli import SWEEP_PID_ENV
-    from rnn_sweep.sweep import guard_worker
-
-    guard_worker(str(OmegaConf.select(config, "hydra.sweep.dir")), int(os.environ.get(SWEEP_PID_ENV, os.getpid())))
 
 
 def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: Optional[str]) -> _Member:
@@ -158,12 +137,9 @@ def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: O
         problem = f"cannot write {err.filename or 'its job log'}: {err.strerror or err}"
     log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     callbacks.on_job_start(config=config, task_function=task_function)
-    member = _Member(job, ret, Path(config.hydra.runtime.output_dir), records_dir, log_files)
-    if problem is not None:  # e.g. a full disk: this job fails, the others (and later packs) go on
-        member.outcome = Outcome(error=f"{member.run_dir}: {problem}")
-        return member
-    member.must_train = _decide(member)  # while this job's config and log are the current ones
-    return member
+    run_dir = Path(config.hydra.runtime.output_dir)
+    # e.g. a full disk: this job fails, the others (and later packs) go on
+    return _Member(job, ret, run_dir, records_dir, log_files, None if problem is None else f"{run_dir}: {problem}")
 
 
 def _write_hydra_records(records_dir: Optional[Path], task_cfg: DictConfig, hydra_cfg: DictConfig,
@@ -204,116 +180,48 @@ def job_records_dir(config: DictConfig) -> Optional[Path]:
     return None if subdir is None else Path(job_output_dir(config)) / str(subdir)
 
 
-def _decide(m: _Member) -> bool:
-    """Plan a member: True when it must train; a skip or a refusal is settled here."""
-    from rnn_sweep import failures
-    from rnn_sweep.config import parse_bool
-    from rnn_sweep.sweep import clear_partial, lock_unless_finished, plan, run_job
+def _execute(members: list[_Member], label: str) -> list[RunOutcome]:
+    """The members' outcomes: one :func:`rnn_sweep.core.execute_pack` call for those whose records were written.
 
-    force = parse_bool("force", m.ret.cfg.get("force", False))  # +force=true: a sweep option, not of the run
-    try:
-        m.lock = lock_unless_finished(m.job.run_cfg, m.run_dir, force)
-        if m.lock is None or plan(m.job.run_cfg, m.run_dir, force) == "skip":  # (finished meanwhile)
-            m.outcome = Outcome(summary=run_job(m.job.run_cfg, m.run_dir))  # logs "skipping ..." as before
-            return False
-        removed = clear_partial(m.run_dir)
-    except Exception as err:  # noqa: BLE001 -- one member's problem never stops the pack
-        code = failures.exit_code(err)  # 2: another config's finished run, a live lock, foreign files
-        text = str(err) if code == failures.BAD_INPUT and str(m.run_dir) in str(err) else \
-            f"{m.run_dir}: {failures.message(err) if code == failures.BAD_INPUT else f'{type(err).__name__}: {err}'}"
-        m.outcome = Outcome(error=text, code=code)
-        return False
-    if removed:
-        log.info("retraining %s from scratch (removed %s)", m.run_dir, ", ".join(removed))
-    return True
-
-
-def _train(todo: list[_Member], members: list[_Member], label: str) -> None:
-    """Train the unfinished members as one call; every member's job log gets the pack's lines."""
-    from rnn_sweep.cli import job_threads
-
-    HydraConfig.instance().cfg = todo[0].ret.hydra_cfg
-    threads = job_threads(todo[0].job.run_cfg.train.threads)
-    env = dict(OmegaConf.to_container(todo[0].job.config.hydra.job.env_set, resolve=True) or {})
-    log_files = [f for m in members for f in m.log_files]
-    with _env(env), _log_to(log_files):
-        log.info("pack %s: training %d of %d run(s) as one program: %s", label, len(todo), len(members),
-                 "; ".join(m.run_dir.name for m in todo))
-        outcomes = train_members([m.job.run_cfg for m in todo], [m.run_dir for m in todo], threads)
-    for m, outcome in zip(todo, outcomes):
-        m.outcome = outcome
-
-
-def train_members(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], threads: int = 0) -> list[Outcome]:
-    """Train runs that share a pack key, each into its own (cleared) run directory.
-
-    With ``rnn_sweep.train.train_pack`` (one compiled program for the pack) when
-    it is there, else one after the other in this process with
-    :func:`rnn_sweep.sweep.run_job` (later runs reuse the first one's compiled
-    program). Either way each run ends with its own ``summary.json`` (status
-    completed, diverged or failed). When the pack as a whole cannot train, its
-    runs are retried one by one, so one bad run never costs the others.
+    While it runs, every member's job log gets its lines (the console only the
+    ones not marked :data:`rnn_sweep.core.DETAIL`), under the first member's
+    ``hydra.job.env_set`` and Hydra config, as Hydra sets them around a task.
     """
-    from rnn_sweep import train as train_mod
-    from rnn_sweep.packing import packable
-    from rnn_sweep.sweep import prepare_worker
+    from rnn_sweep.hydra_glue import job_threads
 
-    train_pack = getattr(train_mod, "train_pack", None)
-    if train_pack is not None and all(packable(c) for c in cfgs):
-        try:
-            prepare_worker(cfgs[0].seed, threads, cfgs[0].model.backend)
-            summaries = list(train_pack(list(cfgs), [Path(d) for d in run_dirs], threads=threads))
-            return [_from_summary(s, d) for s, d in zip(summaries, run_dirs)]
-        except Exception as err:  # noqa: BLE001 -- retried run by run below
-            log.warning("the pack could not train as one program (%s: %s); training its %d run(s) one by one",
-                        type(err).__name__, err, len(cfgs))
-    return [_train_one(cfg, Path(d), threads) for cfg, d in zip(cfgs, run_dirs)]
-
-
-def _from_summary(summary: dict, run_dir: Path) -> Outcome:
-    if summary.get("status") == "failed":
-        return Outcome(summary, f"{run_dir}: {summary.get('error')} (recorded in summary.json)", trained=True)
-    return Outcome(summary, trained=True)
+    ready = [m for m in members if m.problem is None]
+    done: dict[int, RunOutcome] = {id(m): RunOutcome(str(m.run_dir), "failed", error=m.problem)
+                                   for m in members if m.problem is not None}
+    if ready:
+        HydraConfig.instance().cfg = ready[0].ret.hydra_cfg
+        threads = job_threads(ready[0].job.run_cfg.train.threads)
+        env = dict(OmegaConf.to_container(ready[0].job.config.hydra.job.env_set, resolve=True) or {})
+        # +force=true: a sweep option, not one of the run's
+        jobs = [Job(m.job.run_cfg, m.run_dir, parse_bool("force", m.ret.cfg.get("force", False))) for m in ready]
+        with _env(env), _log_to([f for m in members for f in m.log_files]), _console_quiet():
+            done.update(zip(map(id, ready), execute_pack(jobs, threads, label=label)))
+    return [done[id(m)] for m in members]
 
 
-def _train_one(cfg: RunConfig, run_dir: Path, threads: int) -> Outcome:
-    from rnn_sweep.sweep import RunFailed, run_job
-
-    try:
-        return Outcome(run_job(cfg, run_dir, threads=threads), trained=True)
-    except RunFailed as err:
-        return Outcome(error=str(err), trained=True)
-    except Exception as err:  # noqa: BLE001 -- e.g. an unwritable run directory: this run's failure only
-        return Outcome(error=f"{run_dir}: {type(err).__name__}: {err}", trained=True)
-
-
-def _close(m: _Member, members: list[_Member], label: str, callbacks: Any, launch: Optional[str] = None) -> None:
-    """Hydra's ``run_job`` after the task: result line, failure record, pack record, ``on_job_end``."""
-    from rnn_sweep.cli import record_failure
-
+def _close(m: _Member, outcome: RunOutcome, names: list[str], trained: list[str], label: str, callbacks: Any,
+           launch: Optional[str] = None) -> None:
+    """Hydra's ``run_job`` after the task: the detail in the job log, pack record, ``on_job_end``."""
     config = m.job.config
     HydraConfig.instance().cfg = m.ret.hydra_cfg  # this member's, as _open set it (no second copy)
     try:
         configure_log(config.hydra.job_logging, config.hydra.verbose)
     except OSError:
         pass  # its job log cannot be opened (a full disk): the console and the failure list still say it
-    if m.outcome.error is not None:
-        record_failure(m.outcome.error, m.outcome.code)
-        m.ret.return_value = None
-    else:
-        log.info("%s", result_line(m.outcome.summary or {}, m.run_dir))
-        m.ret.return_value = (m.outcome.summary or {}).get("heldout_loss")
-    m.ret.status = JobStatus.COMPLETED  # failures are records, not exceptions (see rnn_sweep.cli.record_failure)
+    with _console_quiet():
+        log.info("%s", result_line(outcome), extra=DETAIL)
+    m.ret.return_value = outcome.heldout_loss
+    m.ret.status = JobStatus.COMPLETED  # how the run ended is its outcome (see OUTCOME_ATTR)
     m.ret.task_name = JobRuntime.instance().get("name")
-    setattr(m.ret, FAILURE_ATTR, (m.outcome.code, m.outcome.error) if m.outcome.error is not None else None)
-    if m.lock is not None:  # the record is written: the directory is free again
-        m.lock.release()
-        m.lock = None
+    setattr(m.ret, OUTCOME_ATTR, outcome)
     if m.records_dir is not None:
-        record = {"pack": label, "size": len(members), "members": [o.run_dir.name for o in members],
-                  "trained": [o.run_dir.name for o in members if o.outcome.trained]}
+        record = {"pack": label, "size": len(names), "members": names, "trained": trained}
         if launch is not None:
-            record.update(launch=launch, heldout_loss=m.ret.return_value)
+            record.update(launch=launch, heldout_loss=outcome.heldout_loss, line=outcome.line())
         try:  # whole or not at all: the sweep process reads it
             write_text_atomic(m.records_dir / PACK_RECORD, json.dumps(record, indent=2) + "\n")
         except OSError as err:  # only progress reporting reads it; the run's own record is what counts
@@ -326,15 +234,19 @@ def _close(m: _Member, members: list[_Member], label: str, callbacks: Any, launc
     callbacks.on_job_end(config=config, job_return=m.ret)
 
 
-def result_line(summary: dict, run_dir: Path) -> str:
-    """The log line of a finished run: status, losses, levels and what it learned."""
+def result_line(outcome: RunOutcome) -> str:
+    """The job log's line for a run: its status, losses at full precision, levels, what it learned."""
+    if outcome.error is not None:
+        return f"{outcome.status}: {outcome.error}"
+    summary = outcome.summary or {}
+
     def num(v: Any) -> str:
         return f"{v:.4f}" if isinstance(v, (int, float)) else "nan"
 
     levels = " / ".join(f"{lv.get('name')} {num(lv.get('loss'))}" for lv in summary.get("levels") or [])
-    return (f"{summary.get('status')}: final loss {num(summary.get('final_loss'))}, held-out "
+    return (f"{outcome.status}: final loss {num(summary.get('final_loss'))}, held-out "
             f"{num(summary.get('heldout_loss'))} (levels {levels}), learned {summary.get('learned_fraction')} "
-            f"-> {run_dir}")
+            f"-> {outcome.run_dir}")
 
 
 @contextmanager
@@ -380,3 +292,27 @@ def _log_to(files: list[str]) -> Iterator[None]:
                 handler.close()
             except OSError:
                 pass  # its last lines could not be written (a full disk): nothing more to do
+
+
+class _NotDetail(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "detail", False)
+
+
+@contextmanager
+def _console_quiet() -> Iterator[None]:
+    """Lines marked :data:`rnn_sweep.core.DETAIL` go to the job logs only, not to the console.
+
+    The console has one line per finished run, the sweep's progress line
+    (:mod:`rnn_sweep.progress`); the pack lines and the full-precision result
+    line are for the job log.
+    """
+    keep_off = _NotDetail()
+    handlers = [h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)]
+    for handler in handlers:
+        handler.addFilter(keep_off)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep_off)

@@ -8,7 +8,6 @@ axes; :func:`write_questions` writes the tables and figures a sweep can answer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 

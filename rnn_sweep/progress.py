@@ -42,12 +42,11 @@ class Progress:
             return None
         return (self.clock() - self.start) / self.done * (self.total - self.done)
 
-    def pack_done(self, names: Sequence[str], results: Sequence[Optional[float]]) -> None:
-        """Report the runs of one finished pack: their names and held-out losses (None: no result)."""
-        for name, result in zip(names, results):
+    def pack_done(self, lines: Sequence[str]) -> None:
+        """Report the runs of one finished pack, each by its one line (:meth:`rnn_sweep.core.RunOutcome.line`)."""
+        for line in lines:
             self.done += 1
-            outcome = f"held-out {result:.4f}" if isinstance(result, float) else "no held-out loss (see its record)"
             elapsed = format_seconds(self.clock() - self.start)
             eta = self.eta()
             tail = "done" if self.done >= self.total else f"ETA {format_seconds(eta)}"
-            self.emit(f"[{self.done}/{self.total}] {name}: {outcome} ({elapsed} elapsed, {tail})")
+            self.emit(f"[{self.done}/{self.total}] {line} ({elapsed} elapsed, {tail})")

@@ -1,20 +1,19 @@
-"""Running one job of a sweep safely: resume, skip, failure records, sweep lock.
+"""The rules a sweep job follows with its directory: resume, skip, locks, worker processes.
 
-Plain functions with no Hydra, so every rule here is testable on its own:
+Plain functions with no Hydra, so every rule here is testable on its own (the
+function that applies them to a pack of jobs is :func:`rnn_sweep.core.execute_pack`):
 
 * :func:`plan` decides what a job does with its run directory: ``skip`` (a
   finished ``summary.json`` for the same config), ``train`` (nothing there, a
   crashed/killed run without ``summary.json``, or a ``failed`` record), or
   raises :class:`ConfigMismatch` (a finished run of a *different* config is
   never overwritten unless ``force``).
-* :func:`run_job` applies the plan, prepares the worker (threads, Keras session,
-  seeds), trains, and turns a training exception into a ``failed``
-  ``summary.json`` before re-raising it as :class:`RunFailed`.
+* :func:`clear_partial` removes what an unfinished run left; :func:`prepare_worker`
+  sets up the process for a job (threads, Keras session, seeds).
 * :class:`SweepLock` keeps two sweeps out of one directory (lock file holding
   host, pid and start time; a lock whose process and workers are gone is stale
   and taken over), :func:`run_lock` two writers out of one run directory: a
-  single run and every sweep job that trains (:func:`lock_unless_finished`)
-  hold it while they write.
+  single run and every sweep job that trains hold it while they write.
 * :func:`die_with_parent` makes a parallel launcher's worker process die with
   the sweep that started it (a killed sweep leaves no worker training).
 
@@ -34,21 +33,17 @@ from pathlib import Path
 
 from rnn_sweep import records
 from rnn_sweep.config import RunConfig
-from rnn_sweep.locks import DirLock, Locked, live_workers, register_worker
-from rnn_sweep.records import EXECUTION_KEYS, FINISHED, SUMMARY_FILE, identity  # noqa: F401  (re-exported)
+from rnn_sweep.locks import DirLock, live_workers, register_worker
+from rnn_sweep.records import FINISHED, identity
 
 log = logging.getLogger("rnn_sweep.sweep")
 
 LOCK_FILE = records.SWEEP_LOCK
-SweepLocked = Locked  # another live sweep (or a killed sweep's live workers) holds the directory
+SWEEP_PID_ENV = "RNN_SWEEP_SWEEP_PID"  # the sweep process, for its workers (guard_worker)
 
 
 class ConfigMismatch(RuntimeError):
     """A finished run in this directory was made with a different configuration."""
-
-
-class RunFailed(RuntimeError):
-    """Training raised; the failure is recorded in the run's summary.json."""
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
@@ -149,67 +144,6 @@ def prepare_worker(seed: int, threads: int, backend: str = "keras") -> None:
     tf.random.set_seed(seed)
 
 
-def failure_summary(cfg: RunConfig, err: BaseException) -> dict:
-    """A summary.json body for a run whose training raised (status ``failed``)."""
-    from rnn_sweep.baselines import learning_levels
-
-    return {
-        "status": "failed",
-        "backend": cfg.model.backend, "cell": cfg.model.cell, "style": cfg.truncation.style,
-        "num_steps": cfg.num_steps, "state_size": cfg.state_size, "seed": cfg.seed,
-        "final_loss": None, "heldout_loss": None, "heldout_optimal_loss": None,
-        "learned_fraction": {}, "learned_fraction_note": {}, "levels": [lv.to_dict() for lv in learning_levels(cfg.data)],
-        "steps": None, "epochs_completed": None, "diverged_at_step": None, "timings": {},
-        "versions": {}, "config": dataclasses.asdict(cfg),
-        "error": f"{type(err).__name__}: {err}",
-    }
-
-
-def run_job(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False, threads: int = 0) -> dict:
-    """One sweep job: skip a finished run, else train from scratch; record failures.
-
-    Args:
-        cfg: validated run configuration.
-        run_dir: the run's directory (created if missing).
-        force: retrain even over a finished run of another (or the same) config.
-        threads: TensorFlow intra-op threads for this worker (0 = TF default).
-
-    Returns:
-        The run's summary (the existing one when skipped).
-
-    Raises:
-        ConfigMismatch: see :func:`plan`.
-        UnsafeDirectory: ``run_dir`` holds files rnn-sweep did not write (nothing is deleted).
-        RunFailed: training raised; ``summary.json`` records status ``failed``.
-    """
-    run_dir = Path(run_dir)
-    if plan(cfg, run_dir, force) == "skip":
-        log.info("skipping %s: already finished with the same config", run_dir)
-        if cfg.train.replicas > 1:
-            from rnn_sweep.train import combined_summary
-
-            return combined_summary([read_summary(run_dir / f"seed={cfg.seed + k}") for k in range(cfg.train.replicas)])
-        return read_summary(run_dir)
-    removed = clear_partial(run_dir)
-    if removed:
-        log.info("retraining %s from scratch (removed %s)", run_dir, ", ".join(removed))
-    from rnn_sweep.train import train
-
-    try:
-        prepare_worker(cfg.seed, threads, cfg.model.backend)
-        return train(cfg, run_dir)
-    except Exception as err:  # noqa: BLE001 -- any training error becomes a recorded failure
-        log.exception("run %s failed", run_dir)
-        what = f"{type(err).__name__}: {err}"
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            records.write_json_atomic(run_dir / SUMMARY_FILE, failure_summary(cfg, err))
-        except OSError as record_err:  # e.g. the disk is full: the run stays unfinished, a rerun retrains it
-            raise RunFailed(f"{run_dir}: {what} (and its failure record could not be written either: "
-                            f"{record_err.strerror or record_err})") from err
-        raise RunFailed(f"{run_dir}: {what} (recorded in summary.json)") from err
-
-
 class SweepLock(DirLock):
     """An exclusive lock file ``<sweep dir>/.sweep.lock`` holding ``host pid`` (see rnn_sweep.locks).
 
@@ -233,25 +167,6 @@ SWEEP_JOB_HINT = "wait for it to finish and rerun the sweep, or choose another h
 def run_lock(run_dir: str | os.PathLike, hint: str = RUN_HINT) -> DirLock:
     """The lock (``<run dir>/.run.lock``) held by whatever writes ``run_dir``: a single run or a sweep job."""
     return DirLock(run_dir, records.RUN_LOCK, "run", hint)
-
-
-def lock_unless_finished(cfg: RunConfig, run_dir: str | os.PathLike, force: bool = False) -> DirLock | None:
-    """For a sweep job: None when :func:`plan` skips it (nothing is written), else its held run lock.
-
-    A skipped job only reads its record, so it takes no lock (a finished run
-    directory stays untouched, its mtime included); a job that trains holds
-    ``.run.lock`` from here until its record is written, so that a single run
-    (or another sweep) never writes the same directory meanwhile.
-
-    Raises:
-        ConfigMismatch: see :func:`plan`.
-        Locked: a live process (a single run, another sweep's job) holds the directory.
-    """
-    if plan(cfg, run_dir, force) == "skip":
-        return None
-    lock = run_lock(run_dir, SWEEP_JOB_HINT)
-    lock.acquire()
-    return lock
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -286,15 +201,21 @@ def die_with_parent(parent_pid: int) -> None:
         threading.Thread(target=watch, name="rnn-sweep-parent-watchdog", daemon=True).start()
 
 
-def guard_worker(sweep_dir: str | os.PathLike, sweep_pid: int) -> None:
-    """In a sweep job: if this is a worker process, register it with the sweep lock and tie it to the sweep."""
+def guard_worker(sweep_dir: str | os.PathLike, sweep_pid: int | None = None) -> None:
+    """In a sweep job: if this is a worker process, register it with the sweep lock and tie it to the sweep.
+
+    ``sweep_pid``: the sweep process (default: what it left in ``RNN_SWEEP_SWEEP_PID``
+    for its workers; unset means this process is the sweep).
+    """
+    if sweep_pid is None:
+        sweep_pid = int(os.environ.get(SWEEP_PID_ENV, os.getpid()))
     if os.getpid() == sweep_pid:
         return  # in-process launcher: the sweep lock's holder is this process
     register_worker(sweep_dir)
     die_with_parent(sweep_pid)
     ignore_interrupts()
     progress_bars_without_semaphores()
-    logging.raiseExceptions = False  # as in the sweep process (rnn_sweep.cli.quiet_log_write_errors)
+    logging.raiseExceptions = False  # as in the sweep process (rnn_sweep.cli.main)
 
 
 def progress_bars_without_semaphores() -> None:

@@ -35,14 +35,10 @@ import numpy as np
 
 from rnn_sweep.baselines import learning_levels
 from rnn_sweep.config import RunConfig, updates_per_epoch, validate
-from rnn_sweep.records import (  # noqa: F401  (the run record lives in rnn_sweep.records; re-exported)
+from rnn_sweep.records import (
     CHECKPOINTS_FILE, LOSS_HEADER, LOSSES_FILE, SUMMARY_FILE, UPDATES_FILE, UPDATES_HEADER, ResultsWriteError,
     check_writable, write_json_atomic)
 from rnn_sweep.pack import check_packable
-from rnn_sweep.packing import pack_key
-
-__all__ = ["train", "train_pack", "pack_key", "combined_summary", "write_json_atomic", "check_writable",
-           "ResultsWriteError", "LOSSES_FILE", "SUMMARY_FILE", "LOSS_HEADER"]
 
 
 def _finite_or_none(v: float) -> float | None:

@@ -21,7 +21,7 @@ arriving from the later cells). The compiled graph holds one cell forward and
 one cell backward whatever n is, so ONE program serves every n up to the
 buffer's size (:func:`buffer_steps`): a sweep over num_steps compiles once per
 state size instead of once per (n, state size), and compiling does not grow
-with n (issue 12).
+with n.
 
 **True truncated BPTT(n, 1)** (:func:`start_states`, :func:`true_step_losses`):
 EVERY error flows back exactly n cells: the loss at step t gets gradient through
@@ -52,8 +52,6 @@ BPTT and is rejected by ``config.validate``.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import tensorflow as tf
 

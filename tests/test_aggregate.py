@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rnn_sweep.aggregate import aggregate, read_losses, write_tables
+from rnn_sweep.aggregate import aggregate, write_tables
+from rnn_sweep.rundirs import read_losses
 
 ARTICLE = [{"lag": 3, "effect": 0.5}, {"lag": 8, "effect": -0.25}]
 HEADER = "epoch,data_start,data_end,loss,updates,elapsed_s\n"  # the data grid (train.log_data_steps)

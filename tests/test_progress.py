@@ -23,15 +23,15 @@ def test_one_line_per_run_with_k_of_n_and_an_eta_from_the_average_pace():
     progress = Progress(5, clock=clock, emit=lines.append)
     assert progress.eta() is None  # nothing finished: no pace yet
     clock.now += 30  # a pack of two finished after 30 s: 15 s per run, 3 runs left -> 45 s
-    progress.pack_done(["num_steps=2,seed=0", "num_steps=2,seed=1"], [0.5191234, None])
+    progress.pack_done(["s0: completed", "s1: failed: boom"])
     clock.now += 10  # one more run at 40 s: 40/3 s per run, 2 left -> 26.7 s
-    progress.pack_done(["num_steps=5,seed=0"], [0.47])
+    progress.pack_done(["n5: diverged"])
     clock.now += 20
-    progress.pack_done(["a", "b"], [0.5, 0.6])
+    progress.pack_done(["a", "b"])
     assert lines == [
-        "[1/5] num_steps=2,seed=0: held-out 0.5191 (30s elapsed, ETA 2m00s)",
-        "[2/5] num_steps=2,seed=1: no held-out loss (see its record) (30s elapsed, ETA 45s)",
-        "[3/5] num_steps=5,seed=0: held-out 0.4700 (40s elapsed, ETA 27s)",
-        "[4/5] a: held-out 0.5000 (1m00s elapsed, ETA 15s)",
-        "[5/5] b: held-out 0.6000 (1m00s elapsed, done)",
+        "[1/5] s0: completed (30s elapsed, ETA 2m00s)",
+        "[2/5] s1: failed: boom (30s elapsed, ETA 45s)",
+        "[3/5] n5: diverged (40s elapsed, ETA 27s)",
+        "[4/5] a (1m00s elapsed, ETA 15s)",
+        "[5/5] b (1m00s elapsed, done)",
     ]

@@ -149,7 +149,8 @@ def test_member_whose_evaluation_fails_is_isolated(tmp_path, monkeypatch):
 
 
 def test_pack_rejects_runs_that_differ_in_shape(tmp_path):
-    from rnn_sweep.train import pack_key, train_pack
+    from rnn_sweep.packing import pack_key
+    from rnn_sweep.train import train_pack
 
     a, b = small_cfg(*TINY), small_cfg(*TINY, "state_size=6", "seed=3", "train.optimizer.lr=0.2")
     with pytest.raises(ValueError, match=r"differ in state_size \(5 vs 6\)"):

@@ -293,7 +293,7 @@ def test_memory_estimate_formula_by_hand():
 
 
 def test_long_run_directory_names_are_shortened_deterministically():
-    from rnn_sweep.cli import short_name
+    from rnn_sweep.hydra_glue import short_name
 
     name = ",".join(f"data.dependencies.{i}=[{{lag:{100 + i},effect:0.0}}]" for i in range(12))
     assert len(name.encode()) > 255
