@@ -20,6 +20,7 @@ import atexit
 import hashlib
 import logging
 import os
+import sys
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -286,8 +287,6 @@ class SweepLockCallback(Callback):
         failures.STARTED = True
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from rnn_sweep.launcher import stop_idle_workers
-
         stop_idle_workers()
         forget_dead_workers(str(config.hydra.sweep.dir), wait_s=0)
         if self.lock is not None:
@@ -401,3 +400,19 @@ def finish_job(outcome: RunOutcome, multirun: bool) -> float | None:
                         f"train.diverge_loss={(cfg.get('train') or {}).get('diverge_loss')} or not finite); "
                         f"its record is in {outcome.run_dir}", code=failures.RUN_FAILED)
     return outcome.heldout_loss
+
+
+def stop_idle_workers() -> None:
+    """End joblib's idle worker processes when the sweep is over (not between Optuna's batches).
+
+    Loky keeps them for reuse; once the sweep process exits they die by SIGKILL
+    (rnn_sweep.sweep.die_with_parent), leaving their ``.workers/`` entries
+    behind. Ended here, they exit normally and remove them.
+    """
+    if "joblib.externals.loky.reusable_executor" not in sys.modules:
+        return  # no joblib worker was started
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)

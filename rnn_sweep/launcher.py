@@ -247,22 +247,6 @@ class PackingLauncher(Launcher):
         return max(1, n if n > 0 else cores + 1 + n)
 
 
-def stop_idle_workers() -> None:
-    """End joblib's idle worker processes when the sweep is over (not between Optuna's batches).
-
-    Loky keeps them for reuse; once the sweep process exits they die by SIGKILL
-    (rnn_sweep.sweep.die_with_parent), leaving their ``.workers/`` entries
-    behind. Ended here, they exit normally and remove them.
-    """
-    if "joblib.externals.loky.reusable_executor" not in sys.modules:
-        return  # no joblib worker was started
-    from joblib.externals.loky import reusable_executor
-
-    executor = getattr(reusable_executor, "_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=True)
-
-
 def _run_chunk(chunk: list[int], packs: list[list[PackedJob]], callbacks: Any, task_function: Any,
                state: dict, labels: list[str], launch: str) -> tuple[list[int], list[list[JobReturn]]]:
     """One worker's task: its packs in order, returned with their indices."""
