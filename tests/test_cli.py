@@ -50,6 +50,10 @@ def test_one_run_writes_results(tmp_path):
     assert summary["status"] == "completed"
     assert summary["config"]["num_steps"] == 10 and summary["config"]["state_size"] == 16
     lines = (run_dir / "losses.csv").read_text().splitlines()
-    # 100,000 steps / 200 rows / 10 = 50 windows per epoch -> one partial block of 50 per epoch
-    assert lines[0] == "epoch,step,loss,block_steps,elapsed_s"
-    assert [ln.split(",")[:2] for ln in lines[1:]] == [["0", "50"], ["1", "100"]]
+    # 100,000 steps / 200 rows = 500 positions per row, n=10 -> 50 updates train all 500.
+    # Grid: 10,000 // 200 = 50 positions (10,000 steps) per block -> 10 full blocks per epoch;
+    # block k of epoch e: data e*100,000 + [k*10,000, (k+1)*10,000), updates e*50 + 50(k+1)/10.
+    assert lines[0] == "epoch,data_start,data_end,loss,updates,elapsed_s"
+    expected = [[str(e), str(e * 100_000 + k * 10_000), str(e * 100_000 + (k + 1) * 10_000), str(e * 50 + 5 * (k + 1))]
+                for e in range(2) for k in range(10)]
+    assert [[c for i, c in enumerate(ln.split(",")) if i in (0, 1, 2, 4)] for ln in lines[1:]] == expected

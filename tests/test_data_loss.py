@@ -99,7 +99,9 @@ def test_the_same_job_twice_trains_once_and_both_get_its_result(tmp_path):
     assert log.count(f"skipping {run}:") == 1  # the copy found the first one's finished record
     assert summary(run)["status"] == "completed"
     held_out = f"{summary(run)['heldout_loss']:.4f}"
-    assert log.count(f"seed3: held-out {held_out}") == 2  # one progress line per job, same result
+    # one progress line per job, the same result: trained by the first, found finished by its copy
+    assert log.count(f"] seed3: completed, held-out {held_out} (") == 1
+    assert log.count(f"] seed3: skipped (already completed), held-out {held_out} (") == 1
 
 
 # --- the run lock inside sweeps ---------------------------------------------------------
@@ -127,7 +129,7 @@ def test_a_sweep_job_never_writes_a_run_directory_a_live_run_holds(tmp_path, lau
     dead.wait()
     try:
         start = start_time(holder.pid)
-        partial = "epoch,step,loss,block_steps,elapsed_s\n0,5,0.69,5,0.1\n"
+        partial = "epoch,data_start,data_end,loss,updates,elapsed_s\n0,0,8000,0.69,8,0.1\n"
         for seed, line in ((0, lock_line(holder.pid, start)),  # a live single run
                            (1, lock_line(dead.pid, None)),  # a killed one (old lock format)
                            (2, lock_line(holder.pid, str(int(start) + 1)))):  # its pid reused by another process
@@ -143,7 +145,7 @@ def test_a_sweep_job_never_writes_a_run_directory_a_live_run_holds(tmp_path, lau
     assert tree(sweep / "seed0") == live_before  # nothing deleted, nothing trained
     held = (f"another run (process {holder.pid} on {socket.gethostname()}) is running in "
             f"{(sweep / 'seed0').resolve()}")
-    assert f"rnn-sweep: job refused: {held}" in out.stderr
+    assert f"seed0: refused: {held}" in out.stdout + out.stderr  # its progress line
     assert f"  refused: {held}" in out.stderr and "1 refused" in out.stderr
     assert not [ln for ln in out.stderr.splitlines() if ln.startswith("  failed:")]
     for seed in (1, 2):  # stale locks are taken over; the run trains and lets go of its lock
@@ -169,7 +171,8 @@ def test_a_single_run_into_a_live_sweeps_run_directory_is_refused(tmp_path):
         proc.kill()
     assert proc.returncode == 0, stderr[-3000:]
     assert summary(run)["steps"] == 300 * 8  # 40 columns / 5 = 8 windows per epoch, all of them logged
-    assert len((run / "losses.csv").read_text().splitlines()) == 1 + 300 * 2  # blocks of 5 + 3: one run's rows
+    # 40 positions per row < a grid block of 10,000 // 200 = 50: one block per epoch, one run's rows
+    assert len((run / "losses.csv").read_text().splitlines()) == 1 + 300
     assert not (run / ".run.lock").exists()
 
 
@@ -508,8 +511,8 @@ def test_force_no_never_replaces_a_finished_run_of_another_config(tmp_path, forc
     sweep = run_cli("-m", "hydra.sweep.dir=sw", "hydra.sweep.subdir=run", "num_steps=5", *TINY, NO_AGG,
                     f"+force={force}", cwd=tmp_path)
     assert sweep.returncode == 2
+    assert f"[1/1] run: refused: {refusal} (" in sweep.stdout + sweep.stderr  # its progress line
     assert error_lines(sweep.stderr) == [
-        f"rnn-sweep: job refused: {refusal}",
         "rnn-sweep: 1 job(s) did not finish: 1 refused (nothing trained: bad input, or a directory in the way); the "
         "finished ones are kept, and rerunning the sweep retries these:"]
     assert f"  refused: {refusal}" in sweep.stderr and "training error" not in sweep.stderr

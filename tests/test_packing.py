@@ -139,32 +139,35 @@ def test_pack_watcher_reports_each_pack_once_from_this_launchs_records(tmp_path)
 
     packs = [[job("a"), job("b")], [job("c")], [job("d", subdir=None)]]
     reports = []
-    with PackWatcher(packs, "L1", lambda pack, values: reports.append((pack[0].config.hydra.sweep.subdir,
-                                                                         values))) as watcher:
+    with PackWatcher(packs, "L1", lambda pack, lines: reports.append((pack[0].config.hydra.sweep.subdir,
+                                                                        lines))) as watcher:
         watcher.POLL_S = 0.05
 
-        def record(name, launch, loss):
+        def record(name, launch, line):
             (tmp_path / name / ".hydra").mkdir(parents=True, exist_ok=True)
-            (tmp_path / name / ".hydra" / PACK_RECORD).write_text(json.dumps({"launch": launch, "heldout_loss": loss}))
+            (tmp_path / name / ".hydra" / PACK_RECORD).write_text(json.dumps({"launch": launch, "line": line}))
 
-        record("a", "L1", 0.5)
-        record("b", "L0", 0.6)  # an earlier launch's record: pack 1 is not done
-        record("c", "L1", None)
+        record("a", "L1", "a: completed")
+        record("b", "L0", "b: completed")  # an earlier launch's record: pack 1 is not done
+        record("c", "L1", "c: failed: boom")
         time.sleep(1.2)
-        assert reports == [("c", [None])]
-        record("b", "L1", 0.6)
+        assert reports == [("c", ["c: failed: boom"])]
+        record("b", "L1", "b: diverged")
         time.sleep(1.2)
-        assert reports == [("c", [None]), ("a", [0.5, 0.6])]
+        assert reports == [("c", ["c: failed: boom"]), ("a", ["a: completed", "b: diverged"])]
         # what the workers returned: only the pack nobody reported yet is reported now
-        watcher.finished([0, 1, 2], [[_ret(0.5), _ret(0.6)], [_ret(None)], [_ret(0.7)]])
-    assert reports == [("c", [None]), ("a", [0.5, 0.6]), ("d", [0.7])]
+        watcher.finished([0, 1, 2], [[_ret("a"), _ret("b")], [_ret("c")], [_ret("d")]])
+    assert reports[2:] == [("d", ["d: skipped (already completed)"])] and len(reports) == 3
 
 
-def _ret(value):
+def _ret(name):
     from hydra.core.utils import JobReturn, JobStatus
 
+    from rnn_sweep.core import RunOutcome
+    from rnn_sweep.pack_runner import OUTCOME_ATTR
+
     ret = JobReturn(status=JobStatus.COMPLETED)
-    ret.return_value = value
+    setattr(ret, OUTCOME_ATTR, RunOutcome(f"/x/{name}", "skipped", {"status": "completed"}))
     return ret
 
 
@@ -178,55 +181,6 @@ def test_only_rnn_sweeps_own_task_is_recognised():
         return cfg
 
     assert not is_rnn_sweep_task(run) and not is_rnn_sweep_task(None)
-
-
-# --- training a pack: both engine paths look the same from outside ----------------------
-
-def _fake_summary(cfg, status="completed", error=None):
-    return {"status": status, "seed": cfg.seed, "heldout_loss": 0.5 if status == "completed" else None,
-            "error": error}
-
-
-def test_train_members_uses_train_pack_and_reports_its_failed_member(monkeypatch, tmp_path):
-    import rnn_sweep.sweep as sw
-    import rnn_sweep.train as T
-
-    calls = []
-
-    def fake_pack(cfgs, run_dirs, threads=0):
-        calls.append(([c.seed for c in cfgs], threads))
-        return [_fake_summary(c, "failed", "FloatingPointError: boom") if c.seed == 1 else _fake_summary(c)
-                for c in cfgs]
-
-    monkeypatch.setattr(T, "train_pack", fake_pack, raising=False)
-    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads, backend="keras": None)
-    cfgs = [small_cfg(f"seed={s}") for s in (0, 1, 2)]
-    out = pack_runner.train_members(cfgs, [tmp_path / f"s{s}" for s in (0, 1, 2)], threads=3)
-    assert calls == [([0, 1, 2], 3)]  # one call for the whole pack
-    assert [o.summary["status"] for o in out] == ["completed", "failed", "completed"]
-    assert [o.error for o in out] == [None, f"{tmp_path / 's1'}: FloatingPointError: boom (recorded in summary.json)",
-                                      None]
-
-
-def test_a_pack_that_cannot_train_as_one_is_retried_run_by_run(monkeypatch, tmp_path):
-    import rnn_sweep.sweep as sw
-    import rnn_sweep.train as T
-
-    def broken_pack(cfgs, run_dirs, threads=0):
-        raise RuntimeError("whole pack failed")
-
-    def fake_run_job(cfg, run_dir, force=False, threads=0):
-        if cfg.seed == 1:
-            raise sw.RunFailed(f"{run_dir}: FloatingPointError: seed 1 (recorded in summary.json)")
-        return _fake_summary(cfg)
-
-    monkeypatch.setattr(T, "train_pack", broken_pack, raising=False)
-    monkeypatch.setattr(sw, "prepare_worker", lambda seed, threads, backend="keras": None)
-    monkeypatch.setattr(sw, "run_job", fake_run_job)
-    out = pack_runner.train_members([small_cfg(f"seed={s}") for s in (0, 1)], [tmp_path / "a", tmp_path / "b"])
-    assert [o.summary and o.summary["seed"] for o in out] == [0, None]
-    assert out[1].error == f"{tmp_path / 'b'}: FloatingPointError: seed 1 (recorded in summary.json)"
-    assert all(o.trained for o in out)
 
 
 # --- one invalid combination: nothing runs ---------------------------------------------
@@ -306,7 +260,7 @@ def test_seed_sweep_is_one_pack_with_per_run_records_equal_to_runs_alone(tmp_pat
         assert {"config.yaml", "hydra.yaml", "overrides.yaml", "cli.log"} <= {
             p.name for p in (packed / ".jobs" / name).iterdir()}
         assert f"-> {packed.resolve() / name}" in (packed / ".jobs" / name / "cli.log").read_text()
-        assert sorted(p.name for p in (packed / name).iterdir()) == ["losses.csv", "summary.json"]
+        assert sorted(p.name for p in (packed / name).iterdir()) == ["checkpoints.csv", "losses.csv", "summary.json"]
     # the same runs, each alone through Hydra's basic launcher (today's path): same numbers
     ref = run_cli(*args, "hydra.sweep.dir=alone", "hydra/launcher=basic", cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -328,9 +282,10 @@ def test_seed_sweep_is_one_pack_with_per_run_records_equal_to_runs_alone(tmp_pat
             assert a[key] == pytest.approx(b[key], abs=1e-5)
         rows_a = (packed / name / "losses.csv").read_text().splitlines()
         rows_b = (tmp_path / "alone" / name / "losses.csv").read_text().splitlines()
-        assert len(rows_a) == len(rows_b) == 1 + 2  # 10 windows in blocks of 5
+        # 8,000 / 200 = 40 positions per row < a grid block of 10,000 // 200 = 50: one partial block
+        assert len(rows_a) == len(rows_b) == 1 + 1
         for ra, rb in zip(rows_a[1:], rows_b[1:]):
-            assert float(ra.split(",")[2]) == pytest.approx(float(rb.split(",")[2]), abs=1e-5)
+            assert float(ra.split(",")[3]) == pytest.approx(float(rb.split(",")[3]), abs=1e-5)
 
 
 @pytest.mark.slow
@@ -341,13 +296,14 @@ def test_resume_retrains_only_the_unfinished_member_of_a_pack(tmp_path):
     names = [f"seed{s}" for s in (0, 1, 2)]
     first = read_json(sweep / names[1] / "summary.json")
     kept = digests(sweep, [names[0], names[2]])
-    # seed 1 "killed" mid-run: no summary, a truncated losses.csv
+    # seed 1 "killed" mid-run: no summary, truncated records (a row cut off mid-line)
     (sweep / names[1] / "summary.json").unlink()
-    (sweep / names[1] / "losses.csv").write_text("epoch,step,loss,block_steps,elapsed_s\n0,5,0.69")
+    (sweep / names[1] / "losses.csv").write_text("epoch,data_start,data_end,loss,updates,elapsed_s\n0,0,80")
+    (sweep / names[1] / "checkpoints.csv").write_text("epoch,data_steps,updates,heldout_loss,learned_3,learned_8\n0,0")
     out = run_cli(*args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
-    assert f"retraining {(sweep / names[1]).resolve()} from scratch (removed losses.csv)" in log
+    assert f"retraining {(sweep / names[1]).resolve()} from scratch (removed checkpoints.csv, losses.csv)" in log
     assert sum(f"skipping {(sweep / n).resolve()}:" in log for n in names) == 2
     assert digests(sweep, [names[0], names[2]]) == kept
     for name in names:
@@ -366,8 +322,10 @@ def test_a_diverging_member_is_isolated_and_the_sweep_still_succeeds(tmp_path):
     sweep = tmp_path / "sw"
     good, bad = read_json(sweep / "lr0.1" / "summary.json"), read_json(sweep / "lr1000.0" / "summary.json")
     assert good["status"] == "completed" and good["diverged_at_step"] is None
-    # 40,000 steps / 200 rows / n=5: 40 windows, logged every 5: the first block already explodes
-    assert bad["status"] == "diverged" and bad["diverged_at_step"] == 5 and bad["heldout_loss"] is None
+    # 40,000 steps / 200 rows = 200 positions per row; the first grid block, 10,000 // 200 = 50
+    # positions, already explodes: updates done at its end ceil(50 / n=5) = 10, data 50 * 200
+    assert bad["status"] == "diverged" and bad["diverged_at_step"] == 10 and bad["heldout_loss"] is None
+    assert bad["diverged_at_data_steps"] == 10_000
     # the diverged member did not disturb the other: same as that run trained alone
     alone = run_cli("train.optimizer.lr=0.1", "hydra.run.dir=alone", *longer[:len(RUN_ARGS)], cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr[-2000:]

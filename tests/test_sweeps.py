@@ -22,6 +22,7 @@ import pytest
 from conftest import REPO, VENV_BIN, run_cli
 import rnn_sweep.cli  # noqa: F401  (registers the config schema for compose)
 from rnn_sweep import sweep as sw
+from rnn_sweep.locks import Locked
 
 # Aggregation (a callback at the end of a sweep, tested elsewhere) is left on in the
 # first test only, to keep these tests quick.
@@ -29,15 +30,32 @@ NO_AGG = "hydra.callbacks.aggregate.enabled=false"
 SMOKE_RUNS = {f"num_steps={n},seed={s}": (n, s) for n in (2, 5) for s in (0, 1)}
 
 
-def logged_steps(n: int, epochs: int = 1) -> list[int]:
-    """The step column of a smoke run's losses.csv, derived by hand.
+def logged_blocks(n: int, epochs: int = 1) -> list[tuple[int, int, int, int]]:
+    """(epoch, data_start, data_end, updates) of each row of a smoke run's losses.csv, derived by hand.
 
-    8,000 steps / 200 rows = 40 columns per row -> 40 // n windows per epoch, logged
-    in blocks of 5 steps, the last block of an epoch shorter: n=2 -> 5,10,15,20;
-    n=5 -> 5,8; each epoch adds its windows to the global step.
+    8,000 steps / 200 rows = 40 positions per row; 40 // n windows of n train all 40 (n=2: 20
+    updates, n=5: 8). The grid block is 10,000 // 200 = 50 positions, more than an epoch holds,
+    so each epoch is one partial block of 40 positions = 8,000 steps: data [e*8,000, (e+1)*8,000),
+    updates done at its end (e+1) * (40 // n).
     """
     w = 40 // n
-    return [e * w + s for e in range(epochs) for s in [*range(5, w, 5), w]]
+    return [(e, e * 8000, (e + 1) * 8000, (e + 1) * w) for e in range(epochs)]
+
+
+def checkpoint_data(n: int, epochs: int = 1) -> list[int]:
+    """The data_steps column of a smoke run's checkpoints.csv, derived by hand.
+
+    The untrained row (0), then train.checkpoints=10 per epoch at update counts
+    max(1, round(U * f)) (repeats measured once). Epoch 0 is log-spaced, f = 256**((i - 9) / 9):
+    0.0039, 0.0073, 0.0134, 0.0248, 0.0459, 0.0850, 0.157, 0.291, 0.540, 1. n=2 (U=20):
+    0.08 0.14 0.27 0.50 0.92 1.70 3.15 5.83 10.8 20 -> updates 1, 2, 3, 6, 11, 20; n=5 (U=8):
+    0.03 .. 0.37, 0.68 1.26 2.33 4.32 8 -> 1, 2, 4, 8. Later epochs evenly, f = (i + 1) / 10:
+    n=2 -> 2, 4, .., 20; n=5 -> 0.8 1.6 2.4 3.2 4 4.8 5.6 6.4 7.2 8 -> 1, 2, 3, 4, 5, 6, 7, 8.
+    Each row's data: e * 8,000 + updates * n positions * 200 rows.
+    """
+    first = {2: [1, 2, 3, 6, 11, 20], 5: [1, 2, 4, 8]}[n]
+    later = {2: list(range(2, 21, 2)), 5: list(range(1, 9))}[n]
+    return [0] + [e * 8000 + u * n * 200 for e in range(epochs) for u in (first if e == 0 else later)]
 
 
 def sweep_dir(root: Path, name: str = "smoke") -> Path:
@@ -45,7 +63,7 @@ def sweep_dir(root: Path, name: str = "smoke") -> Path:
 
 
 def check_complete(sweep: Path, runs=SMOKE_RUNS, epochs: int = 1) -> dict[str, dict]:
-    """Every expected run directory holds a completed summary and a full losses.csv."""
+    """Every expected run directory holds a completed summary, a full losses.csv and checkpoints.csv."""
     found = {p.parent.name for p in sweep.glob("*/summary.json")}
     assert found == set(runs)
     summaries = {}
@@ -54,8 +72,11 @@ def check_complete(sweep: Path, runs=SMOKE_RUNS, epochs: int = 1) -> dict[str, d
         assert summary["status"] == "completed", summary["error"]
         assert (summary["config"]["num_steps"], summary["config"]["seed"]) == (n, s)
         rows = (sweep / name / "losses.csv").read_text().splitlines()
-        assert rows[0] == "epoch,step,loss,block_steps,elapsed_s"
-        assert [int(r.split(",")[1]) for r in rows[1:]] == logged_steps(n, epochs)
+        assert rows[0] == "epoch,data_start,data_end,loss,updates,elapsed_s"
+        assert [tuple(int(r.split(",")[i]) for i in (0, 1, 2, 4)) for r in rows[1:]] == logged_blocks(n, epochs)
+        checkpoints = (sweep / name / "checkpoints.csv").read_text().splitlines()
+        assert checkpoints[0] == "epoch,data_steps,updates,heldout_loss,learned_3,learned_8"
+        assert [int(r.split(",")[1]) for r in checkpoints[1:]] == checkpoint_data(n, epochs)
         summaries[name] = summary
     return summaries
 
@@ -142,7 +163,7 @@ def test_sigkill_mid_sweep_then_rerun_completes_and_keeps_finished_runs(tmp_path
     assert set(finished) == {f"num_steps=2,seed={s},train.epochs={epochs}" for s in (0, 1)}
     # seed 1 of num_steps=5 is in the killed run's pack: unfinished too (not started, or cut short)
     assert not (sweep / f"num_steps=5,seed=1,train.epochs={epochs}" / "summary.json").exists()
-    assert len(partial.read_text().splitlines()) < 1 + 2 * epochs  # really cut short
+    assert len(partial.read_text().splitlines()) < 1 + epochs  # really cut short (one row per epoch)
     before = digests(sweep, finished)
     assert (sweep / sw.LOCK_FILE).exists()  # the killed sweep's lock, now stale
 
@@ -151,7 +172,8 @@ def test_sigkill_mid_sweep_then_rerun_completes_and_keeps_finished_runs(tmp_path
     check_complete(sweep, runs, epochs=epochs)
     assert digests(sweep, finished) == before
     assert "removing stale sweep lock" in out.stdout + out.stderr
-    assert f"retraining {partial.parent.resolve()} from scratch (removed losses.csv)" in out.stdout + out.stderr
+    removed = "checkpoints.csv, losses.csv"  # both records a run starts with, in name order
+    assert f"retraining {partial.parent.resolve()} from scratch (removed {removed})" in out.stdout + out.stderr
 
 
 # --- failures -------------------------------------------------------------------------
@@ -212,7 +234,8 @@ def test_finished_run_with_other_config_is_never_overwritten_unless_forced(tmp_p
     assert clash.returncode == 2  # refused, like the same clash in a single run: nothing trained
     refusal = (f"{(tmp_path / 'sw' / 'run').resolve()} holds a finished run of a different config (num_steps: "
                "finished run has 2, this sweep asks for 5)")
-    assert f"rnn-sweep: job refused: {refusal}" in clash.stderr and f"  refused: {refusal}" in clash.stderr
+    # said once as the run finishes (its progress line), once in the list at the end
+    assert f"[1/1] run: refused: {refusal}" in clash.stdout + clash.stderr and f"  refused: {refusal}" in clash.stderr
     assert "1 job(s) did not finish: 1 refused" in clash.stderr and "training error" not in clash.stderr
     assert digests(tmp_path / "sw", ["run"]) == before
     forced = run_cli(*common, "num_steps=5", "+force=true", cwd=tmp_path)
@@ -239,7 +262,7 @@ def test_second_sweep_into_same_directory_refuses_first_completes(tmp_path):
 def test_lock_is_exclusive_and_a_dead_holders_lock_is_taken_over(tmp_path):
     lock = sw.SweepLock(tmp_path)
     lock.acquire()
-    with pytest.raises(sw.SweepLocked, match=f"process {os.getpid()} on"):
+    with pytest.raises(Locked, match=f"process {os.getpid()} on"):
         sw.SweepLock(tmp_path).acquire()
     lock.release()
     assert not (tmp_path / sw.LOCK_FILE).exists()
@@ -251,7 +274,7 @@ def test_lock_is_exclusive_and_a_dead_holders_lock_is_taken_over(tmp_path):
     assert (tmp_path / sw.LOCK_FILE).read_text().split()[1] == str(os.getpid())
     # A lock from another host cannot be checked: respected.
     (tmp_path / sw.LOCK_FILE).write_text("some-other-host 1\n")
-    with pytest.raises(sw.SweepLocked, match="process 1 on some-other-host"):
+    with pytest.raises(Locked, match="process 1 on some-other-host"):
         sw.SweepLock(tmp_path).acquire()
 
 
@@ -320,7 +343,7 @@ def test_clear_partial_removes_only_run_files_and_refuses_foreign_ones(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "ckpt", "cli.log", "losses.csv"]
     # A job without overrides gets its own directory, never the sweep directory itself,
     # and a sweep directory is never cleared as if it were a run.
-    from rnn_sweep.cli import _run_subdir
+    from rnn_sweep.hydra_glue import _run_subdir
 
     assert _run_subdir("") == "base" and _run_subdir("num_steps=2") == "num_steps=2"
     sweep = tmp_path / "sweep"
@@ -355,7 +378,7 @@ def test_sweep_directories_and_experiment_grids(tmp_path):
     assert params.num_steps == "range(1,21)" and params.seed == "0,1,2"
     assert [int(v) for v in params.state_size.split(",")] == [2, 4, 8, 16, 32]
     assert grid.data.length == 1_000_000 and grid.train.batch_size == 200 and grid.train.optimizer.lr == 0.1
-    from rnn_sweep.cli import _sweep_name
+    from rnn_sweep.hydra_glue import _sweep_name
 
     assert _sweep_name(grid.hydra.runtime.choices.experiment) == "r2rt_grid"
     assert _sweep_name(adhoc.hydra.runtime.choices.get("experiment")) == "adhoc"

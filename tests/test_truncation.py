@@ -351,5 +351,9 @@ def test_train_runs_true_style_with_its_own_update_count(tmp_path):
     summary = train(cfg, tmp_path)
     losses = pd.read_csv(tmp_path / "losses.csv")
     assert summary["style"] == "true" and summary["status"] == "completed"
-    assert summary["steps"] == 333 == losses["block_steps"].sum()
-    assert losses["step"].iloc[-1] == 333 and np.all(np.isfinite(losses["loss"]))
+    # 1000 positions per row, u=3 -> 333 updates train 999 positions (the last one dropped).
+    # Grid: 10,000 // 20 = 500 positions per block -> [0, 500) and the partial [500, 999);
+    # updates done at their ends: ceil(500 / 3) = 167 and ceil(999 / 3) = 333; data = positions * 20.
+    assert summary["steps"] == 333 and summary["data_steps"] == 999 * 20
+    assert losses["data_start"].tolist() == [0, 10_000] and losses["data_end"].tolist() == [10_000, 19_980]
+    assert losses["updates"].tolist() == [167, 333] and np.all(np.isfinite(losses["loss"]))
