@@ -4,7 +4,7 @@ The fake sweep has the shape of ``conf/experiment/r2rt_grid.yaml`` by default:
 num_steps 1..20 x state_size 2,4,8,16,32 x 3 seeds = 300 runs of one epoch of
 1M steps, batch 200, each run a directory with summary.json, losses.csv (a block
 every 10,000 time steps: 100 per run at every n) and checkpoints.csv (the
-untrained network and 10 checkpoints), written in the format ``rnn_sweep.train``
+untrained network and 10 checkpoints), written in the format ``rnn_sweep.run.train``
 writes. Loss curves fall from the know-nothing level to lag 3 and (for larger n
 and d) to lags 3+8, with noise; learned fractions rise along with them.
 
@@ -33,7 +33,7 @@ LEVELS = [("none", [], 0.6616), ("lag 3", [3], 0.5192), ("lags 3+8", [3, 8], 0.4
 
 
 def fake_run(run_dir: Path, n: int, d: int, seed: int, rng: np.random.Generator, style: str = "tf") -> None:
-    """One run directory: losses.csv, checkpoints.csv and summary.json, like rnn_sweep.train writes them."""
+    """One run directory: losses.csv, checkpoints.csv and summary.json, like rnn_sweep.run.train writes them."""
     length, batch, grid = 1_000_000, 200, 50  # 50 positions = 10,000 time steps per block
     positions = (length // batch) // n * n
     ends = np.minimum(np.arange(grid, positions + grid, grid), positions)
@@ -104,8 +104,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp) / "sweep"
         runs = make_sweep(root, range(1, args.num_steps + 1), args.state_sizes, args.seeds, args.styles)
-        from rnn_sweep.aggregate import aggregate
-        from rnn_sweep.plots import make_figures
+        from rnn_sweep.analysis.tables import aggregate
+        from rnn_sweep.analysis.plots import make_figures
 
         t0 = time.perf_counter()
         agg = aggregate(root)

@@ -5,7 +5,7 @@
 
 One epoch = the article's 1,000,000 steps cut into 200 rows -> 1000 windows of
 n=5 (one training step each). Every backend trains through the same path
-``train()`` uses: the compiled epoch of :mod:`rnn_sweep.engine` for scratch,
+``train()`` uses: the compiled epoch of :mod:`rnn_sweep.model.engine` for scratch,
 static and dynamic (with and without XLA), ``model.fit`` for keras. The first
 call includes tracing/compilation; it is followed by ``--repeats`` warm epochs on
 the same data, whose minimum and median are reported (the machine is shared, so
@@ -27,9 +27,10 @@ def measure(backend_name: str, cell: str, xla: bool, repeats: int, windows) -> d
     """First (compiling) and warm epoch times of one backend, cell and XLA choice."""
     import tensorflow as tf
 
-    from rnn_sweep import engine, optim
-    from rnn_sweep.config import RunConfig, validate
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import RunConfig, validate
+    from rnn_sweep.model.backends import build_backend
 
     cfg = RunConfig()
     cfg.model.backend, cfg.model.cell, cfg.train.xla = backend_name, cell, xla
@@ -60,9 +61,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="skip the functional backends' non-XLA (plain tf.function) rows")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from rnn_sweep import data
-    from rnn_sweep.config import RunConfig
-    from rnn_sweep.runtime import import_tf
+    from rnn_sweep.task import data
+    from rnn_sweep.task.config import RunConfig
+    from rnn_sweep.run.runtime import import_tf
 
     import_tf()
     cfg = RunConfig()  # the article: 1M steps, batch 200, n=5, d=4

@@ -40,8 +40,8 @@ def wall(cmd: list[str]) -> float:
 
 def lr_pack_child(n: int, d: int, epochs: int, out: str) -> None:
     """In this process: train_pack of len(LRS) runs that differ only in the learning rate."""
-    from rnn_sweep.config import RunConfig
-    from rnn_sweep.train import train_pack
+    from rnn_sweep.task.config import RunConfig
+    from rnn_sweep.run.train import train_pack
 
     cfgs = []
     for lr in LRS:

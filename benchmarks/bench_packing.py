@@ -12,7 +12,7 @@ real ``rnn-sweep`` console script, aggregation off, so only the runs are timed:
 * ``hydra/launcher=basic``: Hydra's basic launcher, one run per job -- what main
   did before the packing launcher (later runs of a shape reuse its compiled program);
 * the default, ``hydra/launcher=rnn_sweep``: every job validated first, then
-  8 packs, each trained by one call (``rnn_sweep.train.train_pack`` when the engine
+  8 packs, each trained by one call (``rnn_sweep.run.train.train_pack`` when the engine
   has it, else its runs one after the other in the process: the table says which).
 
 Runs alternate (basic, packed, basic, packed, ...) over ``--repeats`` so load from
@@ -40,8 +40,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
 
 
 def engine_path() -> str:
-    """How a pack trains in this checkout (see rnn_sweep.pack_runner.train_members)."""
-    import rnn_sweep.train as T
+    """How a pack trains in this checkout (see rnn_sweep.launch.hydra_jobs.train_members)."""
+    import rnn_sweep.run.train as T
 
     return "train_pack (one program per pack)" if hasattr(T, "train_pack") else "runs one by one in the process"
 

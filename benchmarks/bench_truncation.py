@@ -17,14 +17,16 @@ import argparse
 import statistics
 import time
 
-from rnn_sweep.config import DataConfig, OptimizerConfig
+from rnn_sweep.task.config import DataConfig, OptimizerConfig
 
 
 def time_style(backend, style: str, n: int, args) -> tuple[float, float, int]:
     """(first epoch incl. compile, median warm epoch, updates) for one style and n."""
     import tensorflow as tf
 
-    from rnn_sweep import data, engine, optim
+    from rnn_sweep.task import data
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
 
     params = {k: tf.constant(v) for k, v in backend.init_params([0]).items()}  # a pack of one
     hp = optim.stacked_hyperparams([OptimizerConfig()])
@@ -52,11 +54,11 @@ def main() -> None:
     parser.add_argument("--no-xla", action="store_true")
     args = parser.parse_args()
 
-    from rnn_sweep.config import ModelConfig
-    from rnn_sweep.runtime import import_tf
+    from rnn_sweep.task.config import ModelConfig
+    from rnn_sweep.run.runtime import import_tf
 
     import_tf(args.threads)
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model.backends import build_backend
 
     backend = build_backend(ModelConfig(backend=args.backend), args.state_size)
     print(f"backend={args.backend} d={args.state_size} length={args.length} batch={args.batch_size} "

@@ -29,7 +29,8 @@ def _args(be, cfg, n: int):
     """(params, opt_state, hp, xs, ys, state, eval xs) for a pack of one, in whichever API the code has."""
     import tensorflow as tf
 
-    from rnn_sweep import data, optim
+    from rnn_sweep.task import data
+    from rnn_sweep.model import optimizers as optim
 
     if hasattr(data, "pack_epoch_steps"):  # time-major steps, n a runtime tensor (this release)
         params = {k: tf.constant(v) for k, v in be.init_params([0]).items()}
@@ -52,14 +53,15 @@ def _args(be, cfg, n: int):
 def child(style: str, n: int, d: int, xla: bool = True) -> dict:
     """Measure one shape in this (fresh) process."""
     t0 = time.perf_counter()
-    from rnn_sweep.runtime import import_tf
+    from rnn_sweep.run.runtime import import_tf
 
     import_tf()
     import tensorflow as tf
 
-    from rnn_sweep import engine, optim
-    from rnn_sweep.config import RunConfig
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import RunConfig
+    from rnn_sweep.model.backends import build_backend
 
     t_import = time.perf_counter() - t0
     cfg = RunConfig(num_steps=n, state_size=d)

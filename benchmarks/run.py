@@ -98,8 +98,8 @@ def bench_single(repeats: int, workdir: Path) -> dict:
 def compile_reuse_probe() -> dict:
     """In THIS process: two article-setting runs with the same shapes, other seed and lr."""
     sys.path.insert(0, str(REPO))
-    from rnn_sweep.config import RunConfig
-    from rnn_sweep.train import train
+    from rnn_sweep.task.config import RunConfig
+    from rnn_sweep.run.train import train
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,8 +110,8 @@ def compile_reuse_probe() -> dict:
             s = train(cfg, Path(tmp) / str(i))
             out[f"run{i + 1}"] = {"first_epoch_s": s["timings"]["first_epoch_s"], "eval_s": s["timings"]["eval_s"],
                                   "warm_epoch_s": s["timings"]["warm_epoch_s"], "total_s": time.perf_counter() - t0}
-    from rnn_sweep import engine
-    from rnn_sweep.models import ScratchBackend
+    from rnn_sweep.model import engine
+    from rnn_sweep.model.backends import ScratchBackend
 
     out["epoch_traces"] = engine.epoch_fn(ScratchBackend(4), "adagrad", "tf", True, 5).program.experimental_get_tracing_count()
     return out

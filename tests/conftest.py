@@ -25,7 +25,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", ret
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
-    import rnn_sweep.cli  # noqa: F401  (registers the schema)
+    import rnn_sweep.launch.cli  # noqa: F401  (registers the schema)
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hcompose(config_name=config_name, overrides=overrides or [], return_hydra_config=return_hydra)
@@ -33,7 +33,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", ret
 
 def small_cfg(*overrides: str):
     """A validated RunConfig from conf/ with small data (fast, still learns)."""
-    from rnn_sweep.cli import to_run_config
+    from rnn_sweep.launch.cli import to_run_config
 
     base = ["data=small", "train.progress=false"]
     return to_run_config(compose(base + list(overrides)))

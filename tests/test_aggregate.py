@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rnn_sweep.aggregate import aggregate, write_tables
-from rnn_sweep.rundirs import read_losses
+from rnn_sweep.analysis.tables import aggregate, write_tables
+from rnn_sweep.analysis.rundirs import read_losses
 
 ARTICLE = [{"lag": 3, "effect": 0.5}, {"lag": 8, "effect": -0.25}]
 HEADER = "epoch,data_start,data_end,loss,updates,elapsed_s\n"  # the data grid (train.log_data_steps)
@@ -29,7 +29,7 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def H(p: float) -> float:
-    """Binary entropy in nats (independent of rnn_sweep.baselines)."""
+    """Binary entropy in nats (independent of rnn_sweep.task.baselines)."""
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
@@ -375,7 +375,7 @@ def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _main(*args) -> int:
-    from rnn_sweep.aggregate_cli import main
+    from rnn_sweep.analysis.aggregate_cli import main
 
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in args])
@@ -425,7 +425,7 @@ def test_library_never_imports_tensorflow_or_hydra(tmp_path):
     # A fresh interpreter aggregates a sweep with every figure, then lists what it imported.
     write_run(tmp_path / "sweep" / "n5", config(5, 4, 0))
     write_run(tmp_path / "sweep" / "n10", config(10, 4, 0, style="true"))
-    code = ("import sys; from rnn_sweep.aggregate_cli import run; "
+    code = ("import sys; from rnn_sweep.analysis.aggregate_cli import run; "
             f"assert run({str(tmp_path / 'sweep')!r}, {str(tmp_path / 'out')!r}, ('png',)) == 0; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'hydra', 'keras')]; "
             "assert not bad, bad")
@@ -460,8 +460,8 @@ def test_callback_aggregates_and_refuses_bad_settings(tmp_path):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    import rnn_sweep.cli  # noqa: F401  (registers the schema and resolvers conf/ uses)
-    from rnn_sweep.callbacks import AggregateCallback
+    import rnn_sweep.launch.cli  # noqa: F401  (registers the schema and resolvers conf/ uses)
+    from rnn_sweep.launch.callbacks import AggregateCallback
 
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", return_hydra_config=True)

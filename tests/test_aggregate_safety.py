@@ -1,6 +1,6 @@
 """The aggregator as a hostile user meets it: its output folder, odd sweep trees, a full disk, Ctrl-C.
 
-What must hold (rnn_sweep/outdir.py, rnn_sweep/rundirs.py): in ``--out`` only
+What must hold (rnn_sweep/analysis/outdir.py, rnn_sweep/analysis/rundirs.py): in ``--out`` only
 files it provably wrote are ever replaced or removed; one aggregation per
 ``--out`` at a time, its files moved into place as a set; run folders that are
 links, deep chains of folders and impossible ``losses.csv`` rows are named in
@@ -379,7 +379,8 @@ def test_two_aggregations_at_once_one_is_refused_and_the_set_is_one_sweeps(tmp_p
 
 
 def test_a_commit_stopped_halfway_is_marked_incomplete_and_repaired(tmp_path, monkeypatch, capsys):
-    from rnn_sweep import aggregate_cli, outdir
+    from rnn_sweep.analysis import aggregate_cli
+    from rnn_sweep.analysis import outdir
 
     s1, s2, out = sweep(tmp_path / "a"), sweep(tmp_path / "b", styles=("true",)), tmp_path / "out"
     assert aggregate_cli.run(s1, out, ("png",)) == 0
@@ -422,7 +423,7 @@ def _full_disk(real, target: str):
 def test_disk_full_while_writing_names_the_path_and_keeps_the_last_set(tmp_path, monkeypatch, capsys, target):
     from matplotlib.figure import Figure
 
-    from rnn_sweep.aggregate_cli import main
+    from rnn_sweep.analysis.aggregate_cli import main
 
     s1, s2, out = sweep(tmp_path / "a"), sweep(tmp_path / "b", styles=("true",)), tmp_path / "out"
     with pytest.raises(SystemExit) as stop:

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from conftest import small_cfg
-from rnn_sweep import oracle
-from rnn_sweep.config import ConfigError, ModelConfig
-from rnn_sweep.data import windows_to_steps
-from rnn_sweep.inits import vanilla_init
-from rnn_sweep.models import build_backend
+import oracle
+from rnn_sweep.task.config import ConfigError, ModelConfig
+from rnn_sweep.task.data import windows_to_steps
+from rnn_sweep.model.inits import vanilla_init
+from rnn_sweep.model.backends import build_backend
 
 VANILLA = ["scratch", "static", "dynamic", "keras"]
 KERAS_BASED = ["static", "dynamic", "keras"]
@@ -33,7 +33,7 @@ def _windows(W=4, B=6, n=5, seed=0):
 
 
 def _keras_fit(cell="rnn", d=4, *overrides):
-    from rnn_sweep.keras_fit import KerasFit
+    from rnn_sweep.model.keras_fit import KerasFit
 
     cfg = small_cfg("model=keras", f"model.cell={cell}", f"state_size={d}", *overrides)
     return KerasFit(build_backend(cfg.model, d), cfg)
@@ -107,7 +107,8 @@ def _epoch(name, params, xs, ys, opt="adagrad", lr=0.1):
     """One training epoch the way train() runs it for this backend."""
     import tensorflow as tf
 
-    from rnn_sweep import engine, optim
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
 
     cfg = small_cfg(f"model={name}", f"train.optimizer.name={opt}", f"train.optimizer.lr={lr}",
                     f"num_steps={xs.shape[2]}")
@@ -234,7 +235,7 @@ def test_backend_cell_errors_name_the_field():
 @pytest.mark.slow
 @pytest.mark.parametrize("name,cell", [(b, c) for b in KERAS_BASED for c in ("gru", "lstm")])
 def test_gated_cells_train(tmp_path, name, cell):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     s = train(small_cfg(f"model={name}", f"model.cell={cell}", "train.epochs=3", "train.log_every=50"), tmp_path)
     loss = pd.read_csv(tmp_path / "losses.csv")["loss"]
@@ -246,7 +247,7 @@ def test_gated_cells_train(tmp_path, name, cell):
 @pytest.mark.parametrize("name", KERAS_BASED)  # scratch: tests/test_train.py
 def test_learning_levels_of_the_article_settings(tmp_path, name):
     """n=5/d=4 learns lag 3 only (0.52 nats); n=10/d=16 learns both (toward 0.45)."""
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     s = train(small_cfg(f"model={name}", "num_steps=5", "state_size=4", "data.length=200000", "train.epochs=3"),
               tmp_path / "short")

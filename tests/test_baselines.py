@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from rnn_sweep import data
-from rnn_sweep.baselines import binary_entropy, conditional_entropy, learning_levels
-from rnn_sweep.config import DataConfig, Dependency
+from rnn_sweep.task import data
+from rnn_sweep.task.baselines import binary_entropy, conditional_entropy, learning_levels
+from rnn_sweep.task.config import DataConfig, Dependency
 
 
 def H(p):

@@ -8,8 +8,8 @@ SHAPES = ["num_steps=3", "state_size=7", "data.length=30000", "data.eval_length=
 
 
 def _fns(cfg):
-    from rnn_sweep import engine
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import engine
+    from rnn_sweep.model.backends import build_backend
 
     be = build_backend(cfg.model, cfg.state_size)
     return (engine.epoch_fn(be, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
@@ -22,7 +22,7 @@ def _traces(fns) -> tuple[int, int]:
 
 
 def test_other_seed_and_lr_do_not_retrace(tmp_path):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     first = small_cfg(*SHAPES, "seed=0", "train.optimizer.lr=0.1")
     train(first, tmp_path / "a")
@@ -40,7 +40,7 @@ def test_a_pack_traces_each_program_once_and_the_next_pack_reuses_them(tmp_path)
     """A pack of 3 compiles one epoch and one evaluation per held-out length (the checkpoints' and
     the final one) for all members; another pack of 3 with other seeds and learning rates (and the
     replicas option) compiles nothing."""
-    from rnn_sweep.train import train, train_pack
+    from rnn_sweep.run.train import train, train_pack
 
     cfgs = [small_cfg(*SHAPES, "num_steps=5", f"seed={s}", f"train.optimizer.lr={lr}")
             for s, lr in [(0, 0.1), (1, 0.2), (2, 0.3)]]
@@ -61,8 +61,8 @@ def test_other_num_steps_reuse_the_tf_style_program(tmp_path):
     """TF style: n enters the compiled epoch as a number, so runs with other num_steps (up to the
     program's buffer of 32 cells) and the same state size trace and compile nothing new; true
     style builds its program per n."""
-    from rnn_sweep import engine
-    from rnn_sweep.train import train
+    from rnn_sweep.model import engine
+    from rnn_sweep.run.train import train
 
     shapes = [s for s in SHAPES if not s.startswith("num_steps")]
     train(small_cfg(*shapes, "num_steps=2"), tmp_path / "a")
@@ -81,7 +81,7 @@ def test_other_num_steps_reuse_the_tf_style_program(tmp_path):
 
 
 def _args(cfg):
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model.backends import build_backend
 
     return (build_backend(cfg.model, cfg.state_size), cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
             cfg.num_steps)
@@ -95,9 +95,11 @@ def test_n_is_a_runtime_input_of_the_compiled_program_not_a_constant():
 
     import tensorflow as tf
 
-    from rnn_sweep import data, engine, optim
-    from rnn_sweep.config import DataConfig, RunConfig
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.task import data
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import DataConfig, RunConfig
+    from rnn_sweep.model.backends import build_backend
 
     tf.random.set_seed(0)  # determinism is on: XLA's lowering asks for a seed
     cfg = RunConfig(num_steps=3, state_size=3)

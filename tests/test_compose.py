@@ -25,8 +25,8 @@ def _setup(master_overrides):
     from hydra._internal.utils import create_config_search_path
     from hydra.types import RunMode
 
-    import rnn_sweep.cli  # noqa: F401  (schema and resolvers)
-    from rnn_sweep.compose import SweepComposer
+    import rnn_sweep.launch.cli  # noqa: F401  (schema and resolvers)
+    from rnn_sweep.launch.compose import SweepComposer
 
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF)))
     master = loader.load_configuration("config", overrides=master_overrides, run_mode=RunMode.MULTIRUN)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rnn_sweep.config import ConfigError, Dependency, RunConfig, from_dict, validate, windows_per_epoch
+from rnn_sweep.task.config import ConfigError, Dependency, RunConfig, from_dict, validate, windows_per_epoch
 
 
 def _cfg(**kw) -> RunConfig:
@@ -90,8 +90,8 @@ def test_from_dict_rejects_unknown_key():
 def test_validation_happens_before_tensorflow_import():
     code = (
         "import sys\n"
-        "from rnn_sweep.config import RunConfig, ConfigError\n"
-        "from rnn_sweep.train import train\n"
+        "from rnn_sweep.task.config import RunConfig, ConfigError\n"
+        "from rnn_sweep.run.train import train\n"
         "cfg = RunConfig(num_steps=0)\n"
         "try:\n"
         "    train(cfg, '/nonexistent/never-created')\n"
@@ -104,7 +104,7 @@ def test_validation_happens_before_tensorflow_import():
 
 # --- Booleans: exactly what YAML 1.1 reads as true/false, nothing else ------------------
 # The accepted words come from the YAML 1.1 boolean type (yaml.org/type/bool), written out
-# here by hand, not read back from rnn_sweep.config.
+# here by hand, not read back from rnn_sweep.task.config.
 YAML_TRUE = ["true", "True", "TRUE", "yes", "Yes", "on", "ON"]
 YAML_FALSE = ["false", "False", "no", "NO", "off", "Off"]
 NOT_BOOLEANS = ["maybe", "", "y", "n", "1", "0", "t", "nope", 2, 1, 0, 1.0, None, [], {}]
@@ -112,7 +112,7 @@ NOT_BOOLEANS = ["maybe", "", "y", "n", "1", "0", "t", "nope", 2, 1, 0, 1.0, None
 
 @pytest.mark.parametrize("word", YAML_TRUE + YAML_FALSE)
 def test_parse_bool_accepts_yaml_booleans(word):
-    from rnn_sweep.config import parse_bool
+    from rnn_sweep.task.config import parse_bool
 
     assert parse_bool("force", word) is (word in YAML_TRUE)
     assert parse_bool("force", word in YAML_TRUE) is (word in YAML_TRUE)
@@ -120,7 +120,7 @@ def test_parse_bool_accepts_yaml_booleans(word):
 
 @pytest.mark.parametrize("value", NOT_BOOLEANS)
 def test_parse_bool_refuses_everything_else_naming_the_field(value):
-    from rnn_sweep.config import parse_bool
+    from rnn_sweep.task.config import parse_bool
 
     with pytest.raises(ConfigError) as err:
         parse_bool("train.xla", value)
@@ -134,7 +134,7 @@ def test_schema_booleans_are_strict_through_hydra(field, value, expected):
     """OmegaConf alone turns 2 and 'y' into True for a bool field; the schema must not."""
     from conftest import compose
 
-    from rnn_sweep.cli import to_run_config
+    from rnn_sweep.launch.cli import to_run_config
 
     override = f"train.{field}={value}"
     if expected is None:
@@ -150,7 +150,7 @@ def test_force_is_strict(value, expected):
     """``bool("no")`` is True: +force=no once deleted a finished run of another config."""
     from conftest import compose
 
-    from rnn_sweep.cli import force_requested, to_run_config
+    from rnn_sweep.launch.cli import force_requested, to_run_config
 
     cfg = compose(["data=small", f"+force={value}"])
     if expected is None:
@@ -182,7 +182,7 @@ def test_deleting_a_group_gives_the_default_option(group, option):
     import yaml
     from conftest import CONF, compose
 
-    from rnn_sweep.cli import to_run_config
+    from rnn_sweep.launch.cli import to_run_config
 
     deleted = dataclasses.asdict(to_run_config(compose([f"~{group}"])))[group]
     from_file = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
@@ -196,8 +196,8 @@ def test_no_dependencies_is_a_task_with_nothing_to_learn():
 
     from conftest import compose
 
-    from rnn_sweep.baselines import learning_levels
-    from rnn_sweep.cli import to_run_config
+    from rnn_sweep.task.baselines import learning_levels
+    from rnn_sweep.launch.cli import to_run_config
 
     cfg = to_run_config(compose(["data.dependencies=[]"]))
     levels = learning_levels(cfg.data)

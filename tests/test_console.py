@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 NOISE = ("absl::InitializeLog", "oneDNN custom operations")
-SNIPPET = "from rnn_sweep.runtime import import_tf; import_tf(); print('imported')"
+SNIPPET = "from rnn_sweep.run.runtime import import_tf; import_tf(); print('imported')"
 
 
 def _run(env_extra: dict) -> subprocess.CompletedProcess:
@@ -63,10 +63,10 @@ def test_a_single_run_prints_no_native_noise_and_times_the_tensorflow_import(tmp
 @pytest.mark.slow
 def test_tensorflow_loads_without_keras_and_keras_still_imports_later():
     """``import tensorflow`` eagerly loads all of Keras 3 (~0.7 s); rnn-sweep's import skips
-    that one eager load (rnn_sweep.runtime), so a scratch run never pays for Keras, and
+    that one eager load (rnn_sweep.run.runtime), so a scratch run never pays for Keras, and
     ``import keras`` / ``tf.keras`` work as usual afterwards. A plain ``import tensorflow``
     in the same interpreter does load Keras: the first check can fail."""
-    code = ("import sys; from rnn_sweep.runtime import import_tf; tf = import_tf(); "
+    code = ("import sys; from rnn_sweep.run.runtime import import_tf; tf = import_tf(); "
             "print('keras' in sys.modules, 'keras.src.optimizers' in sys.modules); "
             "import keras; print(type(keras.optimizers.Adam()).__name__, tf.keras.layers.Dense(2).units)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -83,7 +83,7 @@ def test_collector_paused_restores_the_collector_and_freezes_what_loaded():
     counters, which the helper does not compute."""
     import gc
 
-    from rnn_sweep.runtime import collector_paused
+    from rnn_sweep.run.runtime import collector_paused
 
     assert gc.isenabled()
     frozen_before = gc.get_freeze_count()
@@ -110,7 +110,7 @@ def test_tensorflow_imports_with_the_collector_paused_and_its_objects_frozen():
     """A fresh process: after import_tf the collector is on again and TensorFlow's objects
     (hundreds of thousands) are frozen; a plain ``import tensorflow`` freezes nothing, so the
     count is the helper's doing."""
-    code = ("import gc; from rnn_sweep.runtime import import_tf; import_tf(); "
+    code = ("import gc; from rnn_sweep.run.runtime import import_tf; import_tf(); "
             "print(gc.isenabled(), gc.get_freeze_count())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,6 +1,6 @@
 """The execution core without Hydra: plan, skip, refuse, lock, clear, train, fall back, record.
 
-Every path of ``rnn-sweep`` trains through :func:`rnn_sweep.core.execute_pack`;
+Every path of ``rnn-sweep`` trains through :func:`rnn_sweep.run.core.execute_pack`;
 these tests call it directly on RunConfigs and directories, and check each
 outcome's status, exit code and console line against the files on disk and
 against lines written out by hand.
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import small_cfg
-from rnn_sweep import core
-from rnn_sweep.core import Job, RunOutcome, execute_pack
+from rnn_sweep.run import core
+from rnn_sweep.run.core import Job, RunOutcome, execute_pack
 
 TINY = ("data.length=2000", "data.eval_length=1000")
 
@@ -141,7 +141,7 @@ def test_a_partial_run_is_cleared_and_retrained_a_foreign_file_refuses(tmp_path)
 
 
 def test_a_training_error_is_recorded_in_the_schema_of_every_record(tmp_path, monkeypatch):
-    import rnn_sweep.train as T
+    import rnn_sweep.run.train as T
 
     ok_dir, bad_dir = tmp_path / "ok", tmp_path / "bad"
     [ok] = execute_pack([Job(small_cfg(*TINY), ok_dir)])
@@ -164,7 +164,7 @@ def test_a_training_error_is_recorded_in_the_schema_of_every_record(tmp_path, mo
 # --- packs, fallback, locks: fake training, no TensorFlow -------------------------------
 
 def test_a_pack_trains_as_one_call_without_its_finished_member(tmp_path, monkeypatch, no_tf):
-    import rnn_sweep.train as T
+    import rnn_sweep.run.train as T
 
     calls = []
 
@@ -190,7 +190,7 @@ def test_a_pack_trains_as_one_call_without_its_finished_member(tmp_path, monkeyp
 
 
 def test_a_pack_that_cannot_train_as_one_is_trained_run_by_run(tmp_path, monkeypatch, no_tf):
-    import rnn_sweep.train as T
+    import rnn_sweep.run.train as T
 
     def broken_pack(cfgs, run_dirs, threads=0):
         raise RuntimeError("whole pack failed")
@@ -211,8 +211,8 @@ def test_a_pack_that_cannot_train_as_one_is_trained_run_by_run(tmp_path, monkeyp
 def test_a_failure_record_that_cannot_be_written_says_so(tmp_path, monkeypatch, no_tf):
     import errno
 
-    import rnn_sweep.records as R
-    import rnn_sweep.train as T
+    import rnn_sweep.run.records as R
+    import rnn_sweep.run.train as T
 
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -232,7 +232,7 @@ def start_time(pid: int) -> str:
 
 
 def test_a_run_a_live_process_holds_is_refused_and_left_alone(tmp_path, monkeypatch, no_tf):
-    import rnn_sweep.train as T
+    import rnn_sweep.run.train as T
 
     monkeypatch.setattr(T, "train", lambda *a, **k: pytest.fail("a locked run must not train"))
     holder = subprocess.Popen(["sleep", "60"])
@@ -252,7 +252,7 @@ def test_a_run_a_live_process_holds_is_refused_and_left_alone(tmp_path, monkeypa
 
 
 def test_a_caller_holding_the_lock_trains_without_taking_it(tmp_path, monkeypatch, no_tf):
-    import rnn_sweep.train as T
+    import rnn_sweep.run.train as T
 
     monkeypatch.setattr(T, "train", lambda cfg, run_dir, overwrite=False: fake_summary(cfg))
     run = tmp_path / "r"
@@ -263,7 +263,7 @@ def test_a_caller_holding_the_lock_trains_without_taking_it(tmp_path, monkeypatc
 
 
 def test_an_interrupt_stops_the_pack_and_releases_its_locks(tmp_path, monkeypatch, no_tf):
-    import rnn_sweep.train as T
+    import rnn_sweep.run.train as T
 
     def interrupted(cfg, run_dir, overwrite=False):
         assert (Path(run_dir) / ".run.lock").exists()

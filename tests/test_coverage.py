@@ -8,7 +8,7 @@ What the aggregator draws and tabulates, and what each claims:
 * spreads in the figures: "range over the N seeds" -- claims no coverage; its
   chance of holding the median of a continuous distribution is 1 - 2^(1-N)
   (75% at 3 seeds), which is why the figures name it a range, never a CI;
-* the Student-t interval (rnn_sweep.stats.t_interval, not drawn or tabulated):
+* the Student-t interval (rnn_sweep.analysis.stats.t_interval, not drawn or tabulated):
   95% for normally spread seeds, but for seeds on two levels (the n=2, d=4
   losses: lag 3 learned or not) at 3 seeds it covers only when the seeds do not
   all agree: 1 - p^3 - (1-p)^3, 75% for an even split. No interval that knows
@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pytest
 
-from rnn_sweep.stats import clopper_pearson, t_interval
+from rnn_sweep.analysis.stats import clopper_pearson, t_interval
 
 DRAWS = 4000  # Monte Carlo standard error of a 95% coverage: sqrt(.95 .05 / 4000) = 0.0034
 L_NONE, L_LAG3 = 0.6616, 0.5192  # the article's levels: nothing learned, lag 3 learned (nats)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnn_sweep import data
-from rnn_sweep.config import DataConfig, Dependency
+from rnn_sweep.task import data
+from rnn_sweep.task.config import DataConfig, Dependency
 
 
 def article_gen_data(X: np.ndarray, U: np.ndarray) -> np.ndarray:

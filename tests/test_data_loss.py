@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from rnn_sweep import locks, packing
+from rnn_sweep.run import locks
+from rnn_sweep.run import packing
 from test_safety_runs import TINY, NO_AGG, error_lines
 from test_sweeps import popen_cli, wait_for
 
@@ -206,7 +207,7 @@ def test_a_reused_pid_never_holds_a_lock(tmp_path):
 
 
 def test_taking_a_sweep_lock_removes_the_entries_of_dead_workers(tmp_path):
-    from rnn_sweep.sweep import SweepLock
+    from rnn_sweep.run.job import SweepLock
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -290,8 +291,8 @@ def test_an_error_inside_the_run_check_is_a_one_line_refusal(tmp_path):
 
 DISK_FULL_FOR_SEED_1 = """
 import builtins, errno, pathlib
-import rnn_sweep.train as T
-import rnn_sweep.cli as C
+import rnn_sweep.run.train as T
+import rnn_sweep.launch.cli as C
 
 def full():
     return OSError(errno.ENOSPC, "No space left on device")  # what write() raises: no file name
@@ -434,7 +435,7 @@ def test_ctrl_c_of_a_single_run_is_one_line_exit_130(tmp_path):
 
 IMPORT_SLOWLY = """
 import os, time
-import rnn_sweep.runtime as R
+import rnn_sweep.run.runtime as R
 _real = R._import_tensorflow_without_keras
 def slow_import():
     os.write(2, b"TensorFlow start-up line, never shown unless verbose\\n")  # as its native code writes to fd 2

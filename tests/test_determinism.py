@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, small_cfg
-from rnn_sweep import config as C
+from rnn_sweep.task import config as C
 
 TINY = ["data.length=16000", "data.eval_length=8000", "train.log_every=5", "train.epochs=2"]
 
@@ -44,7 +44,7 @@ def combos() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("backend,cell,style", combos())
 def test_same_seed_same_results_every_backend_and_style(tmp_path, backend, cell, style):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     cfg = small_cfg(f"model.backend={backend}", f"model.cell={cell}", f"truncation.style='{style}'",
                     "num_steps=4", "seed=3", *TINY)
@@ -76,7 +76,7 @@ def test_parallel_launcher_is_deterministic(tmp_path):
 
 @pytest.mark.parametrize("style", ["tf", "true"])
 def test_a_pack_is_byte_identical_across_reruns(tmp_path, style):
-    from rnn_sweep.train import train_pack
+    from rnn_sweep.run.train import train_pack
 
     cfgs = [small_cfg(f"truncation.style='{style}'", "num_steps=4", f"seed={s}", f"train.optimizer.lr={lr}", *TINY)
             for s, lr in [(3, 0.1), (4, 0.3)]]

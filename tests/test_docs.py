@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from rnn_sweep.config import REQUIRED, RunConfig
+from rnn_sweep.task.config import REQUIRED, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -198,7 +198,7 @@ def help_footer() -> str:
 
 
 def aggregate_option_strings() -> list[str]:
-    from rnn_sweep.aggregate_cli import build_parser
+    from rnn_sweep.analysis.aggregate_cli import build_parser
 
     return [opt for action in build_parser()._actions for opt in action.option_strings]
 
@@ -212,7 +212,7 @@ def configuration_md() -> str:
 
 def test_schema_walk_finds_the_keys_a_hand_count_gives():
     keys = schema_keys()
-    # By hand from rnn_sweep/config.py: 3 top-level + data 6 (+2 dependency fields) + model 3
+    # By hand from rnn_sweep/task/config.py: 3 top-level + data 6 (+2 dependency fields) + model 3
     # + train 17 (epochs, batch_size, log_every, log_updates, log_data_steps, checkpoints,
     # checkpoint_spacing, checkpoint_eval_length, final_fraction, stop_patience, stop_tolerance,
     # max_data_steps, xla, threads, progress, replicas, diverge_loss) + optimizer 6 + truncation 2.

@@ -23,7 +23,7 @@ def sweep_params(experiment: str) -> dict[str, list[str]]:
     """The experiment's ``hydra.sweeper.params``: key -> its values as override strings."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from rnn_sweep.cli import CONF_DIR  # noqa: F401  (registers the schema and resolvers)
+    from rnn_sweep.launch.cli import CONF_DIR  # noqa: F401  (registers the schema and resolvers)
 
     params = compose([f"experiment={experiment}"], return_hydra=True).hydra.sweeper.params or {}
     parser = OverridesParser.create()
@@ -39,7 +39,7 @@ def expand(experiment: str):
     """Every job of the experiment's sweep as (overrides, validated RunConfig)."""
     from omegaconf import OmegaConf
 
-    from rnn_sweep.cli import to_run_config
+    from rnn_sweep.launch.cli import to_run_config
 
     params = sweep_params(experiment)
     groups = [k for k in params if (CONF / k).is_dir()]
@@ -80,8 +80,8 @@ def test_every_experiment_composes_and_every_job_validates(experiment):
 
 def test_experiment_expansion_can_fail(monkeypatch):
     """A job the schema refuses is reported (the expansion really validates)."""
-    import rnn_sweep.cli as cli
-    from rnn_sweep.config import ConfigError
+    import rnn_sweep.launch.cli as cli
+    from rnn_sweep.task.config import ConfigError
 
     real = cli.to_run_config
 

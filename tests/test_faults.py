@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, small_cfg
-from rnn_sweep.train import ResultsWriteError, train, write_json_atomic
+from rnn_sweep.run.train import ResultsWriteError, train, write_json_atomic
 
 
 @pytest.fixture

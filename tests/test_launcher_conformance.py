@@ -20,7 +20,7 @@ from hydra_plugins.rnn_sweep_launcher.rnn_sweep_launcher import RnnSweepLauncher
 def hydra_version_base_as_in_hydras_own_tests():
     """Run each suite test under an unset version_base, as Hydra's own test runs do.
 
-    Importing rnn_sweep.cli (other test modules do) runs ``@hydra.main(version_base="1.3")``,
+    Importing rnn_sweep.launch.cli (other test modules do) runs ``@hydra.main(version_base="1.3")``,
     which sets Hydra's process-wide version base; the suites expect 1.1's defaults (jobs chdir).
     """
     from hydra import version

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from test_aggregate import CP_HEADER, LEARNED3, checkpoint_rows, config, write_run
 
-from rnn_sweep.aggregate import aggregate
-from rnn_sweep.stats import checkpoint_onset, median_with_censored, onset_table
+from rnn_sweep.analysis.tables import aggregate
+from rnn_sweep.analysis.stats import checkpoint_onset, median_with_censored, onset_table
 
 X = [0, 100_000, 200_000, 300_000, 400_000]
 AGG = str(Path(sys.executable).parent / "rnn-sweep-aggregate")

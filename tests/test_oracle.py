@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rnn_sweep import oracle
-from rnn_sweep.data import windows_to_steps
+import oracle
+from rnn_sweep.task.data import windows_to_steps
 
 
 def _problem(seed=0, B=3, T=4, d=3):
@@ -131,9 +131,10 @@ def test_pack_of_three_matches_the_oracle_replica_by_replica(backend, cell, styl
     every replica's losses and trained parameters are the NumPy reference's for it alone."""
     import tensorflow as tf
 
-    from rnn_sweep import engine, optim
-    from rnn_sweep.config import ModelConfig, OptimizerConfig
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import ModelConfig, OptimizerConfig
+    from rnn_sweep.model.backends import build_backend
 
     d, b, n, w = 2, 3, 3, 3
     be = build_backend(ModelConfig(backend=backend, cell=cell), d)
@@ -166,9 +167,9 @@ def test_keras_fit_pack_members_match_the_oracle(tmp_path, cell, opt):
     """model.fit trains a pack member by member; each member is the oracle's run alone."""
     import tensorflow as tf
 
-    from rnn_sweep import optim
-    from rnn_sweep.config import ModelConfig, OptimizerConfig, RunConfig
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import ModelConfig, OptimizerConfig, RunConfig
+    from rnn_sweep.model.backends import build_backend
 
     d, b, n, w = 2, 3, 3, 3
     rng = np.random.default_rng(8)
@@ -199,9 +200,10 @@ def test_an_epoch_made_in_segments_is_the_epoch_made_at_once(style, update_every
     ended with: the same losses, step losses and trained parameters as the oracle's epoch."""
     import tensorflow as tf
 
-    from rnn_sweep import engine, optim
-    from rnn_sweep.config import ModelConfig, OptimizerConfig
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import ModelConfig, OptimizerConfig
+    from rnn_sweep.model.backends import build_backend
 
     d, b, n, w = 2, 3, 3, 5
     be = build_backend(ModelConfig(backend="scratch", cell="rnn"), d)
@@ -237,9 +239,9 @@ def test_keras_fit_epoch_in_segments_matches_the_oracle():
     oracle's epoch, losses, step losses and trained parameters."""
     import tensorflow as tf
 
-    from rnn_sweep import optim
-    from rnn_sweep.config import ModelConfig, OptimizerConfig, RunConfig
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import ModelConfig, OptimizerConfig, RunConfig
+    from rnn_sweep.model.backends import build_backend
 
     d, b, n, w = 2, 3, 3, 5
     rng = np.random.default_rng(10)
@@ -275,9 +277,10 @@ def test_reservoir_control_freezes_the_cell_and_trains_the_output_layer_as_the_o
     puts it; with the flag on, the cell weights move (the test can fail)."""
     import tensorflow as tf
 
-    from rnn_sweep import engine, optim
-    from rnn_sweep.config import ModelConfig, OptimizerConfig, RunConfig
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
+    from rnn_sweep.task.config import ModelConfig, OptimizerConfig, RunConfig
+    from rnn_sweep.model.backends import build_backend
 
     d, b, n, w = 2, 3, 3, 3
     rng = np.random.default_rng(11)

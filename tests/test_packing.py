@@ -1,6 +1,6 @@
 """Sweeps in packs: up-front validation, grouping, per-run records, resume and failures.
 
-The launcher (rnn_sweep/launcher.py, default for sweeps) validates every job
+The launcher (rnn_sweep/launch/launcher.py, default for sweeps) validates every job
 before anything trains, groups runs that can share one compiled program, and
 trains each pack as one unit of work. Everything a user sees stays per run.
 Real sweeps use a smoke-sized problem (8,000 steps, 4,000 held out).
@@ -19,8 +19,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_cli, small_cfg
-from rnn_sweep import packing
-from rnn_sweep import pack_runner
+from rnn_sweep.run import packing
+from rnn_sweep.launch import hydra_jobs as pack_runner
 
 RUN_ARGS = ("data=small", "data.length=8000", "data.eval_length=4000", "train.log_every=5", "train.progress=false",
             "train.xla=false")
@@ -102,7 +102,7 @@ def test_assign_workers_keeps_programs_together_and_balances_by_hand_derived_cas
     # the article-grid slice on 2 workers (d=4 packs cheap, d=32 packs ~6x dearer): cutting the
     # packs into halves of equal time would make one worker compile both programs; whole
     # programs finish sooner (measured: 6.5-6.7 s against 6.8-7.2 s for the 16 runs)
-    from rnn_sweep.config import RunConfig
+    from rnn_sweep.task.config import RunConfig
 
     grid = [RunConfig(num_steps=n, state_size=d, seed=s) for n in (1, 5, 10, 20) for d in (4, 32) for s in (0, 1)]
     slice_packs = [[grid[i] for i in p] for p in packing.make_packs(grid)]
@@ -130,8 +130,8 @@ def test_pack_watcher_reports_each_pack_once_from_this_launchs_records(tmp_path)
 
     from omegaconf import OmegaConf
 
-    from rnn_sweep.launcher import PackWatcher
-    from rnn_sweep.pack_runner import PACK_RECORD, PackedJob
+    from rnn_sweep.launch.launcher import PackWatcher
+    from rnn_sweep.launch.hydra_jobs import PACK_RECORD, PackedJob
 
     def job(name, subdir=".hydra"):
         config = OmegaConf.create({"hydra": {"output_subdir": subdir, "sweep": {"dir": str(tmp_path), "subdir": name}}})
@@ -163,8 +163,8 @@ def test_pack_watcher_reports_each_pack_once_from_this_launchs_records(tmp_path)
 def _ret(name):
     from hydra.core.utils import JobReturn, JobStatus
 
-    from rnn_sweep.core import RunOutcome
-    from rnn_sweep.pack_runner import OUTCOME_ATTR
+    from rnn_sweep.run.core import RunOutcome
+    from rnn_sweep.launch.hydra_jobs import OUTCOME_ATTR
 
     ret = JobReturn(status=JobStatus.COMPLETED)
     setattr(ret, OUTCOME_ATTR, RunOutcome(f"/x/{name}", "skipped", {"status": "completed"}))
@@ -172,8 +172,8 @@ def _ret(name):
 
 
 def test_only_rnn_sweeps_own_task_is_recognised():
-    from rnn_sweep import cli
-    from rnn_sweep.launcher import is_rnn_sweep_task
+    from rnn_sweep.launch import cli
+    from rnn_sweep.launch.launcher import is_rnn_sweep_task
 
     assert is_rnn_sweep_task(cli.run.__wrapped__)
 
@@ -227,7 +227,7 @@ def test_job_threads_reads_the_wrapped_launchers_share(launcher, extra, expected
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from rnn_sweep.cli import job_threads
+    from rnn_sweep.launch.cli import job_threads
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"hydra/launcher={launcher}", *extra], return_hydra_config=True)
@@ -245,7 +245,7 @@ def test_job_threads_reads_the_wrapped_launchers_share(launcher, extra, expected
 @pytest.mark.slow
 def test_seed_sweep_is_one_pack_with_per_run_records_equal_to_runs_alone(tmp_path):
     args = ("-m", "seed=0,1,2", "num_steps=4", "hydra.sweep.subdir=seed${seed}", *TINY)
-    out = run_cli(*args, "hydra.sweep.dir=packed", "hydra.verbose=rnn_sweep.launcher", cwd=tmp_path)
+    out = run_cli(*args, "hydra.sweep.dir=packed", "hydra.verbose=rnn_sweep.launch.launcher", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     assert "Packing 3 jobs into 1 pack (1 x 3)" in log
@@ -348,8 +348,8 @@ def test_submitit_local_runs_one_job_per_pack(tmp_path):
 
 def test_memory_cap_counts_the_runtime_once_per_pack_not_once_per_member():
     """A pack is one process: BASE_BYTES once, then each member's own terms (by hand)."""
-    from rnn_sweep.config import BASE_BYTES, memory_terms
-    from rnn_sweep.launcher import PackingLauncher
+    from rnn_sweep.task.config import BASE_BYTES, memory_terms
+    from rnn_sweep.launch.launcher import PackingLauncher
 
     launcher = PackingLauncher(pack_memory_gb=1.0)
     budget, member = launcher._memory_cap()

@@ -17,8 +17,9 @@ from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.text import Annotation  # noqa: E402
 from test_aggregate import ARTICLE_LEVELS, CURVE, LEARNED3, LEARNED8, ONSET8, config, write_run  # noqa: E402
 
-from rnn_sweep import plot_style, plots  # noqa: E402
-from rnn_sweep.aggregate import aggregate  # noqa: E402
+from rnn_sweep.analysis import plot_style
+from rnn_sweep.analysis import plots  # noqa: E402
+from rnn_sweep.analysis.tables import aggregate  # noqa: E402
 
 # learned fraction of lag 8 per (style, num_steps) for seeds 0 and 1; lag 3 is always 1.0.
 LAG8 = {("tf", 4): (0.0, 0.2), ("tf", 12): (0.6, 0.8), ("true", 4): (0.2, 0.4), ("true", 12): (1.0, 1.0)}

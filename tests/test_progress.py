@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rnn_sweep.progress import Progress, format_seconds
+from rnn_sweep.launch.progress import Progress, format_seconds
 
 
 class FakeClock:

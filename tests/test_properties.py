@@ -16,14 +16,14 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnn_sweep import config as C
+from rnn_sweep.task import config as C
 
 COUNTS: Counter = Counter()
 THREAD_LIMIT = min(1024, 4 * (os.cpu_count() or 1))  # documented in docs/reliability.md
 
 
 def _mem_total() -> int:
-    """MemTotal of this machine in bytes, read independently of rnn_sweep.config."""
+    """MemTotal of this machine in bytes, read independently of rnn_sweep.task.config."""
     with open("/proc/meminfo") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
 

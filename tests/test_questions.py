@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from rnn_sweep.plot_questions import write_questions
-from rnn_sweep.questions import cells_per_update, equal_compute, question_runs, reservoir_table, styles_table
+from rnn_sweep.analysis.plot_questions import write_questions
+from rnn_sweep.analysis.questions import cells_per_update, equal_compute, question_runs, reservoir_table, styles_table
 
 T_2DOF = 4.302652729749464  # Student-t 97.5% quantile, 2 degrees of freedom (printed tables: 4.303)
 T_1DOF = 12.706204736174705  # 1 degree of freedom (12.706)
@@ -206,8 +206,8 @@ def test_write_questions_writes_nothing_a_sweep_cannot_answer(tmp_path):
 
 @pytest.mark.slow
 def test_real_sweep_with_the_control_end_to_end(tmp_path):
-    from rnn_sweep.aggregate import aggregate
-    from rnn_sweep.rundirs import discover_runs
+    from rnn_sweep.analysis.tables import aggregate
+    from rnn_sweep.analysis.rundirs import discover_runs
 
     sweep = tmp_path / "sweep"
     out = run_cli("-m", "data=small", "data.length=8000", "data.eval_length=4000", "num_steps=2,4", "state_size=4",
@@ -232,7 +232,7 @@ def test_real_sweep_with_the_control_end_to_end(tmp_path):
         half = T_1DOF * abs(diffs[0] - diffs[1]) / math.sqrt(2) / math.sqrt(2)
         assert row["diff_high"] - row["diff_mean"] == pytest.approx(half)
     # The aggregator writes the same table into its output and records it as its own.
-    from rnn_sweep.aggregate_cli import run as aggregate_run
+    from rnn_sweep.analysis.aggregate_cli import run as aggregate_run
 
     assert aggregate_run(sweep, tmp_path / "agg", ("png",)) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "agg/reservoir.csv"), table)

@@ -50,7 +50,7 @@ def test_smoke_sweep_with_ray_launcher(tmp_path):
     work.mkdir()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}
-    code = "from rnn_sweep.cli import main; main()"
+    code = "from rnn_sweep.launch.cli import main; main()"
     out = subprocess.run([str(py), "-c", code, "experiment=smoke", "hydra/launcher=ray",
                           "+hydra.launcher.ray.init.num_cpus=2", "hydra.callbacks.aggregate.enabled=false"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=600)

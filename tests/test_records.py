@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from rnn_sweep import oracle
-from rnn_sweep.config import from_dict
-from rnn_sweep.pack import checkpoint_stops
-from rnn_sweep.train import train
+import oracle
+from rnn_sweep.task.config import from_dict
+from rnn_sweep.run.pack import checkpoint_stops
+from rnn_sweep.run.train import train
 
 B = 20  # rows
 
@@ -82,8 +82,8 @@ def test_final_loss_is_the_mean_over_the_last_tenth_of_the_data(tmp_path):
 
 
 def test_checkpoints_csv_rows_and_the_untrained_row_against_the_oracle(tmp_path):
-    from rnn_sweep import data as D
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.task import data as D
+    from rnn_sweep.model.backends import build_backend
 
     cfg = _cfg(**{"train.epochs": 2, "train.checkpoint_spacing": "linear"})
     train(cfg, tmp_path / "r")

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from conftest import small_cfg
-from rnn_sweep import oracle
-from rnn_sweep.config import RunConfig, validate
+import oracle
+from rnn_sweep.task.config import RunConfig, validate
 
 TINY = ["num_steps=4", "state_size=5", "data.length=30000", "data.eval_length=10000", "train.log_every=25",
         "train.epochs=2"]
@@ -51,8 +51,8 @@ def test_stacked_gradients_are_each_replicas_own():
     """Slice k of a pack's gradient == the oracle's hand-derived gradient of replica k alone."""
     import tensorflow as tf
 
-    from rnn_sweep.scratch import ScratchBackend
-    from rnn_sweep.truncation import state_buffers, tf_style_window
+    from rnn_sweep.model.scratch import ScratchBackend
+    from rnn_sweep.model.truncation import state_buffers, tf_style_window
 
     be, seeds = ScratchBackend(3), [4, 9, 11]
     rng = np.random.default_rng(0)
@@ -75,7 +75,7 @@ def test_stacked_gradients_are_each_replicas_own():
     [], pytest.param(["truncation=true_bptt", "model=static", "model.cell=gru"], marks=pytest.mark.slow)])
 def test_pack_members_equal_their_runs_alone(tmp_path, extra):
     """Seeds AND learning rates differ inside the pack; every member's record is its run alone."""
-    from rnn_sweep.train import train, train_pack
+    from rnn_sweep.run.train import train, train_pack
 
     members = [(5, 0.1), (6, 0.3), (5, 0.05)]
     cfgs = [small_cfg(*TINY, *extra, f"seed={s}", f"train.optimizer.lr={lr}") for s, lr in members]
@@ -93,7 +93,7 @@ def test_pack_members_equal_their_runs_alone(tmp_path, extra):
 
 def test_diverging_member_is_isolated(tmp_path):
     """A huge learning rate diverges its own member at its step; the others finish as if alone."""
-    from rnn_sweep.train import train, train_pack
+    from rnn_sweep.run.train import train, train_pack
 
     cfgs = [small_cfg(*TINY, "train.optimizer.name=sgd", f"seed={s}", f"train.optimizer.lr={lr}",
                       "train.diverge_loss=5") for s, lr in [(1, 0.5), (2, 1e6), (3, 0.5)]]
@@ -111,7 +111,7 @@ def test_diverging_member_is_isolated(tmp_path):
 
 def test_failing_member_is_isolated(tmp_path, monkeypatch):
     """A member whose record cannot be written is recorded as failed; the others complete."""
-    from rnn_sweep import train as train_mod
+    from rnn_sweep.run import train as train_mod
 
     real = train_mod.write_json_atomic
 
@@ -130,8 +130,8 @@ def test_failing_member_is_isolated(tmp_path, monkeypatch):
 
 def test_member_whose_evaluation_fails_is_isolated(tmp_path, monkeypatch):
     """An error in one member's held-out evaluation fails that member only."""
-    from rnn_sweep import pack
-    from rnn_sweep.train import train_pack
+    from rnn_sweep.run import pack
+    from rnn_sweep.run.train import train_pack
 
     real = pack.heldout_metrics
 
@@ -149,8 +149,8 @@ def test_member_whose_evaluation_fails_is_isolated(tmp_path, monkeypatch):
 
 
 def test_pack_rejects_runs_that_differ_in_shape(tmp_path):
-    from rnn_sweep.packing import pack_key
-    from rnn_sweep.train import train_pack
+    from rnn_sweep.run.packing import pack_key
+    from rnn_sweep.run.train import train_pack
 
     a, b = small_cfg(*TINY), small_cfg(*TINY, "state_size=6", "seed=3", "train.optimizer.lr=0.2")
     with pytest.raises(ValueError, match=r"differ in state_size \(5 vs 6\)"):
@@ -163,7 +163,7 @@ def test_pack_rejects_runs_that_differ_in_shape(tmp_path):
 @pytest.mark.slow
 def test_replicas_option_is_a_pack_of_seeds(tmp_path):
     """train.replicas=3: seeds 5, 6, 7 as one pack, each its own record == the run with that seed."""
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     combined = train(small_cfg(*TINY, "seed=5", "train.replicas=3", "model=dynamic", "model.cell=lstm"),
                      tmp_path / "rep")
@@ -177,7 +177,7 @@ def test_replicas_option_is_a_pack_of_seeds(tmp_path):
 
 
 def test_existing_replica_record_is_not_overwritten(tmp_path):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     (tmp_path / "seed=1").mkdir()
     (tmp_path / "seed=1" / "summary.json").write_text("{}")
@@ -193,7 +193,7 @@ def test_replicas_work_with_every_backend_and_style():
 
 
 def test_replicas_must_be_positive():
-    from rnn_sweep.config import ConfigError
+    from rnn_sweep.task.config import ConfigError
 
     cfg = RunConfig()
     cfg.train.replicas = 0

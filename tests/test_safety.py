@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from rnn_sweep import records
+from rnn_sweep.run import records
 
 USER_FILES = {"thesis.tex": "\\documentclass{article}\n", "notes/ideas.md": "# ideas\n", "notes/.hidden": "x"}
 
@@ -188,7 +188,7 @@ def test_json_records_are_strict_nan_becomes_null(tmp_path):
 def test_learned_fraction_of_a_dependency_without_effect_is_null_with_reason():
     import numpy as np
 
-    from rnn_sweep import probe
+    from rnn_sweep.task import probe
 
     rng = np.random.default_rng(0)
     x3, x5 = rng.integers(0, 2, 1000), rng.integers(0, 2, 1000)
@@ -212,7 +212,7 @@ def test_probe_statistics_equal_the_textbook_formulas_on_model_sized_data():
     written out here, on float32 predictions over 200k int8 positions (a held-out set)."""
     import numpy as np
 
-    from rnn_sweep import probe
+    from rnn_sweep.task import probe
 
     rng = np.random.default_rng(3)
     x = rng.integers(0, 2, 200_000).astype(np.int8)
@@ -282,7 +282,7 @@ def test_memory_limit_names_estimate_and_available(tmp_path):
 
 def test_memory_estimate_formula_by_hand():
     from conftest import small_cfg
-    from rnn_sweep.config import BASE_BYTES, estimate_memory_bytes
+    from rnn_sweep.task.config import BASE_BYTES, estimate_memory_bytes
 
     cfg = small_cfg("num_steps=5", "state_size=4")  # data=small: 100k train, 50k eval, lags 3 and 8, pad
     params = (2 + 4) * 4 + 4 + 2 * 4 + 2  # W (2+d) x d, b_s, U d x 2, b_p
@@ -293,7 +293,7 @@ def test_memory_estimate_formula_by_hand():
 
 
 def test_long_run_directory_names_are_shortened_deterministically():
-    from rnn_sweep.hydra_glue import short_name
+    from rnn_sweep.launch.hydra_glue import short_name
 
     name = ",".join(f"data.dependencies.{i}=[{{lag:{100 + i},effect:0.0}}]" for i in range(12))
     assert len(name.encode()) > 255

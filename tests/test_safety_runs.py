@@ -118,9 +118,9 @@ def test_sweep_lock_is_held_while_a_killed_sweeps_worker_lives(tmp_path):
     import socket
     import subprocess
 
-    from rnn_sweep import sweep as sw
-    from rnn_sweep.locks import Locked
-    from rnn_sweep.locks import WORKERS_DIR
+    from rnn_sweep.run import job as sw
+    from rnn_sweep.run.locks import Locked
+    from rnn_sweep.run.locks import WORKERS_DIR
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -1,4 +1,4 @@
-"""rnn_sweep.stats: every expected value here is worked out by hand in the comments."""
+"""rnn_sweep.analysis.stats: every expected value here is worked out by hand in the comments."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnn_sweep.stats import band_table, boundary_table, classify_level, clopper_pearson, onset_table, t_interval, t_quantile
+from rnn_sweep.analysis.stats import band_table, boundary_table, classify_level, clopper_pearson, onset_table, t_interval, t_quantile
 
 
 def H(p: float) -> float:
-    """Binary entropy in nats (independent of rnn_sweep.baselines)."""
+    """Binary entropy in nats (independent of rnn_sweep.task.baselines)."""
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnn_sweep.config import ConfigError, from_dict, validate
-from rnn_sweep.train import epoch_limit, train, train_pack
+from rnn_sweep.task.config import ConfigError, from_dict, validate
+from rnn_sweep.run.train import epoch_limit, train, train_pack
 
 B = 20
 

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, VENV_BIN, run_cli
-import rnn_sweep.cli  # noqa: F401  (registers the config schema for compose)
-from rnn_sweep import sweep as sw
-from rnn_sweep.locks import Locked
+import rnn_sweep.launch.cli  # noqa: F401  (registers the config schema for compose)
+from rnn_sweep.run import job as sw
+from rnn_sweep.run.locks import Locked
 
 # Aggregation (a callback at the end of a sweep, tested elsewhere) is left on in the
 # first test only, to keep these tests quick.
@@ -89,7 +89,7 @@ def digests(sweep: Path, names) -> dict[str, str]:
 
 def popen_cli(*args: str, cwd: Path, prelude: str = "") -> subprocess.Popen:
     """Start ``rnn-sweep ARGS`` (optionally after some Python ``prelude``) in its own session."""
-    code = f"import sys; {prelude}\nfrom rnn_sweep.cli import main; sys.argv = ['rnn-sweep', *{list(args)!r}]; main()"
+    code = f"import sys; {prelude}\nfrom rnn_sweep.launch.cli import main; sys.argv = ['rnn-sweep', *{list(args)!r}]; main()"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -138,7 +138,7 @@ def test_smoke_joblib_launcher_matches_basic_launcher_runs(tmp_path):
     summaries = check_complete(sweep_dir(tmp_path))
     # Same seed and config -> the same training in worker processes as in-process:
     # compare a run against a sequential reference trained here (TF default threads).
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
     from conftest import small_cfg
 
     ref = train(small_cfg("experiment=smoke", "num_steps=5", "seed=1"), tmp_path / "ref")
@@ -179,7 +179,7 @@ def test_sigkill_mid_sweep_then_rerun_completes_and_keeps_finished_runs(tmp_path
 # --- failures -------------------------------------------------------------------------
 
 FAIL_SEED_1 = """
-import rnn_sweep.train as T
+import rnn_sweep.run.train as T
 _train = T.train
 def train(cfg, run_dir, overwrite=False):
     if cfg.seed == 1:
@@ -281,7 +281,7 @@ def test_lock_is_exclusive_and_a_dead_holders_lock_is_taken_over(tmp_path):
 # --- planning (no TensorFlow) -----------------------------------------------------------
 
 def _write_summary(run_dir: Path, status: str, cfg) -> None:
-    """A well-formed record (the keys rnn_sweep.records.summary_problems checks), by hand."""
+    """A well-formed record (the keys rnn_sweep.run.records.summary_problems checks), by hand."""
     import dataclasses
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -325,7 +325,7 @@ def test_plan_skip_train_mismatch_force(tmp_path, cfg_factory):
 
 
 def test_clear_partial_removes_only_run_files_and_refuses_foreign_ones(tmp_path):
-    from rnn_sweep.records import UnsafeDirectory
+    from rnn_sweep.run.records import UnsafeDirectory
 
     for name in ("losses.csv", ".summary.json.123.tmp", "summary.json", "cli.log"):
         (tmp_path / name).write_text("x")
@@ -343,7 +343,7 @@ def test_clear_partial_removes_only_run_files_and_refuses_foreign_ones(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "ckpt", "cli.log", "losses.csv"]
     # A job without overrides gets its own directory, never the sweep directory itself,
     # and a sweep directory is never cleared as if it were a run.
-    from rnn_sweep.hydra_glue import _run_subdir
+    from rnn_sweep.launch.hydra_glue import _run_subdir
 
     assert _run_subdir("") == "base" and _run_subdir("num_steps=2") == "num_steps=2"
     sweep = tmp_path / "sweep"
@@ -378,7 +378,7 @@ def test_sweep_directories_and_experiment_grids(tmp_path):
     assert params.num_steps == "range(1,21)" and params.seed == "0,1,2"
     assert [int(v) for v in params.state_size.split(",")] == [2, 4, 8, 16, 32]
     assert grid.data.length == 1_000_000 and grid.train.batch_size == 200 and grid.train.optimizer.lr == 0.1
-    from rnn_sweep.hydra_glue import _sweep_name
+    from rnn_sweep.launch.hydra_glue import _sweep_name
 
     assert _sweep_name(grid.hydra.runtime.choices.experiment) == "r2rt_grid"
     assert _sweep_name(adhoc.hydra.runtime.choices.get("experiment")) == "adhoc"

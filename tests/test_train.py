@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import small_cfg
-from rnn_sweep import oracle
-from rnn_sweep.inits import vanilla_init
-from rnn_sweep.scratch import ScratchBackend
+import oracle
+from rnn_sweep.model.inits import vanilla_init
+from rnn_sweep.model.scratch import ScratchBackend
 
 
 def numpy_forward(params, x_int, s0):
@@ -55,7 +55,9 @@ def test_scratch_unroll_matches_numpy():
 def _one_epoch(cfg, windows=1):
     import tensorflow as tf
 
-    from rnn_sweep import data, engine, optim
+    from rnn_sweep.task import data
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
 
     be = ScratchBackend(cfg.state_size)
     params = {k: tf.constant(v) for k, v in be.init_params([cfg.seed]).items()}
@@ -94,7 +96,9 @@ def test_optimizers_match_tf1_over_three_windows(name, make):
 
     lr = 0.01 if name == "adam" else 0.1
     cfg = small_cfg(f"train.optimizer.name={name}", f"train.optimizer.lr={lr}", "train.xla=false")
-    from rnn_sweep import data, engine, optim
+    from rnn_sweep.task import data
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
 
     be = ScratchBackend(cfg.state_size)
     init = be.init_params([0])
@@ -119,7 +123,7 @@ def test_optimizers_match_tf1_over_three_windows(name, make):
 
 
 def test_run_files_and_determinism(tmp_path):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     cfg = small_cfg("train.epochs=2", "num_steps=4")
     s1 = train(cfg, tmp_path / "a")
@@ -143,7 +147,7 @@ def test_run_files_and_determinism(tmp_path):
 
 
 def test_divergence_is_recorded(tmp_path):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     s = train(small_cfg("train.optimizer.name=sgd", "train.optimizer.lr=1e6", "train.diverge_loss=5"), tmp_path)
     # small data: 500 positions per row, windows of 5; the first block of 50 positions = update 10
@@ -152,7 +156,7 @@ def test_divergence_is_recorded(tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_learns_lag3_only_at_article_setting(tmp_path, seed):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     cfg = small_cfg("num_steps=5", "state_size=4", "data.length=200000", "train.epochs=3", f"seed={seed}")
     s = train(cfg, tmp_path)
@@ -163,7 +167,7 @@ def test_learns_lag3_only_at_article_setting(tmp_path, seed):
 
 
 def test_learns_both_dependencies_with_longer_truncation(tmp_path):
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     cfg = small_cfg("num_steps=10", "state_size=16", "data.length=400000", "train.epochs=4")
     s = train(cfg, tmp_path)
@@ -173,12 +177,12 @@ def test_learns_both_dependencies_with_longer_truncation(tmp_path):
 
 
 def test_automatic_threads_is_one_intra_op_thread():
-    """train.threads=0 (automatic) gives TensorFlow one intra-op thread (rnn_sweep.runtime.import_tf);
+    """train.threads=0 (automatic) gives TensorFlow one intra-op thread (rnn_sweep.run.runtime.import_tf);
     an explicit number is kept. A fresh process each: the setting is fixed once TF's runtime starts."""
     import subprocess
     import sys
 
-    code = ("from rnn_sweep.runtime import import_tf; tf = import_tf({}); "
+    code = ("from rnn_sweep.run.runtime import import_tf; tf = import_tf({}); "
             "print(tf.config.threading.get_intra_op_parallelism_threads())")
     for threads, expected in ((0, "1"), (2, "2")):
         out = subprocess.run([sys.executable, "-c", code.format(threads)], capture_output=True, text=True,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnn_sweep.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig, validate
+from rnn_sweep.task.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig, validate
 
 # ----------------------------------------------------------------------------- NumPy reference
 
@@ -112,7 +112,7 @@ def _data(b, length, seed=1):
 
 
 def _backend(name, d, cell="rnn"):
-    from rnn_sweep.models import build_backend
+    from rnn_sweep.model.backends import build_backend
 
     return build_backend(ModelConfig(backend=name, cell=cell), d)
 
@@ -120,7 +120,8 @@ def _backend(name, d, cell="rnn"):
 def _run_epoch(backend, style, P, rows_x, rows_y, n, lr, update_every=None, xla=False):
     import tensorflow as tf
 
-    from rnn_sweep import engine, optim
+    from rnn_sweep.model import engine
+    from rnn_sweep.model import optimizers as optim
 
     params = {k: tf.constant(v[None], tf.float32) for k, v in P.items()}  # a pack of one
     hp = optim.stacked_hyperparams([OptimizerConfig(name="sgd", lr=lr)])
@@ -206,7 +207,7 @@ def test_tf_style_window_is_autodiff_through_the_window_alone(backend, cell):
     the entering state but get no gradient."""
     import tensorflow as tf
 
-    from rnn_sweep import truncation
+    from rnn_sweep.model import truncation
 
     n, b, k, d, t0 = 4, 3, 2, 3, 4
     be = _backend(backend, d, cell)
@@ -245,7 +246,7 @@ def test_scratch_cell_gradient_by_hand_is_autodiff(d):
     later cells."""
     import tensorflow as tf
 
-    from rnn_sweep.scratch import ScratchBackend
+    from rnn_sweep.model.scratch import ScratchBackend
 
     k, b, scale = 2, 5, 0.25
     be = ScratchBackend(d)
@@ -281,7 +282,7 @@ def test_scratch_cell_gradient_by_hand_is_autodiff(d):
 def test_true_style_loss_reaches_exactly_n_inputs(n, u, t0, backend, cell):
     import tensorflow as tf
 
-    from rnn_sweep.truncation import start_states, true_step_losses
+    from rnn_sweep.model.truncation import start_states, true_step_losses
 
     b, length, d, k = 2, 14, 3, 2  # a pack of two: no loss may reach the other replica's inputs
     be = _backend(backend, d, cell)
@@ -344,7 +345,7 @@ def test_train_runs_true_style_with_its_own_update_count(tmp_path):
     import pandas as pd
 
     from conftest import small_cfg
-    from rnn_sweep.train import train
+    from rnn_sweep.run.train import train
 
     cfg = small_cfg("truncation=true_bptt", "num_steps=5", "truncation.update_every=3", "state_size=3",
                     "data.length=20000", "data.eval_length=2000", "train.batch_size=20")

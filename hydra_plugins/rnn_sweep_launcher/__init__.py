@@ -1,4 +1,4 @@
-"""rnn-sweep's launcher plugin for Hydra (the logic lives in :mod:`rnn_sweep.launcher`).
+"""rnn-sweep's launcher plugin for Hydra (the logic lives in :mod:`rnn_sweep.launch.launcher`).
 
 Hydra instantiates launchers only from the ``hydra_plugins`` namespace package,
 so this package (installed with rnn-sweep; ``hydra_plugins`` itself has no

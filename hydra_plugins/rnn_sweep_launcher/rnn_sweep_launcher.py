@@ -1,6 +1,6 @@
-"""The launcher class Hydra instantiates; see :class:`rnn_sweep.launcher.PackingLauncher`."""
+"""The launcher class Hydra instantiates; see :class:`rnn_sweep.launch.launcher.PackingLauncher`."""
 
-from rnn_sweep import launcher as _impl
+from rnn_sweep.launch import launcher as _impl
 
 
 class RnnSweepLauncher(_impl.PackingLauncher):

@@ -1,0 +1,3 @@
+"""Reading run directories, statistics as tidy tables, figures, the aggregate command.
+
+No TensorFlow, no Hydra."""
