@@ -49,3 +49,45 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) 
 @pytest.fixture
 def cfg_factory():
     return small_cfg
+
+
+def deep_chain(root: Path, levels: int) -> None:
+    """``root/d/d/.../d`` ``levels`` deep, made one level at a time relative to an open folder
+    (no path that long is ever formed, so it can pass PATH_MAX)."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+
+
+def remove_chain(root: Path) -> None:
+    """Remove a chain made by :func:`deep_chain` without recursion (pytest's own cleanup would recurse)."""
+    fds = [os.open(root, os.O_RDONLY)]
+    while True:
+        try:
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        except FileNotFoundError:
+            break
+    while len(fds) > 1:
+        os.close(fds.pop())
+        os.rmdir("d", dir_fd=fds[-1])
+    os.close(fds[0])
+
+
+def mounted_tmpfs(tmp_path: Path, size: str):
+    """A generator for a fixture: a tmpfs of ``size`` at tmp_path/mnt (skips where mounting is not allowed)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+

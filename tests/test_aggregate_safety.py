@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import deep_chain, remove_chain
 from test_aggregate import CP_HEADER, CURVE, HEADER, ONSET3, ONSET8, checkpoint_rows, config, grid_rows, write_run
 
 VENV_BIN = Path(sys.executable).parent
@@ -195,44 +196,20 @@ def test_linked_run_folders_are_read_once_and_every_other_link_is_named(tmp_path
     assert "4 warning(s), 4 of them about runs or folders skipped" in proc.stderr
 
 
-def _deep_chain(top: Path, depth: int) -> None:
-    """``top/d/d/.../d`` ``depth`` levels deep, built with directory descriptors (no path is ever that long)."""
-    fd = os.open(top, os.O_RDONLY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            new = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = new
-    finally:
-        os.close(fd)
-
-
-def _remove_chain(top: Path) -> None:
-    """Remove ``top/d/d/...`` from the top down (shutil.rmtree, pytest's too, recurses and would fail)."""
-    while (top / "d").exists():
-        if (top / "d" / "d").exists():
-            os.rename(top / "d" / "d", top / "t")
-            os.rmdir(top / "d")
-            os.rename(top / "t", top / "d")
-        else:
-            os.rmdir(top / "d")
-
-
 @pytest.fixture
 def chains():
     made = []
     yield made
     for top in made:
-        _remove_chain(top)
+        remove_chain(top)
 
 
 def test_a_very_deep_chain_of_folders_is_named_not_a_traceback(tmp_path, chains):
     s = sweep(tmp_path / "s", seeds=1)
     (s / ".jobs").mkdir()
     chains += [s, s / ".jobs"]
-    _deep_chain(s, 3000)  # past Python's recursion limit and past PATH_MAX (4096 bytes)
-    _deep_chain(s / ".jobs", 3000)
+    deep_chain(s, 3000)  # past Python's recursion limit and past PATH_MAX (4096 bytes)
+    deep_chain(s / ".jobs", 3000)
     proc = cli(s, "--out", tmp_path / "out", "--no-figures")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert list(pd.read_csv(tmp_path / "out" / "runs.csv")["run_id"]) == ["tf_s0"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import deep_chain, mounted_tmpfs, remove_chain, run_cli
 from rnn_sweep.run import locks
 from rnn_sweep.run import packing
 from test_safety_runs import TINY, NO_AGG, error_lines
@@ -221,33 +221,6 @@ def test_taking_a_sweep_lock_removes_the_entries_of_dead_workers(tmp_path):
 
 # --- a safety check that fails refuses --------------------------------------------------
 
-def deep_chain(root: Path, levels: int) -> None:
-    """``root/d/d/.../d`` ``levels`` deep, made one level at a time (relative to an open folder)."""
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        for _ in range(levels):
-            os.mkdir("d", dir_fd=fd)
-            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    finally:
-        os.close(fd)
-
-
-def remove_chain(root: Path) -> None:
-    """Remove a chain made by :func:`deep_chain` without recursion (pytest's own cleanup would recurse)."""
-    fds = [os.open(root, os.O_RDONLY)]
-    while True:
-        try:
-            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
-        except FileNotFoundError:
-            break
-    while len(fds) > 1:
-        os.close(fds.pop())
-        os.rmdir("d", dir_fd=fds[-1])
-    os.close(fds[0])
-
-
 def test_a_deep_folder_chain_never_leaves_a_sweep_unprotected(tmp_path):
     sweep = tmp_path / "sw"
     sweep.mkdir()
@@ -355,15 +328,7 @@ def test_a_full_disk_between_packs_still_tries_the_later_packs(tmp_path):
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    yield from mounted_tmpfs(tmp_path, "160k")
 
 
 @pytest.mark.slow

@@ -14,22 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, small_cfg
+from conftest import mounted_tmpfs, run_cli, small_cfg
 from rnn_sweep.run.train import ResultsWriteError, train, write_json_atomic
 
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    """A 256 KiB tmpfs mounted at tmp_path/mnt; yields a function to fill/freeze it."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    """A 256 KiB tmpfs mounted at tmp_path/mnt."""
+    yield from mounted_tmpfs(tmp_path, "256k")
 
 
 def fill(mnt: Path, leave_bytes: int) -> None:
