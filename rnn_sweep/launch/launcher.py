@@ -214,6 +214,7 @@ class PackingLauncher(Launcher):
             if local:  # interrupted (Ctrl-C, SIGTERM): each controller stops its pack's process
                 for job in jobs:
                     job.cancel(check=False)
+                _wait_until_done(jobs)
             raise
         return out
 
@@ -245,6 +246,20 @@ class PackingLauncher(Launcher):
         n = int(self.params.get("n_jobs") or -1)
         cores = os.cpu_count() or 1
         return max(1, n if n > 0 else cores + 1 + n)
+
+
+def _wait_until_done(jobs: Sequence[Any], timeout_s: float = 30.0) -> None:
+    """Wait (bounded) until cancelled local submitit jobs have ended: their processes hold their runs'
+    locks until they exit, and a rerun started right after the interrupt must not find them held."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(jobs)
+    while pending and time.monotonic() < deadline:
+        try:
+            pending = [job for job in pending if not job.done()]
+        except Exception:  # noqa: BLE001 -- a job whose state cannot be read: nothing to wait for
+            return
+        if pending:
+            time.sleep(0.1)
 
 
 def _run_chunk(chunk: list[int], packs: list[list[PackedJob]], callbacks: Any, task_function: Any,

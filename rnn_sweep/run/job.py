@@ -213,7 +213,11 @@ def guard_worker(sweep_dir: str | os.PathLike, sweep_pid: int | None = None) -> 
         return  # in-process launcher: the sweep lock's holder is this process
     register_worker(sweep_dir)
     die_with_parent(sweep_pid)
-    ignore_interrupts()
+    if os.getppid() == sweep_pid:
+        # A direct child (joblib) shares the terminal: Ctrl-C is the sweep's to report. A
+        # submitit worker's output goes to its own log, and a cancel reaches it as SIGINT:
+        # it must stop then (releasing its run locks), so it keeps the default handler.
+        ignore_interrupts()
     progress_bars_without_semaphores()
     logging.raiseExceptions = False  # as in the sweep process (rnn_sweep.launch.cli.main)
 
