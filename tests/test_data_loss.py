@@ -383,18 +383,26 @@ def test_ctrl_c_of_a_sweep_is_one_line_exit_130_and_a_rerun_resumes(tmp_path, la
     assert [summary(sweep / f"n{n}")["steps"] for n in (2, 5)] == [150 * 20, 150 * 8]  # 40 columns // n windows
 
 
-@pytest.mark.slow
-def test_ctrl_c_of_a_single_run_is_one_line_exit_130(tmp_path):
-    proc = popen_cli("hydra.run.dir=run", *TINY, "train.epochs=400", cwd=tmp_path)
+RUN_INTERRUPTED = ("rnn-sweep: interrupted: the run in run was stopped before it finished; rerunning the same "
+                   "command (same hydra.run.dir) trains it again")
+
+
+def interrupt_run_once(tmp_path: Path, marker: Path, *args: str, prelude: str = "") -> list[str]:
+    """Start a single run into ``run``, Ctrl-C it once ``marker`` exists; its exit code must be 130.
+    Returns the non-empty lines it printed on stderr."""
+    proc = popen_cli("hydra.run.dir=run", *TINY, *args, cwd=tmp_path, prelude=prelude)
     try:
-        wait_for(lambda: (tmp_path / "run" / "losses.csv").exists(), timeout=120, proc=proc)
-        stdout, stderr = interrupt(proc)
+        wait_for(marker.exists, timeout=120, proc=proc)
+        _, stderr = interrupt(proc)
     finally:
         proc.kill()
     assert proc.returncode == 130
-    assert [ln for ln in stderr.splitlines() if ln.strip()] == [
-        "rnn-sweep: interrupted: the run in run was stopped before it finished; rerunning the same command (same "
-        "hydra.run.dir) trains it again"]
+    return [ln for ln in stderr.splitlines() if ln.strip()]
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_single_run_is_one_line_exit_130(tmp_path):
+    assert interrupt_run_once(tmp_path, tmp_path / "run" / "losses.csv", "train.epochs=400") == [RUN_INTERRUPTED]
     assert not (tmp_path / "run" / ".run.lock").exists()
 
 
@@ -413,16 +421,7 @@ R._import_tensorflow_without_keras = slow_import
 
 @pytest.mark.slow
 def test_ctrl_c_while_tensorflow_imports_shows_none_of_its_lines(tmp_path):
-    proc = popen_cli("hydra.run.dir=run", *TINY, cwd=tmp_path, prelude=IMPORT_SLOWLY)
-    try:
-        wait_for(lambda: (tmp_path / "importing").exists(), timeout=120, proc=proc)
-        stdout, stderr = interrupt(proc)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130
-    assert [ln for ln in stderr.splitlines() if ln.strip()] == [
-        "rnn-sweep: interrupted: the run in run was stopped before it finished; rerunning the same command (same "
-        "hydra.run.dir) trains it again"]
+    assert interrupt_run_once(tmp_path, tmp_path / "importing", prelude=IMPORT_SLOWLY) == [RUN_INTERRUPTED]
 
 
 @pytest.mark.slow
