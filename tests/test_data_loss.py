@@ -402,7 +402,7 @@ def interrupt_run_once(tmp_path: Path, marker: Path, *args: str, prelude: str = 
 
 @pytest.mark.slow
 def test_ctrl_c_of_a_single_run_is_one_line_exit_130(tmp_path):
-    assert interrupt_run_once(tmp_path, tmp_path / "run" / "losses.csv", "train.epochs=400") == [RUN_INTERRUPTED]
+    assert interrupt_run_once(tmp_path, tmp_path / "run" / "losses.csv", "train.epochs=20000") == [RUN_INTERRUPTED]
     assert not (tmp_path / "run" / ".run.lock").exists()
 
 
