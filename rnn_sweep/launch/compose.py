@@ -24,12 +24,13 @@ composition, field by field including the ``hydra`` node.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
+
+from rnn_sweep.launch import hydra_private
 
 
 class SweepComposer:
@@ -42,7 +43,7 @@ class SweepComposer:
             ``loader.load_sweep_config``.
     """
 
-    def __init__(self, loader: ConfigLoaderImpl, master: DictConfig,
+    def __init__(self, loader: Any, master: DictConfig,
                  compose_fully: Optional[Callable[[DictConfig, list[str]], DictConfig]] = None) -> None:
         self.loader, self.master = loader, master
         self.compose_fully = compose_fully or loader.load_sweep_config
@@ -50,8 +51,7 @@ class SweepComposer:
         self.hydra_overrides = list(OmegaConf.to_container(master.hydra.overrides.hydra))
         self.repo = None
         if not any(o.startswith("hydra.searchpath") for o in self.hydra_overrides):
-            _, self.repo = loader._parse_overrides_and_create_caching_repo(  # noqa: SLF001
-                master.hydra.job.config_name, self.hydra_overrides)
+            self.repo = hydra_private.caching_repo(loader, master.hydra.job.config_name, self.hydra_overrides)
         self.bases: dict[tuple[str, ...], DictConfig] = {}
         self.derived = 0  # jobs composed from a base (for the debug log and tests)
 
@@ -66,7 +66,7 @@ class SweepComposer:
         if key not in self.bases:
             self.bases[key] = self.compose_fully(self.master, list(key))
         cfg = copy.deepcopy(self.bases[key])
-        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)  # noqa: SLF001 -- Hydra's own rules
+        hydra_private.apply_value_overrides(values, cfg)
         self._finish(cfg, parsed)
         self.derived += 1
         return cfg
@@ -88,8 +88,8 @@ class SweepComposer:
         task = [o for o in parsed if not o.is_hydra_override()]
         cfg.hydra.overrides.task = [o.input_line for o in task]
         job = cfg.hydra.job
-        cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=task, kv_sep=job.config.override_dirname.kv_sep,
+        cfg.hydra.job.override_dirname = hydra_private.overrides_dirname(
+            task, kv_sep=job.config.override_dirname.kv_sep,
             item_sep=job.config.override_dirname.item_sep,
             exclude_keys=job.config.override_dirname.exclude_keys)
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)

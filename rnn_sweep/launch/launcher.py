@@ -43,7 +43,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnn_sweep.launch import failures
+from rnn_sweep.launch import failures, hydra_private
 from rnn_sweep.launch.compose import SweepComposer
 from rnn_sweep.task.config import RunConfig
 from rnn_sweep.run.core import RunOutcome
@@ -52,7 +52,7 @@ from rnn_sweep.run.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describ
 from rnn_sweep.launch.progress import Progress
 
 log = logging.getLogger("rnn_sweep.launch.launcher")
-BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+BASIC = hydra_private.BASIC_LAUNCHER
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher."
 MEMORY_SHARE = 0.8  # of a pack's memory (a Slurm job's mem_gb, or this machine's share): the rest is TF itself
@@ -171,12 +171,9 @@ class PackingLauncher(Launcher):
         sweep process follows them pack by pack through their pack records
         (:class:`PackWatcher`), for the progress lines.
         """
-        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
         from joblib import Parallel, delayed
 
-        cfg = dict(self.wrapped.joblib)  # type: ignore[attr-defined]
-        cfg["backend"] = "loky"  # as the joblib plugin: its threading backend is incompatible with Hydra
-        process_joblib_cfg(cfg)
+        cfg = joblib_parallel_args(self.wrapped.joblib)  # type: ignore[attr-defined]
         chunks = assign_workers([[j.run_cfg for j in pack] for pack in packs], self._parallel_workers())
         log.info("Joblib.Parallel(%s) is launching %d packs as %d tasks (packs sharing a compiled program "
                  "on the same worker)", ",".join(f"{k}={v}" for k, v in cfg.items()), len(packs), len(chunks))
@@ -198,11 +195,11 @@ class PackingLauncher(Launcher):
     def _submitit(self, packs: list[list[PackedJob]]) -> list[list[JobReturn]]:
         executor = submitit_executor(self.wrapped)
         log.info("Submitit '%s' is launching %d packs, one job each; sweep output dir: %s",
-                 self.wrapped._EXECUTOR, len(packs), self.config.hydra.sweep.dir)  # type: ignore[attr-defined]
+                 submitit_kind(self.wrapped), len(packs), self.config.hydra.sweep.dir)
         runner = SubmititPack(self.hydra_context.callbacks, self.task_function)
         labels = [f"{number}/{len(packs)}" for number in range(1, len(packs) + 1)]
         state = Singleton.get_state()
-        local = self.wrapped._EXECUTOR == "local"  # type: ignore[attr-defined]
+        local = submitit_kind(self.wrapped) == "local"
         with _stderr_into(Path(executor.folder).parent / "controllers.log" if local else None):
             jobs = executor.map_array(runner, packs, labels, [state] * len(packs))
         out = []
@@ -393,12 +390,38 @@ def _stderr_into(path: Optional[Path]) -> Iterator[None]:
         os.close(saved)
 
 
+def joblib_parallel_args(settings: Any) -> dict:
+    """``joblib.Parallel``'s keyword arguments from the joblib plugin's settings, as that plugin makes them.
+
+    The loky backend (joblib's threading backend cannot run Hydra jobs), and
+    ``pre_dispatch``, ``batch_size`` and ``max_nbytes`` given as numbers in strings
+    turned into ints (strings such as ``2*n_jobs`` or ``1M`` stay strings).
+    """
+    cfg = {**dict(settings), "backend": "loky"}
+    for key in ("pre_dispatch", "batch_size", "max_nbytes"):
+        value = cfg.get(key)
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            cfg[key] = int(value)
+    return cfg
+
+
+def submitit_kind(wrapped: Any) -> str:
+    """``local`` or ``slurm``: which of the submitit plugin's launchers ``wrapped`` is (its public classes)."""
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
+
+    if isinstance(wrapped, LocalLauncher):
+        return "local"
+    if isinstance(wrapped, SlurmLauncher):
+        return "slurm"
+    raise TypeError(f"{type(wrapped).__name__} is not one of the submitit plugin's launchers (local, slurm)")
+
+
 def submitit_executor(wrapped: Any):
     """A submitit executor set up from a submitit plugin launcher's parameters, as that plugin does."""
     import submitit
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
-    params, kind = dict(wrapped.params), wrapped._EXECUTOR
+    params, kind = dict(wrapped.params), submitit_kind(wrapped)
     init = {"folder": params.pop("submitit_folder")}
     if "max_num_timeout" in params:
         init[f"{kind}_max_num_timeout"] = params.pop("max_num_timeout")
@@ -474,9 +497,7 @@ class ComposeOnce:
     @classmethod
     def install(cls, hydra_context: HydraContext) -> None:
         """Route ``hydra_context.config_loader.load_sweep_config`` through this hook (instance attribute)."""
-        loader = hydra_context.config_loader
-        if not isinstance(getattr(loader, "load_sweep_config", None), cls):
-            loader.load_sweep_config = cls(loader.load_sweep_config, loader)  # type: ignore[method-assign]
+        hydra_private.route_sweep_composition(hydra_context.config_loader, cls)
 
     @classmethod
     def take(cls, hydra_context: HydraContext, master: DictConfig, overrides: Sequence[str]) -> DictConfig:
@@ -585,9 +606,7 @@ def register_configs(target: str) -> list[str]:
     Returns:
         The names stored in the ``hydra/launcher`` group.
     """
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncherConf
-
-    bases: list[tuple[str, type, str]] = [("rnn_sweep", BasicLauncherConf, BASIC)]
+    bases: list[tuple[str, type, str]] = [("rnn_sweep", hydra_private.basic_launcher_conf(), BASIC)]
     try:
         from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
 
