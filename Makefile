@@ -38,7 +38,7 @@ clean-venv:
 # what is missing), is aggregated there, and its PNGs are copied to docs/figures/<experiment>-<figure>.png.
 # The experiments' headers give their run counts and times.
 FIGURE_SWEEPS ?= outputs/sweeps
-FIGURE_EXPERIMENTS ?= quickstart r2rt_grid truncation_styles backends reservoir_control
+FIGURE_EXPERIMENTS ?= quickstart r2rt_grid truncation_styles backends reservoir_control boundary_convergence
 FIGURE_DPI ?= 110
 figures: $(STAMP)
 	mkdir -p docs/figures

@@ -17,7 +17,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from rnn_sweep.analysis import plot_style as ps
-from rnn_sweep.analysis.tables import Aggregation
+from rnn_sweep.analysis.questions import FLAG
+from rnn_sweep.analysis.tables import Aggregation, gradient_boundary
 from rnn_sweep.analysis.stats import CENSORED, FIRST, REACHED, THRESHOLDS, UNTRAINED, band_table, onset_table
 
 MAX_BANDS = 8  # more lines than this in a panel: means and markers only
@@ -145,53 +146,110 @@ def _legend(fig: plt.Figure, colors: dict, key: list, panels: list) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncols=cols, frameon=False)
 
 
-def plot_boundary(agg: Aggregation) -> plt.Figure | None:
-    """Learned fraction vs n per lag (one line per state size) and the learning boundary
-    per state size, one row per other swept setting; None without probe values or
-    with a single swept n."""
-    deps = agg.deps.dropna(subset=["learned"])
-    if deps.empty or deps["num_steps"].nunique() < 2:
-        return None
-    groups, lags = agg.panel_cols, sorted(deps["lag"].unique())
+ARMS = {f"{FLAG}=True": "trained", f"{FLAG}=False": "control", f"{FLAG}=None": "trained"}
+
+
+def arm_label(label: str) -> str:
+    """A panel label with the reservoir-control setting in words ('model.train_recurrent=False'
+    -> 'control')."""
+    for raw, words in ARMS.items():
+        label = label.replace(raw, words)
+    return label
+
+
+def _boundary_rows(agg: Aggregation, deps: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """(kind, label, bands, boundary rows) per figure row: the learned fraction of each swept
+    setting (each arm of a reservoir control apart), then, with a control, trained - control
+    per seed pair (:attr:`Aggregation.gradient`) and its boundary."""
+    groups = agg.panel_cols
     bands = band_table(deps, [*groups, "lag", "state_size"], "num_steps", "learned")
-    colors = ps.colors_for("state_size", deps["state_size"])
-    parts = ps.split(bands, groups)
-    fig, axes = plt.subplots(len(parts), len(lags) + 1, squeeze=False, layout="constrained",
-                             figsize=(2.7 * (len(lags) + 1) + 0.6, 2.5 * len(parts) + 1.4))
-    drawn: set = set()
-    for row, (label, part) in enumerate(parts):
+    rows = []
+    for label, part in ps.split(bands, groups):
         key = dict(zip(groups, part[groups].iloc[0])) if groups else {}
-        for col, lag in enumerate(lags):
-            ax, sub = axes[row, col], part[part["lag"] == lag]
-            ax.set_title(ps.panel_label({"lag": lag, **key}).replace("lag=", "lag "))
-            if sub.empty:  # e.g. another rule's dependency: say so rather than draw an empty frame
-                ax.text(0.5, 0.5, "no run with a probe\nof this dependency here", ha="center", va="center",
-                        transform=ax.transAxes, color="0.4")
-                ax.set_axis_off()
-                continue
-            learned_panel(sub, "state_size", colors, lag, ax=ax, ylabel="learned fraction")
         mask = pd.Series(True, index=agg.boundary.index)
         for c, v in key.items():
             mask &= agg.boundary[c] == v
-        drawn |= boundary_panel(agg.boundary[mask], lags, ax=axes[row, -1], top=agg.boundary["n_swept_max"].max() + 1)
-        axes[row, -1].set_title("learning boundary" + (f"; {label}" if label else ""))
-    for i, ax in enumerate(axes[:, :len(lags)].flat):  # one n axis and one fraction axis in every row
+        rows.append(("learned", arm_label(label), part, agg.boundary[mask]))
+    pairs = agg.gradient.dropna(subset=["learned"]) if len(agg.gradient) else agg.gradient
+    if len(pairs) and pairs["num_steps"].nunique() > 1:
+        gg = [c for c in groups if c != FLAG]
+        gbands = band_table(pairs, [*gg, "lag", "state_size"], "num_steps", "learned", unit="seed")
+        bounds = gradient_boundary(agg.boundary)
+        for label, part in ps.split(gbands, gg):
+            key = part[gg].iloc[0] if gg else None
+            mine = bounds[(bounds[gg] == key).all(axis=1)] if gg else bounds
+            rows.append(("gradient", label, part, mine))
+    return rows
+
+
+def plot_boundary(agg: Aggregation) -> plt.Figure | None:
+    """Learned fraction vs n per lag (one line per state size) and the learning boundary
+    per state size, one row per other swept setting; with a reservoir control, a last row
+    of what was learned through the gradient (trained - control, paired by seed) and its
+    boundary. None without probe values or with a single swept n."""
+    deps = agg.deps.dropna(subset=["learned"])
+    if deps.empty or deps["num_steps"].nunique() < 2:
+        return None
+    lags = sorted(deps["lag"].unique())
+    colors = ps.colors_for("state_size", deps["state_size"])
+    rows = _boundary_rows(agg, deps)
+    fig, axes = plt.subplots(len(rows), len(lags) + 1, squeeze=False, layout="constrained",
+                             figsize=(2.7 * (len(lags) + 1) + 0.6, 2.5 * len(rows) + 1.4))
+    top = agg.boundary["n_swept_max"].max() + 1
+    drawn: set = set()
+    for r, (kind, label, part, bounds) in enumerate(rows):
+        _boundary_row(axes[r], kind, label, part, lags, colors)
+        drawn |= boundary_panel(bounds, lags, ax=axes[r, -1], top=top)
+        name = "learning boundary" if kind == "learned" else "boundary of trained − control"
+        axes[r, -1].set_title(name + (f"; {label}" if label else ""))
+    _share_axes(axes, [k for k, *_ in rows], len(lags))
+    smallest = agg.boundary["n_swept_min"].min() if agg.boundary["n_swept_min"].nunique() == 1 else None
+    _legend(fig, colors, boundary_key(lags, drawn, smallest), list(axes.flat))
+    shade = shading(len(colors), int(rows[0][2]["units"].max()))
+    notes = [f"learned fraction at the end against n: mean over seeds, {shade}; dotted: n = lag; boundary: smallest n "
+             "from which the mean stays ≥ 0.5 / ≥ 0.9, bars: range of the same over every seed (a seed that never "
+             "gets there reaches the top row)"]
+    if any(k == "gradient" for k, *_ in rows):
+        pairs = int(max(p["units"].max() for k, _, p, _ in rows if k == "gradient"))
+        notes.append(f"trained − control: each seed's learned fraction minus its reservoir control's (recurrent "
+                     f"weights frozen), mean over up to {pairs} seed pairs, shaded: their range; its boundary the same "
+                     "on these differences")
+    ps.suptitle(fig, "Where each dependency gets learned", ps.context(agg, *notes))
+    return fig
+
+
+def _boundary_row(axes, kind: str, label: str, part: pd.DataFrame, lags: list, colors: dict) -> None:
+    """One row of the boundary figure's fraction panels (one per lag)."""
+    for col, lag in enumerate(lags):
+        ax, sub = axes[col], part[part["lag"] == lag]
+        head = f"lag {lag}" + (": trained − control" if kind == "gradient" else "")
+        ax.set_title(head + (f", {label}" if label else ""))
+        if sub.empty:  # e.g. another rule's dependency: say so rather than draw an empty frame
+            ax.text(0.5, 0.5, "no run with a probe\nof this dependency here", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
+            ax.set_axis_off()
+            continue
+        learned_panel(sub, "state_size", colors, lag, ax=ax,
+                      ylabel="learned fraction" if kind == "learned" else "trained − control")
+        if kind == "gradient":  # a difference can fall below 0: the control knew more
+            ax.axhline(0.0, color="0.3", linewidth=0.8)
+            ax.set_ylim(max(-1.1, min(-0.1, float(part["min"].min()) - 0.05)), 1.1)
+
+
+def _share_axes(axes, kinds: list[str], n_lags: int) -> None:
+    """One n axis in every row; one fraction axis per kind of row (differences have their own)."""
+    for kind in dict.fromkeys(kinds):
+        panels = [ax for r, k in enumerate(kinds) if k == kind for ax in axes[r, :n_lags] if ax.axison]
+        for ax in panels[1:]:
+            ax.sharey(panels[0])
+    first = axes[0, 0]
+    for i, ax in enumerate(axes[:, :n_lags].flat):
         if i:
-            ax.sharex(axes[0, 0])
-            ax.sharey(axes[0, 0])
-        if i % len(lags):
+            ax.sharex(first)
+        if i % n_lags:
             ax.set_ylabel("")
     for ax in axes[:-1].flat:  # every row shares the x axes: name them once, under the last row
         ax.set_xlabel("")
-    smallest = agg.boundary["n_swept_min"].min() if agg.boundary["n_swept_min"].nunique() == 1 else None
-    _legend(fig, colors, boundary_key(lags, drawn, smallest), list(axes.flat))
-    shade = shading(len(colors), int(bands["units"].max()))
-    ps.suptitle(fig, "Where each dependency gets learned",
-                ps.context(agg, f"learned fraction at the end against n: mean over seeds, {shade}; dotted: n = lag; "
-                           "boundary: smallest n from which the mean stays ≥ 0.5 / "
-                           "≥ 0.9, bars: range of the same over every seed (a seed that never gets there reaches "
-                           "the top row)"))
-    return fig
 
 
 def shading(lines: int, seeds: int) -> str:

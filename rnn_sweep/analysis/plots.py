@@ -22,8 +22,9 @@ from matplotlib.ticker import EngFormatter
 from rnn_sweep.analysis import plot_style as ps
 from rnn_sweep.analysis.tables import Aggregation
 from rnn_sweep.analysis.outdir import write_atomic
-from rnn_sweep.analysis.plot_learning import plot_boundary, plot_onset, plot_truncation
+from rnn_sweep.analysis.plot_learning import arm_label, plot_boundary, plot_onset, plot_truncation
 from rnn_sweep.analysis.plot_style import split
+from rnn_sweep.analysis.questions import FLAG
 from rnn_sweep.analysis.stats import band_table
 
 FIGURES = ("grid", "boundary", "curves", "onset", "truncation")
@@ -31,10 +32,12 @@ LEARNED_LABEL = "learned fraction (1 = fully, 0 = not at all)"
 MAX_BANDS = 8  # more lines than this in a panel: means only (bands would hide each other)
 MAX_PANELS = 12  # loss-curve panels per figure; more state sizes: an evenly spread subset
 PNG_DPI = 130
+GRADIENT_CMAP = "vlag"  # diverging: blue below 0 (the control knows more), red above (the gradient adds)
 
 
 def heatmap(cell: pd.DataFrame, ax=None, cbar: bool = False, annotate: bool = True, fontsize: float = 8,
-            value: str = "learned_mean", text: str | None = None):
+            value: str = "learned_mean", text: str | None = None, limits: tuple[float, float] = (0.0, 1.0),
+            cmap=ps.LEARNED_CMAP):
     """One dependency's cells: x = num_steps, y = state_size (largest on top).
 
     Args:
@@ -44,13 +47,15 @@ def heatmap(cell: pd.DataFrame, ax=None, cbar: bool = False, annotate: bool = Tr
         cbar: draw a colour bar beside this axes.
         annotate: write each cell's value into it.
         fontsize: of the annotations.
-        value: the column coloured; shown clipped to [0, 1] (a probe's fraction can fall
-            slightly outside it: "-0.00" or "1.02" would read as an error).
+        value: the column coloured; shown clipped to ``limits`` (a probe's fraction can fall
+            slightly outside [0, 1]: "-0.00" or "1.02" would read as an error).
         text: a column of ready-made cell labels (e.g. "2/3"); default: ``value`` to two decimals.
+        limits: (low, high) of the colour scale and of the values shown.
+        cmap: the colour map (a diverging one for differences).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
-    shown = cell.assign(_v=cell[value].astype(float).clip(0.0, 1.0))
+    shown = cell.assign(_v=cell[value].astype(float).clip(*limits))
     table = shown.pivot_table(index="state_size", columns="num_steps", values="_v", dropna=False)
     table = table.sort_index(ascending=False)
     if text is None:
@@ -58,7 +63,7 @@ def heatmap(cell: pd.DataFrame, ax=None, cbar: bool = False, annotate: bool = Tr
     else:
         labels = shown.pivot_table(index="state_size", columns="num_steps", values=text, aggfunc="first",
                                    dropna=False).reindex(index=table.index, columns=table.columns).fillna("")
-    sns.heatmap(table, ax=ax, vmin=0.0, vmax=1.0, cmap=ps.LEARNED_CMAP, annot=labels.to_numpy() if annotate else False,
+    sns.heatmap(table, ax=ax, vmin=limits[0], vmax=limits[1], cmap=cmap, annot=labels.to_numpy() if annotate else False,
                 fmt="", annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white", square=False,
                 cbar=cbar, cbar_kws={"label": LEARNED_LABEL} if cbar else None)
     ax.set_xlabel(ps.LABELS["num_steps"])
@@ -84,38 +89,62 @@ def grid_geometry(nx: int, ny: int, panels: int, per_row: int) -> dict:
 
 def _grid_panels(grid: pd.DataFrame, groups: list[str]) -> list[tuple[str, pd.DataFrame, int, str]]:
     """(group label, rows, lag, what) per heatmap: for each group, the lags' mean learned
-    fractions, then the lags' shares of seeds that learned (when any run could be judged)."""
+    fractions, then the lags' shares of seeds that learned (when any run could be judged);
+    last, with a reservoir control, what the gradient learned (trained - control) per lag
+    and other swept setting, from the trained rows."""
     lags = sorted(grid["lag"].unique())
     panels = []
     for label, part in split(grid, groups):
         for what in ("mean", "share"):
             if what == "share" and not part["seeds_judged"].gt(0).any():
                 continue
-            panels += [(label, part[part["lag"] == lag], lag, what) for lag in lags if (part["lag"] == lag).any()]
+            panels += [(arm_label(label), part[part["lag"] == lag], lag, what) for lag in lags
+                       if (part["lag"] == lag).any()]
+    if "gradient_mean" in grid:
+        paired = grid[grid["gradient_pairs"].fillna(0).gt(0)]
+        for label, part in split(paired, [c for c in groups if c != FLAG]):
+            panels += [(label, part[part["lag"] == lag], lag, "gradient") for lag in lags if (part["lag"] == lag).any()]
     return panels
+
+
+def _gradient_text(grid: pd.DataFrame) -> list[str]:
+    """Cell labels of the gradient panels: the mean difference, signed, with '*' where its
+    t interval excludes 0."""
+    if "gradient_mean" not in grid:
+        return [""] * len(grid)
+    out = []
+    for m, lo, hi in zip(grid["gradient_mean"], grid["gradient_low"], grid["gradient_high"]):
+        sure = (lo > 0 or hi < 0) if pd.notna(lo) and pd.notna(hi) else False
+        out.append("" if pd.isna(m) else f"{max(-1.0, min(1.0, m)):+.2f}" + ("*" if sure else ""))
+    return out
+
+
+GRID_PANELS = {  # what -> (heatmap arguments, panel name)
+    "mean": ({}, "mean fraction"),
+    "share": ({"value": "learned_share", "text": "share_text"}, "seeds that learned it"),
+    "gradient": ({"value": "gradient_mean", "text": "gradient_text", "limits": (-1.0, 1.0), "cmap": GRADIENT_CMAP},
+                 "trained − control"),
+}
 
 
 def plot_grid(agg: Aggregation) -> plt.Figure | None:
     """Per dependency (and other swept setting): the mean learned fraction over seeds and,
-    below it, the share of seeds that learned it; None without probe values."""
+    below it, the share of seeds that learned it; with a reservoir control (runs with
+    ``model.train_recurrent`` false), each arm on its own panels and, last, the learned
+    fraction of the trained network minus its control's, paired by seed. None without
+    probe values."""
     grid = agg.grid.dropna(subset=["learned_mean"])
     if grid.empty:
         return None
-    grid = grid.assign(share_text=[f"{k}/{n}" if n else "" for k, n in zip(grid["seeds_learned"], grid["seeds_judged"])])
+    shares = [f"{k}/{n}" if n else "" for k, n in zip(grid["seeds_learned"], grid["seeds_judged"])]
+    grid = grid.assign(share_text=shares, gradient_text=_gradient_text(grid))
     panels = _grid_panels(grid, agg.panel_cols)
-    n_lags = grid["lag"].nunique()
-    geo = grid_geometry(grid["num_steps"].nunique(), grid["state_size"].nunique(), len(panels), n_lags)
+    geo = grid_geometry(grid["num_steps"].nunique(), grid["state_size"].nunique(), len(panels), grid["lag"].nunique())
     fig, axes = plt.subplots(geo["rows"], geo["cols"], squeeze=False, layout="constrained", figsize=geo["figsize"])
     flat = list(axes.flat)
-    t = agg.onset_threshold
     for i, (ax, (label, sub, lag, what)) in enumerate(zip(flat, panels)):
-        if what == "mean":
-            heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"])
-            name = "mean fraction"
-        else:
-            heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"], value="learned_share",
-                    text="share_text")
-            name = "seeds that learned it"
+        kwargs, name = GRID_PANELS[what]
+        heatmap(sub, ax=ax, annotate=geo["annotate"], fontsize=geo["fontsize"], **kwargs)
         ax.set_title((f"{label} · " if label else "") + f"lag {lag}: {name}")
         # Axis names once per column / row (tick labels stay: groups may sweep other values).
         if i + geo["cols"] < len(panels):
@@ -124,13 +153,35 @@ def plot_grid(agg: Aggregation) -> plt.Figure | None:
             ax.set_ylabel("")
     for ax in flat[len(panels):]:
         ax.set_axis_off()
-    fig.colorbar(flat[0].collections[0], ax=flat[:len(panels)], label="learned fraction or share of seeds\n"
-                 "(1 = fully / all, 0 = not at all / none)",
-                 shrink=min(1.0, 3.0 / geo["rows"]) if geo["rows"] > 3 else 1.0)
-    ps.suptitle(fig, "How much of each dependency the RNN learned",
-                ps.context(agg, "learned fraction (held-out probe at the end) clipped to [0, 1] for display, raw in "
-                           f"grid.csv; k/N: seeds whose fraction stayed ≥ {t:g} to the end"))
+    _grid_colorbars(fig, flat, panels, geo["rows"])
+    ps.suptitle(fig, "How much of each dependency the RNN learned", ps.context(agg, *_grid_notes(agg, panels)))
     return fig
+
+
+def _grid_colorbars(fig: plt.Figure, flat: list, panels: list, rows: int) -> None:
+    """One colour bar for the fractions and shares, one for the differences (when drawn)."""
+    shrink = min(1.0, 3.0 / rows) if rows > 3 else 1.0
+    plain = [ax for ax, p in zip(flat, panels) if p[3] != "gradient"]
+    diff = [ax for ax, p in zip(flat, panels) if p[3] == "gradient"]
+    fig.colorbar(plain[0].collections[0], ax=plain, label="learned fraction or share of seeds\n"
+                 "(1 = fully / all, 0 = not at all / none)", shrink=shrink)
+    if diff:
+        fig.colorbar(diff[0].collections[0], ax=diff, label="trained − control\n(learned fraction)",
+                     shrink=min(1.0, max(0.6, len(diff) / max(1, len(plain)))))
+
+
+def _grid_notes(agg: Aggregation, panels: list) -> list[str]:
+    """The grid figure's subtitle notes: what each kind of panel shows."""
+    t = agg.onset_threshold
+    notes = [f"learned fraction (held-out probe at the end) clipped to [0, 1] for display, raw in grid.csv; k/N: "
+             f"seeds whose fraction stayed ≥ {t:g} to the end"]
+    pairs = [int(v) for _, sub, _, what in panels if what == "gradient" for v in sub["gradient_pairs"]]
+    if pairs:
+        k = f"{min(pairs)}" if min(pairs) == max(pairs) else f"{min(pairs)}-{max(pairs)}"
+        notes.append(f"trained − control: the trained network's learned fraction minus its reservoir control's "
+                     f"(same seed, recurrent weights frozen), mean over {k} seed pairs, * where the Student-t 95% "
+                     "interval excludes 0, clipped to [−1, 1] for display")
+    return notes
 
 
 def curves_panel(bands: pd.DataFrame, levels: pd.DataFrame, colors: dict, ax=None, label_levels: bool = True,

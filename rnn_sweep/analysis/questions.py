@@ -414,3 +414,65 @@ def styles_table(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else [*groups, "n", "n_tf", "lag", "n_pairs"])
     return frame.drop(columns=["heldout_pairs", "learned_pairs"], errors="ignore")
+
+
+# ---------------------------------------------------------------- (a) in the grid and boundary tables
+
+FLAG = "model.train_recurrent"  # the config column that tells the two arms apart
+GRADIENT_COLUMNS = ["gradient_pairs", "gradient_trained", "gradient_control", "gradient_mean", "gradient_sd",
+                    "gradient_low", "gradient_high"]
+
+
+def trained_arm(values: pd.Series) -> pd.Series:
+    """Whether each value of the ``model.train_recurrent`` column is the trained arm: True/'true'
+    and unknown (None: a run that does not record it trained its recurrent weights, the default)."""
+    return pd.Series([_flag(v) is not False for v in values], index=values.index, dtype=bool)
+
+
+def seed_pairs(deps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Each trained run paired with its reservoir control of the same seed, per dependency.
+
+    Args:
+        deps: one row per run and dependency with ``*keys``, ``model.train_recurrent``
+            (absent or None: trained), ``seed``, ``lag``, ``learned``.
+        keys: the configuration columns partners share (seed excluded; ``num_steps`` and
+            ``state_size`` among them), ``model.train_recurrent`` not among them.
+
+    Returns:
+        Columns ``*keys``, ``seed``, ``lag``, ``trained``, ``control`` (their learned
+        fractions) and ``learned`` (trained - control: what the gradient learned; NaN where
+        either is): one row per seed that has both arms. A second run of the same arm,
+        configuration and seed (two sweeps read together) is not used: the first one counts.
+    """
+    cols = [*keys, "seed", "lag", "trained", "control", "learned"]
+    if deps.empty:
+        return pd.DataFrame(columns=cols)
+    arm = trained_arm(deps[FLAG]) if FLAG in deps else pd.Series(True, index=deps.index)
+    on = [*keys, "seed", "lag"]
+    trained = deps[arm].drop_duplicates(on)[[*on, "learned"]]
+    control = deps[~arm].drop_duplicates(on)[[*on, "learned"]]
+    both = trained.merge(control, on=on, suffixes=("_t", "_c")).rename(
+        columns={"learned_t": "trained", "learned_c": "control"})
+    both["learned"] = pd.to_numeric(both["trained"], errors="coerce") - pd.to_numeric(both["control"], errors="coerce")
+    return both[cols].sort_values(on, ignore_index=True)
+
+
+def gradient_cells(pairs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Learned through the gradient per cell: :func:`seed_pairs` summarised per (``keys``, lag).
+
+    Returns:
+        Columns ``*keys``, ``lag``, ``gradient_pairs`` (seed pairs with both values),
+        ``gradient_trained``, ``gradient_control`` (the arms' means over those pairs),
+        ``gradient_mean``, ``gradient_sd``, ``gradient_low``, ``gradient_high`` (trained -
+        control: mean, sample sd and Student-t 95% interval over the pairs, k - 1 degrees of
+        freedom; no interval with fewer than 2 pairs).
+    """
+    rows = []
+    for key, g in pairs.groupby([*keys, "lag"], dropna=False, sort=True):
+        ok = g["learned"].notna()
+        mean, sd, low, high = t_interval(g.loc[ok, "learned"])
+        rows.append({**dict(zip([*keys, "lag"], key)), "gradient_pairs": int(ok.sum()),
+                     "gradient_trained": pd.to_numeric(g.loc[ok, "trained"]).mean(),
+                     "gradient_control": pd.to_numeric(g.loc[ok, "control"]).mean(),
+                     "gradient_mean": mean, "gradient_sd": sd, "gradient_low": low, "gradient_high": high})
+    return pd.DataFrame(rows, columns=[*keys, "lag", *GRADIENT_COLUMNS])

@@ -22,13 +22,14 @@ import math
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from rnn_sweep.analysis.outdir import TABLES, WARNINGS_FILE, write_atomic
+from rnn_sweep.analysis.questions import FLAG, gradient_cells, seed_pairs, trained_arm
 from rnn_sweep.analysis.rundirs import LOSSES_FILE, SUMMARY_FILE, Run, discover_runs, read_run, rule_label
 from rnn_sweep.analysis.stats import (
     CENSORED, DEFAULT_MARGIN, DEFAULT_ONSET_THRESHOLD, LEARNED_STATUSES, UNDEFINED, boundary_table,
@@ -56,6 +57,8 @@ class Aggregation:
     warnings: list[str]
     budget: str = ""  # the training budget of the runs, e.g. "1 epoch × 1M time steps"
     onset_threshold: float = DEFAULT_ONSET_THRESHOLD
+    # questions.seed_pairs: trained minus reservoir control per seed and dependency (empty without a control)
+    gradient: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def sweep_dir(self) -> Path:
@@ -184,8 +187,20 @@ def varying_fields(runs: list[Run]) -> list[str]:
     their own columns)."""
     own = {"seed", "num_steps", "state_size", "data.dependencies", "data.input_prob", "data.base_prob", *RENAMED}
     names = sorted({k for r in runs for k in r.config} - own)
-    # A field a run does not record (older schema) is unknown there, not a different value.
-    return [n for n in names if len({json.dumps(r.config[n], sort_keys=True) for r in runs if n in r.config}) > 1]
+    # A field a run does not record (older schema) is unknown there, not a different value; except
+    # where the older runs' value is known (ASSUMED): trained runs must never pool with controls.
+    return [n for n in names if len({json.dumps(config_value(r, n), sort_keys=True) for r in runs
+                                     if n in r.config or n in ASSUMED}) > 1]
+
+
+# Fields whose value in a run that does not record them is known: versions before the reservoir
+# control trained every weight (the schema's default).
+ASSUMED = {FLAG: True}
+
+
+def config_value(run: Run, name: str):
+    """The run's value of the dotted config field ``name``; :data:`ASSUMED` where it records none."""
+    return run.config.get(name, ASSUMED.get(name))
 
 
 # Measured columns of the runs table, in order (baseline_k go before "level").
@@ -242,7 +257,7 @@ def runs_table(runs: list[Run], extra: list[str], margin: float = DEFAULT_MARGIN
                                 f"({type(err).__name__}: {str(err)[:80]})")
             continue
         rows.append({"run_id": run.run_id, "source": run.source, "source_dir": run.source_dir,
-                     **{f: run.config.get(f) for f in extra},
+                     **{f: config_value(run, f) for f in extra},
                      "rule": rule_label(run.rule), **_key_values(run), **measured})
         dep_rows += deps
     order = [*extra, "rule", *KEYS, "run_id"]
@@ -345,16 +360,32 @@ def _eng(x: float) -> str:
     return f"{x:g}"
 
 
+def _two_digits(x: float) -> float:
+    """``x`` rounded to two significant digits (8,287,200 -> 8,300,000): data amounts in subtitles."""
+    return float(f"{x:.2g}") if x else 0.0
+
+
 def budget(runs: list[Run]) -> str:
     """The training budget of the runs from their configs, e.g. '1 epoch × 1M time steps'
-    ('1-3 epochs × ...' when it varies; empty when no run records it)."""
+    ('1-3 epochs × ...' when it varies; empty when no run records it). Runs trained to a
+    criterion (``train.stop_patience`` > 0) say so, with the data they used: 'up to 10 epochs ×
+    1M ..., each run until its held-out loss stopped improving (used 1.1M-8.3M)'."""
     epochs = sorted({int(r.config["train.epochs"]) for r in runs if _finite(r.config.get("train.epochs"))})
     length = sorted({int(r.config["data.length"]) for r in runs if _finite(r.config.get("data.length"))})
     if not epochs or not length:
         return ""
     e = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
     d = _eng(length[0]) if len(length) == 1 else f"{_eng(length[0])}-{_eng(length[-1])}"
-    return f"{e} epoch{'s' if epochs[-1] != 1 else ''} × {d} time steps of training data"
+    text = f"{e} epoch{'s' if epochs[-1] != 1 else ''} × {d} time steps of training data"
+    caps = sorted({int(r.config["train.max_data_steps"]) for r in runs
+                   if _finite(r.config.get("train.max_data_steps"))})
+    if caps and caps[-1] < epochs[-1] * length[-1]:
+        text += f" (at most {'-'.join(_eng(c) for c in dict.fromkeys([caps[0], caps[-1]]))} time steps)"
+    if not any(_finite(r.config.get("train.stop_patience")) and r.config["train.stop_patience"] > 0 for r in runs):
+        return text
+    used = sorted(float(r.summary["data_steps"]) for r in runs if r.summary and _finite(r.summary.get("data_steps")))
+    spent = f" (used {_eng(_two_digits(used[0]))}-{_eng(_two_digits(used[-1]))})" if used else ""
+    return f"up to {text}, each run until its held-out loss stopped improving{spent}"
 
 
 def levels_table(runs: list[Run]) -> pd.DataFrame:
@@ -482,9 +513,63 @@ def aggregate(sweep_dirs: str | os.PathLike | Sequence[str | os.PathLike], margi
                             f"(e.g. {', '.join(twins['run_id'].head(2))}): all are kept, as extra seeds")
     with_cfg = deps.merge(runs_df[["run_id", *config_cols, "seed"]], on="run_id")
     groups = [c for c in config_cols if c not in ("num_steps", "state_size")]
-    return Aggregation(dirs, runs_df, curves_table(usable, runs_df, config_cols),
-                       grid_table(runs_df, deps, config_cols), levels_table(usable), with_cfg,
-                       boundary_table(with_cfg, groups), config_cols, warnings, budget(usable), onset_threshold)
+    grid, bounds, pairs = with_gradient(grid_table(runs_df, deps, config_cols), boundary_table(with_cfg, groups),
+                                        with_cfg, config_cols)
+    return Aggregation(dirs, runs_df, curves_table(usable, runs_df, config_cols), grid, levels_table(usable),
+                       with_cfg, bounds, config_cols, warnings, budget(usable), onset_threshold, pairs)
+
+
+GRADIENT_BOUNDARY = ["n_mean", "at_smallest", "seeds", "seeds_reached", "n_seed_min", "n_seed_median", "n_seed_max"]
+
+
+def with_gradient(grid: pd.DataFrame, bounds: pd.DataFrame, deps: pd.DataFrame,
+                  config_cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The grid and boundary tables with what was learned through the gradient, when the sweep
+    has trained runs and reservoir controls (``model.train_recurrent`` varies).
+
+    Each trained row (``model.train_recurrent`` true or unrecorded) of ``grid`` gets
+    :data:`~rnn_sweep.analysis.questions.GRADIENT_COLUMNS` (trained - control of its cell,
+    paired by seed, :func:`~rnn_sweep.analysis.questions.gradient_cells`); each trained row of
+    ``bounds`` gets ``gradient_<column>`` for the boundary columns in :data:`GRADIENT_BOUNDARY`:
+    :func:`~rnn_sweep.analysis.stats.boundary_table` computed on the paired differences (the
+    smallest n from which the mean difference, and each seed's, stays >= the threshold). Control
+    rows keep these empty: each arm's own columns stay its own, never pooled.
+
+    Returns:
+        (grid, bounds, pairs): ``pairs`` is :func:`~rnn_sweep.analysis.questions.seed_pairs`
+        (empty, and both tables unchanged, without both arms).
+    """
+    if FLAG not in config_cols or trained_arm(deps[FLAG]).nunique() < 2:
+        return grid, bounds, pd.DataFrame()
+    keys = [c for c in config_cols if c != FLAG]
+    pairs = seed_pairs(deps, keys)
+    cells = gradient_cells(pairs, keys)
+    groups = [c for c in keys if c not in ("num_steps", "state_size")]
+    gb = boundary_table(pairs, groups).rename(columns={c: f"gradient_{c}" for c in GRADIENT_BOUNDARY})
+    on = [*groups, "state_size", "lag", "threshold"]
+    return (_on_trained_rows(grid, cells, [*keys, "lag"]),
+            _on_trained_rows(bounds, gb[[*on, *(f"gradient_{c}" for c in GRADIENT_BOUNDARY)]], on), pairs)
+
+
+def gradient_boundary(bounds: pd.DataFrame) -> pd.DataFrame:
+    """The boundary of what was learned through the gradient in the shape of
+    :func:`~rnn_sweep.analysis.stats.boundary_table` (its ``gradient_<column>`` values under the
+    plain names, one row per trained row that has them; ``model.train_recurrent`` dropped): empty
+    when ``bounds`` has no gradient columns (:func:`with_gradient`)."""
+    if "gradient_seeds" not in bounds:
+        return bounds.iloc[:0]
+    rows = bounds[bounds["gradient_seeds"].notna()].drop(columns=[*GRADIENT_BOUNDARY, FLAG])
+    rows = rows.rename(columns={f"gradient_{c}": c for c in GRADIENT_BOUNDARY})
+    return rows.astype({"at_smallest": bool, "seeds": int, "seeds_reached": int}).reset_index(drop=True)
+
+
+def _on_trained_rows(table: pd.DataFrame, extra: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """``table`` with the columns of ``extra`` matched on ``on``, on its trained rows only (control rows: empty)."""
+    arm = "_trained_arm"
+    out = table.assign(**{arm: trained_arm(table[FLAG])}).merge(extra.assign(**{arm: True}), on=[*on, arm],
+                                                                  how="left")
+    counts = [c for c in ("gradient_pairs", "gradient_seeds", "gradient_seeds_reached") if c in out]
+    return out.drop(columns=arm).astype({c: "Int64" for c in counts})  # counts stay integers beside the empty rows
 
 
 def write_tables(agg: Aggregation, out_dir: str | os.PathLike) -> list[Path]:
