@@ -50,6 +50,22 @@ def test_epoch_limit_by_hand():
     assert epoch_limit(_cfg(), 0) is None
 
 
+@pytest.mark.parametrize("losses, stop_at", [
+    # falls 0.0009 per checkpoint: by the 2nd step it is 0.0018 below the best, an improvement
+    ([0.60, 0.5991, 0.5982, 0.5973, 0.5964, 0.5955, 0.5946], None),
+    # flat within the tolerance: the 3rd checkpoint after the best stops it (patience 3)
+    ([0.60, 0.5995, 0.5999, 0.5992], 3),
+    # an improvement by more than the tolerance resets the count
+    ([0.60, 0.5995, 0.598, 0.5979, 0.5978, 0.5977], 5),
+])
+def test_the_criterion_by_hand(tmp_path, losses, stop_at):
+    from rnn_sweep.run.train import MemberLog
+
+    member = MemberLog(_cfg(stop_patience=3, stop_tolerance=0.001), tmp_path)
+    stops = [member.judge(0, k, {"heldout_loss": loss}) for k, loss in enumerate(losses)]
+    assert (stops.index(True) if True in stops else None) == stop_at
+
+
 def test_a_stopped_run_is_the_run_trained_for_the_data_it_used(tmp_path):
     stopped = train(_cfg(stop_patience=2, stop_tolerance=0.01), tmp_path / "stopped")
     assert stopped["stop_reason"] == "converged"

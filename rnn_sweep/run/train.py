@@ -132,8 +132,11 @@ class MemberLog:
         loss = metrics.get("heldout_loss")
         if loss is None or not math.isfinite(loss):
             return False
+        # The best moves only on an improvement (Keras' EarlyStopping rule): a loss that falls by
+        # less than the tolerance at every checkpoint still adds up to an improvement.
         improved = loss < self.best - self.cfg.train.stop_tolerance
-        self.best = min(self.best, loss)
+        if improved:
+            self.best = loss
         if epoch < 0:  # the untrained network: a starting point, never a reason to stop
             return False
         self.wait = 0 if improved else self.wait + 1
