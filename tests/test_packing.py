@@ -130,7 +130,7 @@ def test_pack_watcher_reports_each_pack_once_from_this_launchs_records(tmp_path)
 
     from omegaconf import OmegaConf
 
-    from rnn_sweep.launch.launcher import PackWatcher
+    from rnn_sweep.launch.workers import PackWatcher
     from rnn_sweep.launch.hydra_jobs import PACK_RECORD, PackedJob
 
     def job(name, subdir=".hydra"):

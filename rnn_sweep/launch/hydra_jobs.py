@@ -1,32 +1,39 @@
-"""One pack of sweep jobs as one unit of work: per-job Hydra records, one call to the core.
+"""One pack of sweep jobs as one unit of work: each member through Hydra's ``run_job``, one call to the core.
 
 :func:`run_pack` is what a worker runs for a pack (in-process, in a joblib
-worker, or as one Slurm job through submitit). For every member it does what
-Hydra's ``run_job`` does for a job -- the job's config and output directory,
-its job log, its records (``.hydra`` files; in an rnn-sweep sweep
-``<sweep dir>/.jobs/<run>/``), the ``on_job_start`` / ``on_job_end`` callbacks,
-a :class:`~hydra.core.utils.JobReturn` -- except that the members execute as
-one call: :func:`rnn_sweep.run.core.execute_pack` (plan, skip, lock, clear, train,
-record). Each member's :class:`~rnn_sweep.run.core.RunOutcome` travels back to the
-sweep process on its JobReturn (attribute :data:`OUTCOME_ATTR`), which is how
-the launcher reports it and counts its failure.
+worker, or as one Slurm job through submitit). Every member is handed to Hydra's
+public :func:`hydra.core.utils.run_job`, so Hydra itself sets up the job (its
+config and output directory, its job log, its ``.hydra`` records -- in an
+rnn-sweep sweep ``<sweep dir>/.jobs/<run>/`` -- and the ``on_job_start`` /
+``on_job_end`` callbacks) and makes its :class:`~hydra.core.utils.JobReturn`.
+The members must still train as ONE call
+(:func:`rnn_sweep.run.core.execute_pack`: plan, skip, lock, clear, train, record),
+so the members' ``run_job`` calls are nested: member k's task enters member
+k+1's ``run_job``, and the innermost task trains the pack. Every member's job
+is therefore set up (records, log, ``on_job_start``) before anything trains,
+and each member's task then returns its own run's result: its held-out loss,
+or :class:`RunFailed` (Hydra's ``FAILED`` status) for a run that failed. Each
+member's :class:`~rnn_sweep.run.core.RunOutcome` also travels back to the sweep
+process on its JobReturn (attribute :data:`OUTCOME_ATTR`), which is how the
+launcher reports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, setup_globals
-from hydra.types import TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnn_sweep.task.config import RunConfig, parse_bool
 from rnn_sweep.run.core import DETAIL, Job, RunOutcome, execute_pack
@@ -34,10 +41,18 @@ from rnn_sweep.run.job import guard_worker
 
 log = logging.getLogger("rnn_sweep.run.pack")
 PACK_RECORD = "pack.json"  # beside Hydra's records of each member: which pack it trained in
-# On each member's JobReturn: its RunOutcome. Hydra's JobReturn has no field for it; the
-# status stays COMPLETED (a FAILED one makes Hydra's sweeper raise and skip on_multirun_end:
-# no aggregation, no lock release), and the sweep process reads the outcome from here.
-OUTCOME_ATTR = "rnn_sweep_outcome"
+OUTCOME_ATTR = "rnn_sweep_outcome"  # on each member's JobReturn: its RunOutcome (Hydra's JobReturn has no field)
+
+
+class RunFailed(Exception):
+    """A member's run failed or was refused: its task raises this, so Hydra marks its job FAILED."""
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__(outcome)  # args = (outcome,): pickles back from a worker whole
+        self.outcome = outcome
+
+    def __str__(self) -> str:
+        return str(self.outcome.error)
 
 
 @dataclass
@@ -50,18 +65,6 @@ class PackedJob:
     run_cfg: RunConfig  # validated before anything ran (rnn_sweep.launch.hydra_glue.to_run_config)
 
 
-@dataclass
-class _Member:
-    """Hydra's side of a member: its JobReturn, directories, job log, and a records problem."""
-
-    job: PackedJob
-    ret: JobReturn
-    run_dir: Path
-    records_dir: Optional[Path]
-    log_files: list[str] = field(default_factory=list)
-    problem: Optional[str] = None  # its Hydra records could not be written: it fails, the others go on
-
-
 def run_packs(packs: Sequence[Sequence[PackedJob]], callbacks: Any, task_function: TaskFunction,
               singleton_state: Optional[dict], labels: Sequence[str], launch: Optional[str] = None,
               ) -> list[list[JobReturn]]:
@@ -69,7 +72,7 @@ def run_packs(packs: Sequence[Sequence[PackedJob]], callbacks: Any, task_functio
 
     ``launch``: the launch's id, written into each member's pack record as it
     finishes, which is how the sweep process follows the progress of packs that
-    run in other processes (:class:`rnn_sweep.launch.launcher.PackWatcher`).
+    run in other processes (:class:`rnn_sweep.launch.workers.PackWatcher`).
     """
     return [run_pack(pack, callbacks, task_function, singleton_state, label, launch=launch)
             for pack, label in zip(packs, labels)]
@@ -83,7 +86,7 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
     Args:
         jobs: the pack's members (same pack key, see :func:`rnn_sweep.run.packing.pack_key`).
         callbacks: the sweep's Hydra callbacks (``hydra_context.callbacks``): only they
-            travel to the workers, not the config loader.
+            travel to the workers, not the config loader (``run_job`` reads nothing else).
         task_function: the app's task function, passed to the job callbacks only.
         singleton_state: Hydra's singletons to restore in a fresh worker process (None in-process).
         label: ``"<pack number>/<packs>"`` for the log and the pack record.
@@ -95,67 +98,122 @@ def run_pack(jobs: Sequence[PackedJob], callbacks: Any, task_function: TaskFunct
         Singleton.set_state(singleton_state)
     if jobs:
         guard_worker(str(OmegaConf.select(jobs[0].config, "hydra.sweep.dir")))
-    original = HydraConfig.instance().cfg
-    try:
-        members = [_open(job, callbacks, task_function, job_id) for job in jobs]
-        outcomes = _execute(members, label)
-        trained = [m.run_dir.name for m, o in zip(members, outcomes) if o.trained]
-        for m, outcome in zip(members, outcomes):
-            _close(m, outcome, [o.run_dir.name for o in members], trained, label, callbacks, launch)
-        return [m.ret for m in members]
-    finally:
-        HydraConfig.instance().cfg = original
-
-
-def _open(job: PackedJob, callbacks: Any, task_function: TaskFunction, job_id: Optional[str]) -> _Member:
-    """Hydra's ``run_job`` up to the task call: output dir, job log, records, ``on_job_start``."""
-    config = job.config
     if job_id is not None:
-        with open_dict(config):
-            config.hydra.job.id = job_id
-    HydraConfig.instance().set_config(config)
-    output_dir = job_output_dir(config)
-    # Hydra's run_job sets the output dir and calls set_config again, which copies the whole
-    # hydra node a second time; setting it in both places leaves the same state, copied once.
-    hydra_cfg = HydraConfig.instance().cfg
-    for node in (config.hydra.runtime, hydra_cfg.hydra.runtime):
-        with read_write(node), open_dict(node):
-            node.output_dir = output_dir
-    ret = JobReturn()
-    # The job's config without its hydra node; Hydra deep-copies all of it, then drops hydra.
-    task_cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-    OmegaConf.set_struct(task_cfg, OmegaConf.is_struct(config))
-    ret.cfg = task_cfg
-    ret.hydra_cfg = hydra_cfg  # a fresh copy per job (set_config); never changed after this
-    ret.overrides = OmegaConf.to_container(config.hydra.overrides.task)
-    ret.working_dir = os.getcwd()  # rnn-sweep runs never chdir: run directories are absolute
-    records_dir = job_records_dir(config)
-    try:
-        configure_log(config.hydra.job_logging, config.hydra.verbose)  # opens the job log
-        problem = _write_hydra_records(records_dir, task_cfg, ret.hydra_cfg, config.hydra.overrides.task)
-    except OSError as err:
-        problem = f"cannot write {err.filename or 'its job log'}: {err.strerror or err}"
-    log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    callbacks.on_job_start(config=config, task_function=task_function)
-    run_dir = Path(config.hydra.runtime.output_dir)
-    # e.g. a full disk: this job fails, the others (and later packs) go on
-    return _Member(job, ret, run_dir, records_dir, log_files, None if problem is None else f"{run_dir}: {problem}")
+        for job in jobs:
+            with open_dict(job.config):
+                job.config.hydra.job.id = job_id
+    chain = _Chain(list(jobs), HydraContext(config_loader=None, callbacks=callbacks), label, launch)
+    chain.enter(0)
+    return chain.returns
 
 
-def _write_hydra_records(records_dir: Optional[Path], task_cfg: DictConfig, hydra_cfg: DictConfig,
-                         overrides: Any) -> Optional[str]:
-    """Hydra's ``.hydra`` files of a job; on a write error the reason naming the path (nothing half-written)."""
-    if records_dir is None:
-        return None
-    path = records_dir
-    try:
-        records_dir.mkdir(parents=True, exist_ok=True)
-        for name, node in (("config.yaml", task_cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", overrides)):
-            path = records_dir / name
-            write_text_atomic(path, OmegaConf.to_yaml(node))
-    except OSError as err:
-        return f"cannot write {path}: {err.strerror or err}"
-    return None
+class _Chain:
+    """The members' nested ``run_job`` calls; the innermost task trains the whole pack."""
+
+    def __init__(self, jobs: list[PackedJob], context: HydraContext, label: str, launch: Optional[str]) -> None:
+        self.jobs, self.context, self.label, self.launch = jobs, context, label, launch
+        self.returns: list[JobReturn] = [JobReturn() for _ in jobs]
+        self.outcomes: dict[int, RunOutcome] = {}
+        self.problems: dict[int, str] = {}  # members Hydra could not set up (e.g. a full disk): they fail
+        self.log_files: list[str] = []
+        self.depth = 0  # members whose task has been entered
+
+    def enter(self, i: int) -> None:
+        """Member ``i``'s job through Hydra's ``run_job``, the later members inside its task."""
+        if i == len(self.jobs):
+            self.train()
+            return
+        job = self.jobs[i]
+        try:
+            ret = run_job(hydra_context=self.context, task_function=partial(self.member, i), config=job.config,
+                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        except Exception as err:  # noqa: BLE001 -- Hydra could not set up this job (its records, its log)
+            ret = self._not_set_up(i, err)
+        if OUTCOME_ATTR not in vars(ret):  # its task never ran (a callback raised after it, the setup before)
+            setattr(ret, OUTCOME_ATTR, self.outcomes.get(i) or RunOutcome(job_output_dir(job.config), "failed",
+                                                                             error=self.problems.get(i)))
+        self.returns[i] = ret
+
+    def _not_set_up(self, i: int, err: Exception) -> JobReturn:
+        """A member Hydra could not set up fails alone; the members after it still train."""
+        path = getattr(err, "filename", None) or "its job records"
+        self.problems.setdefault(i, f"{job_output_dir(self.jobs[i].config)}: cannot write {path}: "
+                                    f"{getattr(err, 'strerror', None) or err}")
+        if self.depth <= i:  # the chain broke before this member's task: go on with the next
+            self.depth = i + 1
+            self.enter(i + 1)
+        outcome = self.outcomes.get(i) or RunOutcome(job_output_dir(self.jobs[i].config), "failed",
+                                                     error=self.problems[i])
+        ret = JobReturn(overrides=list(self.jobs[i].overrides), status=JobStatus.FAILED,
+                        _return_value=RunFailed(outcome))
+        setattr(ret, OUTCOME_ATTR, outcome)
+        return ret
+
+    def member(self, i: int, task_cfg: DictConfig) -> float | None:
+        """Member ``i``'s task: the later members, then this run's result (its held-out loss)."""
+        self.depth = i + 1
+        self.log_files += [h.baseFilename for h in logging.getLogger().handlers
+                           if isinstance(h, logging.FileHandler)]
+        self.enter(i + 1)
+        job = self.jobs[i]
+        outcome = self.outcomes.get(i) or RunOutcome(job_output_dir(job.config), "failed",
+                                                     error=self.problems.get(i, "its pack did not finish"))
+        try:  # the later members' run_job configured their own job logs: this member's again
+            configure_log(job.config.hydra.job_logging, job.config.hydra.verbose)
+        except OSError:
+            pass  # its job log cannot be opened (a full disk): the console and the failure list still say it
+        with _console_quiet():
+            log.info("%s", result_line(outcome), extra=DETAIL)
+        self._pack_record(job, outcome)
+        _flush_logs()
+        setattr(self.returns[i], OUTCOME_ATTR, outcome)
+        if outcome.error is not None:
+            raise RunFailed(outcome)
+        return outcome.heldout_loss
+
+    def train(self) -> None:
+        """The innermost task: every member whose job was set up trains, as ONE call to the core.
+
+        While it runs, every member's job log gets its lines (the console only the
+        ones not marked :data:`rnn_sweep.run.core.DETAIL`), under the last member's
+        Hydra config and ``hydra.job.env_set``, which ``run_job`` has set.
+        """
+        from rnn_sweep.launch.hydra_glue import job_threads
+
+        ready = [i for i in range(len(self.jobs)) if i not in self.problems]
+        for i in self.problems:
+            self.outcomes[i] = RunOutcome(job_output_dir(self.jobs[i].config), "failed", error=self.problems[i])
+        if not ready:
+            return
+        first = self.jobs[ready[0]]
+        threads = job_threads(first.run_cfg.train.threads)
+        # +force=true: a sweep option, not one of the run's
+        jobs = [Job(self.jobs[i].run_cfg, Path(job_output_dir(self.jobs[i].config)),
+                    parse_bool("force", self.jobs[i].config.get("force", False))) for i in ready]
+        with _log_to(self.log_files), _console_quiet():
+            self.outcomes.update(zip(ready, execute_pack(jobs, threads, label=self.label)))
+
+    def _pack_record(self, job: PackedJob, outcome: RunOutcome) -> None:
+        records_dir = job_records_dir(job.config)
+        if records_dir is None:
+            return
+        names = [Path(job_output_dir(j.config)).name for j in self.jobs]
+        trained = [Path(o.run_dir).name for o in self.outcomes.values() if o.trained]
+        record = {"pack": self.label, "size": len(names), "members": names, "trained": trained}
+        if self.launch is not None:
+            record.update(launch=self.launch, heldout_loss=outcome.heldout_loss, line=outcome.line())
+        try:  # whole or not at all: the sweep process reads it
+            write_text_atomic(records_dir / PACK_RECORD, json.dumps(record, indent=2) + "\n")
+        except OSError as err:  # only progress reporting reads it; the run's own record is what counts
+            log.warning("cannot write %s: %s", records_dir / PACK_RECORD, err.strerror or err)
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except OSError:
+            pass  # a job log on a full disk: what it lost is reported on the console
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -180,58 +238,30 @@ def job_records_dir(config: DictConfig) -> Optional[Path]:
     return None if subdir is None else Path(job_output_dir(config)) / str(subdir)
 
 
-def _execute(members: list[_Member], label: str) -> list[RunOutcome]:
-    """The members' outcomes: one :func:`rnn_sweep.run.core.execute_pack` call for those whose records were written.
+def for_sweeper(ret: JobReturn) -> JobReturn:
+    """The JobReturn handed back to Hydra's sweeper: a FAILED one as COMPLETED with no value.
 
-    While it runs, every member's job log gets its lines (the console only the
-    ones not marked :data:`rnn_sweep.run.core.DETAIL`), under the first member's
-    ``hydra.job.env_set`` and Hydra config, as Hydra sets them around a task.
+    A failed run's job is FAILED where it ran (its ``on_job_end`` callbacks see
+    that, as for any Hydra job), and the launcher has counted it. Hydra's
+    sweepers raise on the first FAILED return they read, which ends the multirun
+    before ``on_multirun_end``: the finished runs would not be aggregated and the
+    sweep lock not released. rnn-sweep's contract is that a sweep finishes,
+    aggregates what finished and then exits 1 listing what failed
+    (:func:`rnn_sweep.launch.cli.main`), so this is the one place the status is
+    translated. The original stays on the copy (``original``) for a sweeper
+    that wants it.
     """
-    from rnn_sweep.launch.hydra_glue import job_threads
-
-    ready = [m for m in members if m.problem is None]
-    done: dict[int, RunOutcome] = {id(m): RunOutcome(str(m.run_dir), "failed", error=m.problem)
-                                   for m in members if m.problem is not None}
-    if ready:
-        HydraConfig.instance().cfg = ready[0].ret.hydra_cfg
-        threads = job_threads(ready[0].job.run_cfg.train.threads)
-        env = dict(OmegaConf.to_container(ready[0].job.config.hydra.job.env_set, resolve=True) or {})
-        # +force=true: a sweep option, not one of the run's
-        jobs = [Job(m.job.run_cfg, m.run_dir, parse_bool("force", m.ret.cfg.get("force", False))) for m in ready]
-        with _env(env), _log_to([f for m in members for f in m.log_files]), _console_quiet():
-            done.update(zip(map(id, ready), execute_pack(jobs, threads, label=label)))
-    return [done[id(m)] for m in members]
+    if ret.status != JobStatus.FAILED:
+        return ret
+    out = dataclasses.replace(ret, status=JobStatus.COMPLETED, _return_value=None)
+    setattr(out, OUTCOME_ATTR, outcome_of(ret))
+    out.original = ret
+    return out
 
 
-def _close(m: _Member, outcome: RunOutcome, names: list[str], trained: list[str], label: str, callbacks: Any,
-           launch: Optional[str] = None) -> None:
-    """Hydra's ``run_job`` after the task: the detail in the job log, pack record, ``on_job_end``."""
-    config = m.job.config
-    HydraConfig.instance().cfg = m.ret.hydra_cfg  # this member's, as _open set it (no second copy)
-    try:
-        configure_log(config.hydra.job_logging, config.hydra.verbose)
-    except OSError:
-        pass  # its job log cannot be opened (a full disk): the console and the failure list still say it
-    with _console_quiet():
-        log.info("%s", result_line(outcome), extra=DETAIL)
-    m.ret.return_value = outcome.heldout_loss
-    m.ret.status = JobStatus.COMPLETED  # how the run ended is its outcome (see OUTCOME_ATTR)
-    m.ret.task_name = JobRuntime.instance().get("name")
-    setattr(m.ret, OUTCOME_ATTR, outcome)
-    if m.records_dir is not None:
-        record = {"pack": label, "size": len(names), "members": names, "trained": trained}
-        if launch is not None:
-            record.update(launch=launch, heldout_loss=outcome.heldout_loss, line=outcome.line())
-        try:  # whole or not at all: the sweep process reads it
-            write_text_atomic(m.records_dir / PACK_RECORD, json.dumps(record, indent=2) + "\n")
-        except OSError as err:  # only progress reporting reads it; the run's own record is what counts
-            log.warning("cannot write %s: %s", m.records_dir / PACK_RECORD, err.strerror or err)
-    for handler in logging.getLogger().handlers:
-        try:
-            handler.flush()
-        except OSError:
-            pass  # a job log on a full disk: what it lost is reported on the console
-    callbacks.on_job_end(config=config, job_return=m.ret)
+def outcome_of(ret: JobReturn) -> RunOutcome:
+    """How the run of a JobReturn made by :func:`rnn_sweep.launch.hydra_jobs.run_pack` ended."""
+    return getattr(ret, OUTCOME_ATTR)
 
 
 def result_line(outcome: RunOutcome) -> str:
@@ -247,21 +277,6 @@ def result_line(outcome: RunOutcome) -> str:
     return (f"{outcome.status}: final loss {num(summary.get('final_loss'))}, held-out "
             f"{num(summary.get('heldout_loss'))} (levels {levels}), learned {summary.get('learned_fraction')} "
             f"-> {outcome.run_dir}")
-
-
-@contextmanager
-def _env(env: dict) -> Iterator[None]:
-    """The job's ``hydra.job.env_set`` around its training, as Hydra sets it around a task."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update({k: str(v) for k, v in env.items()})
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextmanager

@@ -5,15 +5,18 @@ initial_job_idx)``). :class:`PackingLauncher` wraps another launcher -- Hydra's
 basic (in-process), joblib (``hydra/launcher=cores``), submitit local or Slurm --
 named by its config field ``wrapped``, and for a sweep of rnn-sweep runs:
 
-1. composes and validates every job before anything trains; one invalid
-   combination refuses the whole sweep with the list of every invalid one (one
-   line each), exit status 2, no run directory created;
+1. composes and validates every job before anything trains
+   (:mod:`rnn_sweep.launch.validate`); one invalid combination refuses the whole
+   sweep with the list of every invalid one (one line each), exit status 2, no
+   run directory created;
 2. groups the jobs into packs (:func:`rnn_sweep.run.packing.make_packs`, capped by
    ``max_pack_size`` and, when the config layer can estimate it, memory);
 3. runs each pack as one unit of work of the wrapped launcher
-   (:func:`rnn_sweep.launch.hydra_jobs.run_pack`): in this process, on joblib workers
-   (one task per worker, packs that share a compiled program on the same worker:
-   :func:`rnn_sweep.run.packing.assign_workers`), or one submitit (Slurm) job per pack.
+   (:func:`rnn_sweep.launch.hydra_jobs.run_pack`, each member through Hydra's
+   ``run_job``): in this process, on joblib workers (one task per worker, packs
+   that share a compiled program on the same worker:
+   :func:`rnn_sweep.run.packing.assign_workers`), or one submitit (Slurm) job per
+   pack (:mod:`rnn_sweep.launch.workers`).
 
 For any other task function it *is* the wrapped launcher (setup and launch are
 passed through), which is how it passes Hydra's launcher conformance suites.
@@ -25,15 +28,11 @@ Hydra only instantiates launchers from the ``hydra_plugins`` namespace package:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -41,13 +40,15 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from rnn_sweep.launch import failures, hydra_private
-from rnn_sweep.launch.compose import SweepComposer
+from rnn_sweep.launch.compose import ComposeOnce
 from rnn_sweep.task.config import RunConfig
-from rnn_sweep.run.core import RunOutcome
-from rnn_sweep.launch.hydra_jobs import OUTCOME_ATTR, PACK_RECORD, PackedJob, job_records_dir, run_pack, run_packs
+from rnn_sweep.launch.hydra_jobs import PackedJob, for_sweeper, outcome_of, run_pack
+from rnn_sweep.launch.validate import refuse_sweep, check_job_dirs, compose_jobs
+from rnn_sweep.launch.workers import (PackWatcher, SubmititPack, run_chunk, stderr_into, wait_until_done,
+                                     joblib_parallel_args, submitit_executor, submitit_kind)
 from rnn_sweep.run.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describe, make_packs
 from rnn_sweep.launch.progress import Progress
 
@@ -112,7 +113,7 @@ class PackingLauncher(Launcher):
             log.info("%s runs each job on its own (no packing)", self.wrapped_target)
             return self.wrapped.launch(job_overrides, initial_job_idx)
         if self.max_pack_size < 1:
-            _refuse([f"hydra.launcher.max_pack_size={self.max_pack_size!r} is invalid: "
+            refuse_sweep([f"hydra.launcher.max_pack_size={self.max_pack_size!r} is invalid: "
                      "must be a positive integer (>= 1)"], 0)
         self.progress = Progress(len(jobs))
         by_index: dict[int, JobReturn] = {}
@@ -121,7 +122,7 @@ class PackingLauncher(Launcher):
         returns = [by_index[i] for i in range(len(jobs))]
         # How each run ended came back with its JobReturn, from whichever process ran it.
         failures.JOB_FAILURES.extend((o.exit_code, o.error) for o in map(outcome_of, returns) if o.error is not None)
-        return returns
+        return [for_sweeper(ret) for ret in returns]
 
     def _launch_round(self, jobs: list[PackedJob], run_packs: Callable) -> list[JobReturn]:
         """Pack ``jobs`` (distinct run directories) and hand the packs to the wrapped launcher."""
@@ -183,7 +184,7 @@ class PackingLauncher(Launcher):
         cfg["return_as"] = "generator"  # chunk by chunk, in order; progress comes from the watcher before
         out: dict[int, list[JobReturn]] = {}
         with PackWatcher(packs, launch, self._report) as watcher:
-            results = Parallel(**cfg)(delayed(_run_chunk)(chunk, [packs[i] for i in chunk], self.hydra_context.callbacks,
+            results = Parallel(**cfg)(delayed(run_chunk)(chunk, [packs[i] for i in chunk], self.hydra_context.callbacks,
                                                           self.task_function, state, [labels[i] for i in chunk],
                                                           launch)
                                       for chunk in chunks)
@@ -200,7 +201,7 @@ class PackingLauncher(Launcher):
         labels = [f"{number}/{len(packs)}" for number in range(1, len(packs) + 1)]
         state = Singleton.get_state()
         local = submitit_kind(self.wrapped) == "local"
-        with _stderr_into(Path(executor.folder).parent / "controllers.log" if local else None):
+        with stderr_into(Path(executor.folder).parent / "controllers.log" if local else None):
             jobs = executor.map_array(runner, packs, labels, [state] * len(packs))
         out = []
         try:
@@ -211,7 +212,7 @@ class PackingLauncher(Launcher):
             if local:  # interrupted (Ctrl-C, SIGTERM): each controller stops its pack's process
                 for job in jobs:
                     job.cancel(check=False)
-                _wait_until_done(jobs)
+                wait_until_done(jobs)
             raise
         return out
 
@@ -245,344 +246,11 @@ class PackingLauncher(Launcher):
         return max(1, n if n > 0 else cores + 1 + n)
 
 
-def _wait_until_done(jobs: Sequence[Any], timeout_s: float = 30.0) -> None:
-    """Wait (bounded) until cancelled local submitit jobs have ended: their processes hold their runs'
-    locks until they exit, and a rerun started right after the interrupt must not find them held."""
-    deadline = time.monotonic() + timeout_s
-    pending = list(jobs)
-    while pending and time.monotonic() < deadline:
-        try:
-            pending = [job for job in pending if not job.done()]
-        except Exception:  # noqa: BLE001 -- a job whose state cannot be read: nothing to wait for
-            return
-        if pending:
-            time.sleep(0.1)
-
-
-def _run_chunk(chunk: list[int], packs: list[list[PackedJob]], callbacks: Any, task_function: Any,
-               state: dict, labels: list[str], launch: str) -> tuple[list[int], list[list[JobReturn]]]:
-    """One worker's task: its packs in order, returned with their indices."""
-    return chunk, run_packs(packs, callbacks, task_function, state, labels, launch)
-
-
-class PackWatcher:
-    """Reports packs that finish in worker processes, as they finish, from the sweep process.
-
-    A worker writes each member's pack record (``<sweep>/.jobs/<run>/pack.json``)
-    when the member is done, with this launch's id and its outcome's line
-    (:func:`rnn_sweep.launch.hydra_jobs.run_packs`). A thread polls the records of the
-    packs not yet reported and calls ``report(pack, lines)`` once all of a pack's
-    members are there; :meth:`finished` reports what is left of a worker's packs
-    from its returned results (e.g. with ``hydra.output_subdir=null``, no records).
-    Reports are made under one lock, each pack exactly once.
-    """
-
-    POLL_S = 0.5
-
-    def __init__(self, packs: list[list[PackedJob]], launch: str, report: Callable) -> None:
-        self.packs, self.launch, self.report = packs, launch, report
-        self.pending = set(range(len(packs)))
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._poll, name="rnn-sweep-pack-watcher", daemon=True)
-
-    def __enter__(self) -> "PackWatcher":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def _poll(self) -> None:
-        # Resolved here, not in __init__: ~2-4 ms a job (Hydra's interpolations), which must
-        # not delay handing the packs to the workers.
-        with self.lock:  # the job configs are also read by reports made from the main thread
-            records = [[_pack_record(job) for job in pack] for pack in self.packs]
-        while not self.stop.wait(self.POLL_S):
-            with self.lock:
-                todo = sorted(self.pending)
-            for i in todo:
-                lines = [_finished_line(path, self.launch) for path in records[i]]
-                if all(v is not _NOT_YET for v in lines):
-                    self._report_once(i, lines)
-
-    def finished(self, chunk: list[int], returns: list[list[JobReturn]]) -> None:
-        for i, rets in zip(chunk, returns):
-            self._report_once(i, [outcome_of(ret).line() for ret in rets])
-
-    def _report_once(self, i: int, lines: list) -> None:
-        with self.lock:
-            if i in self.pending:
-                self.pending.discard(i)
-                self.report(self.packs[i], lines)
-
-
-_NOT_YET = object()
-
-
-def _pack_record(job: PackedJob) -> Optional[Path]:
-    """Where the worker will write ``job``'s pack record (None: ``hydra.output_subdir=null``)."""
-    records = job_records_dir(job.config)
-    return None if records is None else records / PACK_RECORD
-
-
-def _finished_line(path: Optional[Path], launch: str) -> Any:
-    """The line of a member that finished in this launch (its outcome's); ``_NOT_YET`` until then."""
-    if path is None:
-        return _NOT_YET
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return _NOT_YET  # not written yet (records are replaced whole, never half-written)
-    return str(record.get("line")) if record.get("launch") == launch else _NOT_YET
-
-
-def outcome_of(ret: JobReturn) -> RunOutcome:
-    """How the run of a JobReturn made by :func:`rnn_sweep.launch.hydra_jobs.run_pack` ended."""
-    return getattr(ret, OUTCOME_ATTR)
-
-
-class SubmititPack:
-    """The callable submitit runs for one pack (one Slurm job); picklable, like the submitit plugin's."""
-
-    def __init__(self, callbacks: Any, task_function: Optional[TaskFunction]) -> None:
-        self.callbacks, self.task_function = callbacks, task_function
-
-    def __call__(self, pack: list[PackedJob], label: str, singleton_state: dict) -> list[JobReturn]:
-        import submitit
-
-        return run_pack(pack, self.callbacks, self.task_function, singleton_state, label,
-                        job_id=str(submitit.JobEnvironment().job_id))
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """On a time-out, resubmit the pack (when max_num_timeout > 0); finished members are then skipped."""
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
-
-
-@contextmanager
-def _stderr_into(path: Optional[Path]) -> Iterator[None]:
-    """File descriptor 2 of the processes started meanwhile goes to ``path`` (None: unchanged).
-
-    submitit's local controllers inherit the sweep's stderr; on Ctrl-C each
-    stops its pack's process and then prints its own KeyboardInterrupt
-    traceback there, in the middle of the sweep's one-line message. Their
-    output goes to a file in ``.submitit/`` instead (the packs' own logs are
-    there too).
-    """
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(path, "ab") as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
-
-
-def joblib_parallel_args(settings: Any) -> dict:
-    """``joblib.Parallel``'s keyword arguments from the joblib plugin's settings, as that plugin makes them.
-
-    The loky backend (joblib's threading backend cannot run Hydra jobs), and
-    ``pre_dispatch``, ``batch_size`` and ``max_nbytes`` given as numbers in strings
-    turned into ints (strings such as ``2*n_jobs`` or ``1M`` stay strings).
-    """
-    cfg = {**dict(settings), "backend": "loky"}
-    for key in ("pre_dispatch", "batch_size", "max_nbytes"):
-        value = cfg.get(key)
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            cfg[key] = int(value)
-    return cfg
-
-
-def submitit_kind(wrapped: Any) -> str:
-    """``local`` or ``slurm``: which of the submitit plugin's launchers ``wrapped`` is (its public classes)."""
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
-
-    if isinstance(wrapped, LocalLauncher):
-        return "local"
-    if isinstance(wrapped, SlurmLauncher):
-        return "slurm"
-    raise TypeError(f"{type(wrapped).__name__} is not one of the submitit plugin's launchers (local, slurm)")
-
-
-def submitit_executor(wrapped: Any):
-    """A submitit executor set up from a submitit plugin launcher's parameters, as that plugin does."""
-    import submitit
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-    params, kind = dict(wrapped.params), submitit_kind(wrapped)
-    init = {"folder": params.pop("submitit_folder")}
-    if "max_num_timeout" in params:
-        init[f"{kind}_max_num_timeout"] = params.pop("max_num_timeout")
-    executor = submitit.AutoExecutor(cluster=kind, **init)
-    base = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{k if k in base else f"{kind}_{k}": v for k, v in params.items()})
-    return executor
-
-
 def available_memory() -> int:
     """Bytes of memory available to new work on this machine (MemAvailable), or all of it."""
     from rnn_sweep.task.config import meminfo_available
 
     return meminfo_available() or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-# --- validation before anything runs ---------------------------------------------------------
-
-def compose_jobs(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
-                 initial_job_idx: int) -> list[PackedJob]:
-    """Compose and validate every job; refuse the sweep (exit 2) listing every invalid one."""
-    jobs, invalid = [], []
-    # Name a job by what varies across the sweep (num_steps=0 state_size=4), not by the
-    # overrides every job shares.
-    shared = set.intersection(*(set(o) for o in job_overrides)) if len(job_overrides) > 1 else set()
-    for k, overrides in enumerate(job_overrides):
-        idx = initial_job_idx + k
-        try:
-            cfg = ComposeOnce.take(hydra_context, config, overrides)
-            with open_dict(cfg):
-                cfg.hydra.job.id = idx
-                cfg.hydra.job.num = idx
-            jobs.append(PackedJob(idx, list(overrides), cfg, run_config(cfg)))
-        except Exception as err:  # noqa: BLE001 -- every reason is collected, then reported together
-            label = " ".join(o for o in filter_overrides(overrides) if o not in shared) or "(no overrides)"
-            invalid.append(f"{label}: {' '.join(str(err).split())}")
-    if invalid:
-        _refuse(invalid, len(job_overrides))
-    log.debug("composed %d jobs (%d reused from the sweeper's validation)", len(jobs), ComposeOnce.hits)
-    return jobs
-
-
-class ComposeOnce:
-    """Compose each job once, and most of them cheaply: the launcher reuses what the sweeper composed.
-
-    Hydra's sweeper composes every job of a batch to validate it, then a launcher
-    composes each again. Installed on this sweep's config loader only (rnn-sweep
-    tasks), this hook composes the sweeper's jobs through a
-    :class:`rnn_sweep.launch.compose.SweepComposer` (Hydra composes one base per set of
-    config-group choices; value overrides are applied to a copy: ~0.09 s -> ~0.01 s
-    a job, the 300 jobs of ``experiment=r2rt_grid`` ~40 s -> ~5 s) and keeps them
-    for the launcher; a job missing from the cache is composed the same way.
-    """
-
-    hits = 0  # jobs reused in this process (for the debug log and tests)
-
-    def __init__(self, original: Any, loader: Any) -> None:
-        self.original, self.loader, self.cache = original, loader, {}
-        self.composers: dict[int, SweepComposer] = {}
-
-    def compose(self, master_config: DictConfig, sweep_overrides: Sequence[str]) -> DictConfig:
-        """The job's config (not cached)."""
-        composer = self.composers.get(id(master_config))
-        if composer is None or composer.master is not master_config:
-            composer = self.composers[id(master_config)] = SweepComposer(self.loader, master_config, self.original)
-        return composer.compose(list(sweep_overrides))
-
-    def __call__(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        cfg = self.compose(master_config, sweep_overrides)
-        self.cache[(id(master_config), tuple(sweep_overrides))] = cfg
-        return cfg
-
-    @classmethod
-    def install(cls, hydra_context: HydraContext) -> None:
-        """Route ``hydra_context.config_loader.load_sweep_config`` through this hook (instance attribute)."""
-        hydra_private.route_sweep_composition(hydra_context.config_loader, cls)
-
-    @classmethod
-    def take(cls, hydra_context: HydraContext, master: DictConfig, overrides: Sequence[str]) -> DictConfig:
-        """The job's composed config: from the cache (removed from it), else composed now."""
-        compose = hydra_context.config_loader.load_sweep_config
-        if isinstance(compose, cls):
-            hit = compose.cache.pop((id(master), tuple(overrides)), None)
-            if hit is not None:
-                cls.hits += 1
-                return hit
-            return compose.compose(master, overrides)
-        return compose(master, list(overrides))
-
-
-def check_job_dirs(jobs: list[PackedJob], sweep_dir: str) -> list[list[int]]:
-    """Refuse the sweep (exit 2, one line) unless every job writes its own safe run directory.
-
-    Before anything trains: two jobs of different configs that map to one run
-    directory (``hydra.sweep.subdir=onedir``, a pattern without a swept key) or
-    to nested ones, a job writing the sweep directory itself, and a job whose
-    directory holds files rnn-sweep did not write (or is a link) are refused,
-    naming the jobs' overrides and the directory. Returns the rounds of
-    :func:`rnn_sweep.run.packing.dir_rounds` (positions in ``jobs``).
-    """
-    from rnn_sweep.run.packing import dir_rounds
-    from rnn_sweep.launch.hydra_jobs import job_output_dir
-    from rnn_sweep.run.records import UnsafeDirectory, check_job_dir, identity
-
-    dirs = [os.path.realpath(job_output_dir(j.config)) for j in jobs]  # two names for one folder are one
-    ids = [json.dumps(identity(j.run_cfg), sort_keys=True) for j in jobs]
-    rounds, clashes, misplaced = dir_rounds(dirs, ids, [os.path.realpath(sweep_dir)])
-    name = _job_labels(jobs)
-    if clashes:
-        a, b = clashes[0]
-        where = (f"run directory {dirs[a]}" if dirs[a] == dirs[b]
-                 else f"run directories {dirs[a]} and {dirs[b]}, one inside the other")
-        more = f" (and {len(clashes) - 1} more such pair(s))" if len(clashes) > 1 else ""
-        _refuse([f"jobs '{name[a]}' and '{name[b]}' would write the same {where}{more}: each job needs its "
-                 "own directory, so hydra.sweep.subdir must tell every job apart (include every swept key, "
-                 "e.g. the default ${hydra.job.override_dirname}); nothing was trained"], 0)
-    if misplaced:
-        i = misplaced[0]
-        _refuse([f"job '{name[i]}' would write its run into {dirs[i]}, which is the sweep directory "
-                 f"{os.path.realpath(sweep_dir)} or holds it (hydra.sweep.subdir must name a folder inside it); "
-                 "nothing was trained"], 0)
-    unsafe = []
-    for i, d in enumerate(dirs):
-        try:
-            check_job_dir(d)
-        except UnsafeDirectory as err:
-            unsafe.append(f"job '{name[i]}': {err}")
-    if unsafe:
-        more = f" (and {len(unsafe) - 1} more job(s) like it)" if len(unsafe) > 1 else ""
-        _refuse([f"{unsafe[0]}{more}; nothing was trained"], 0)
-    return rounds
-
-
-def _job_labels(jobs: list[PackedJob]) -> list[str]:
-    """Each job's overrides that are not shared by every job (what tells it apart), or all of them."""
-    shared = set.intersection(*(set(j.overrides) for j in jobs)) if len(jobs) > 1 else set()
-    return [" ".join(o for o in filter_overrides(j.overrides) if o not in shared)
-            or " ".join(filter_overrides(j.overrides)) or "(no overrides)" for j in jobs]
-
-
-def run_config(cfg: DictConfig) -> RunConfig:
-    """The validated RunConfig of a composed sweep job (its task part; the hydra node is never resolved,
-    so validating creates no directory)."""
-    from rnn_sweep.launch.hydra_glue import to_run_config
-
-    task = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
-    return to_run_config(task)
-
-
-def _refuse(reasons: list[str], total: int) -> None:
-    """Print why the sweep cannot start, one line per invalid combination, and exit 2."""
-    if total:
-        head = (f"{len(reasons)} of {total} sweep combination{'s' if total != 1 else ''} "
-                f"{'is' if len(reasons) == 1 else 'are'} invalid; nothing was trained (fix or remove "
-                f"{'it' if len(reasons) == 1 else 'them'} and rerun):")
-        print(f"rnn-sweep: error: {head}", file=sys.stderr)
-        for line in reasons:
-            print(f"  {line}", file=sys.stderr)
-    else:
-        print(f"rnn-sweep: error: {reasons[0]}", file=sys.stderr)
-    sys.exit(2)
 
 
 # --- configs: one per wrapped launcher, in Hydra's ConfigStore group hydra/launcher ------------
