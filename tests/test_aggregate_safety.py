@@ -443,6 +443,39 @@ def test_a_really_full_disk_keeps_the_last_set(tmp_path):
         subprocess.run(["umount", str(disk)], check=False)
 
 
+def test_ctrl_c_that_a_c_extension_turns_into_an_import_error_is_still_an_interrupt(monkeypatch, capsys):
+    # numpy's import, interrupted inside its C module, raises "ImportError: ... PyCapsule_Import could not
+    # import module datetime" (seen with Ctrl-C 50 ms after the start): still one line and exit 130
+    from rnn_sweep.analysis import aggregate_cli
+
+    def numpy_like_import(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise ImportError("PyCapsule_Import could not import module \"datetime\"") from None
+
+    monkeypatch.setattr(aggregate_cli, "_CTRL_C", [])
+    monkeypatch.setattr(aggregate_cli, "_main", numpy_like_import)
+    with pytest.raises(SystemExit) as stop:
+        aggregate_cli.main([])
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == aggregate_cli.INTERRUPTED + "\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored for the caller
+
+
+def test_an_import_error_without_ctrl_c_is_not_called_an_interrupt(monkeypatch):
+    from rnn_sweep.analysis import aggregate_cli
+
+    def broken(argv):
+        raise ImportError("a broken install")
+
+    monkeypatch.setattr(aggregate_cli, "_CTRL_C", [])
+    monkeypatch.setattr(aggregate_cli, "_main", broken)
+    with pytest.raises(ImportError, match="a broken install"):
+        aggregate_cli.main([])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["early", "reading", "staging"])
 def test_ctrl_c_is_one_line_exit_130_and_keeps_the_last_set(tmp_path, when):

@@ -340,13 +340,33 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
+_CTRL_C: list[int] = []  # set once this process got SIGINT (see _unwind)
+
+
+def _unwind(signum, frame) -> None:
+    """Ctrl-C from main() on: unwind (locks released), and remember it. A KeyboardInterrupt raised
+    inside a C extension's import (numpy's) comes out as an ImportError of that extension."""
+    _CTRL_C.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point (exit status: see the epilog)."""
-    if _signal.getsignal(_signal.SIGINT) is _interrupted_while_importing:
-        _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # from here on Ctrl-C unwinds (locks released)
+    previous = _signal.getsignal(_signal.SIGINT)
+    if previous in (_interrupted_while_importing, _signal.default_int_handler):
+        _signal.signal(_signal.SIGINT, _unwind)
     try:
         code = _main(argv)
     except KeyboardInterrupt:
+        code = None
+    except Exception:
+        if not _CTRL_C:
+            raise
+        code = None  # the interrupt surfaced as another error (e.g. numpy's ImportError)
+    finally:
+        if _signal.getsignal(_signal.SIGINT) is _unwind:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    if code is None:
         print(INTERRUPTED, file=sys.stderr)
         code = 130
     sys.exit(code)
