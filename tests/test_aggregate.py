@@ -402,6 +402,7 @@ def test_cli_arguments_in_process(tmp_path, capsys):
     assert "aggregated 5 runs" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # several console-script processes
 def test_console_script_exit_codes(tmp_path):
     (tmp_path / "empty").mkdir()
     out = _cli(tmp_path / "empty", cwd=tmp_path)

@@ -75,6 +75,7 @@ def recorded(out: Path) -> dict:
 
 # --- the output folder: a name is not ownership ------------------------------------------------
 
+@pytest.mark.slow  # four aggregations with figures
 def test_users_figures_under_figure_names_are_never_removed_or_replaced(tmp_path):
     paper = tmp_path / "paper"
     paper.mkdir()
@@ -146,6 +147,7 @@ def test_a_manifest_the_aggregator_did_not_write_is_refused_never_replaced(tmp_p
     assert snapshot(out) == before and (tmp_path / "elsewhere.json").read_text() == outside
 
 
+@pytest.mark.slow  # one console-script process per refused --out
 def test_where_out_may_not_be(tmp_path):
     s = sweep(tmp_path / "s")
     before = snapshot(s)

@@ -13,6 +13,7 @@ import math
 import os
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -228,6 +229,7 @@ def override_case(draw) -> tuple[list[str], str | None]:
     return [f"{key}={value}"], None if ok else key
 
 
+@pytest.mark.slow  # 150 compositions through Hydra: ~18 s
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(override_case())
 def test_command_line_overrides_through_hydra(case):
