@@ -1,21 +1,27 @@
-"""Issue 12's three speed targets, each against the article port measured in the same run.
+"""The speed targets, each against the article port (or today's main) measured in the same run.
 
-    .venv/bin/python benchmarks/bench_targets.py                # all three (~12 min on 2 cores)
-    .venv/bin/python benchmarks/bench_targets.py --only slice   # or: grid, single
-    .venv/bin/python benchmarks/bench_targets.py --quick        # a smoke run of the script (tiny data)
+    .venv/bin/python benchmarks/bench_targets.py                 # all (~15 min on 2 cores)
+    .venv/bin/python benchmarks/bench_targets.py --only grid     # or: slice, grid10, styles, single
+    .venv/bin/python benchmarks/bench_targets.py --baseline /path/to/main/checkout --only styles
+    .venv/bin/python benchmarks/bench_targets.py --quick         # a smoke run of the script (tiny data)
 
 1. **slice**: num_steps 1,5,10,20 x state_size 4,32 x seeds 0,1 (16 runs, 1M steps, 1
    epoch, as in ``experiment=r2rt_grid``). The port runs once per combination (its own
    process each, as the article's code would); ours is ONE ``rnn-sweep -m`` process:
    the default in-process launcher with the aggregation callback off (the port writes
    no tables or figures) and on, and ``hydra/launcher=cores`` (aggregation off).
-   Target: port / ours >= 10x.
+   Target: port / ours >= 10x. The slice's median port run is the port's per-run time below.
 2. **grid**: the whole ``experiment=r2rt_grid`` (300 runs), end to end with aggregation,
    in-process and with ``hydra/launcher=cores``: wall seconds and peak memory of the
    whole process tree (sum of the resident sets of rnn-sweep and its workers, sampled
    every 0.2 s). The port is not run 300 times: its per-run wall is the median of the
-   slice's 16. Targets: <= 180 s, <= 2 GB.
-3. **single**: one run, whole process (start to exit), 3 epochs at n=5 d=4; port and ours
+   slice's 16 (``--only grid`` alone measures a 4-run port slice, n 1,20 x d 4,32).
+   Target: port x 300 / ours >= 100x.
+3. **grid10**: the same grid with 10 seeds (1,000 runs), end to end: <= 60 s, <= 2 GB.
+4. **styles**: ``experiment=truncation_styles`` end to end with this code and with the
+   baseline checkout (``--baseline``, run through ``PYTHONPATH``; default: skip), one after
+   the other: >= 2x.
+5. **single**: one run, whole process (start to exit), 3 epochs at n=5 d=4; port and ours
    interleaved ``--repeats`` times, medians. Target: port / ours >= 2x.
 
 Every sweep's runs are checked (all completed, the expected count) before a time is
@@ -60,12 +66,16 @@ def tree_rss_mb(pgid: int) -> float:
     return total / 2**20
 
 
-def sweep(args: list[str], sweep_dir: Path, expected: int) -> dict:
-    """One ``rnn-sweep -m`` in its own process group; wall seconds and peak tree memory."""
+def sweep(args: list[str], sweep_dir: Path, expected: int, code: Path | None = None) -> dict:
+    """One ``rnn-sweep -m`` in its own process group; wall seconds and peak tree memory.
+
+    ``code``: a checkout whose ``rnn_sweep`` the process imports instead (``PYTHONPATH``).
+    """
     cmd = [str(RNN_SWEEP), "-m", *args, "train.progress=false", f"hydra.sweep.dir={sweep_dir}"]
+    env = {**ENV, "PYTHONPATH": str(code)} if code is not None else ENV
     peak, done = [0.0], threading.Event()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=code or REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
 
     def sample():
@@ -105,11 +115,27 @@ def bench_slice(work: Path, quick: bool) -> dict:
     return {"port_runs_s": port, "port_s": sum(port), "ours_s": ours}
 
 
-def bench_grid(work: Path, quick: bool) -> dict:
+def port_per_run(quick: bool) -> list[float]:
+    """The port's wall per run on a 4-run slice (n 1,20 x d 4,32), when the full slice is not measured."""
+    return [1.0] * 4 if quick else [run_port(n, d, 1, 0)["wall_s"] for n in (1, 20) for d in (4, 32)]
+
+
+def bench_grid(work: Path, quick: bool, seeds: int = 3) -> dict:
     extra = ["data=small", "num_steps=1,2", "state_size=2,4"] if quick else []
-    runs = 12 if quick else 300
-    return {name: sweep(["experiment=r2rt_grid", *extra, *launcher], work / f"grid-{name}", runs)
+    runs = (4 if quick else 100) * seeds
+    seed_list = [f"seed={','.join(map(str, range(seeds)))}"] if seeds != 3 else []
+    return {name: sweep(["experiment=r2rt_grid", *extra, *seed_list, *launcher], work / f"grid{seeds}-{name}", runs)
             for name, launcher in [("in-process", []), ("cores", ["hydra/launcher=cores"])]}
+
+
+def bench_styles(work: Path, quick: bool, baseline: Path | None) -> dict:
+    """experiment=truncation_styles with this code, then with the baseline checkout."""
+    extra = ["data=small", "num_steps=2,4", "state_size=4", "seed=0,1"] if quick else []
+    runs = 8 if quick else 140
+    out = {"ours": sweep(["experiment=truncation_styles", *extra], work / "styles-ours", runs)}
+    if baseline is not None:
+        out["baseline"] = sweep(["experiment=truncation_styles", *extra], work / "styles-base", runs, code=baseline)
+    return out
 
 
 def bench_single(work: Path, repeats: int, quick: bool) -> dict:
@@ -130,15 +156,27 @@ def tables(res: dict) -> list[str]:
                 f"| article port, one process per run | {s['port_s']:.1f} s | | |"]
         out += [f"| rnn-sweep -m, {name} | {t:.1f} s | **{s['port_s'] / t:.1f}x** | >= 10x |"
                 for name, t in s["ours_s"].items()]
-    if "grid" in res:
-        g = res["grid"]
-        port = statistics.median(res["slice"]["port_runs_s"]) * 300 if "slice" in res else None
-        out += ["", "experiment=r2rt_grid, 300 runs, end to end with aggregation", "",
-                "| how | wall | peak memory (process tree) | targets |", "|---|---|---|---|"]
-        if port:
-            out.append(f"| article port, estimated (300 x median slice run) | {port:.0f} s | | |")
-        out += [f"| rnn-sweep experiment=r2rt_grid, {name} | {r['wall_s']:.1f} s | {r['peak_tree_mb'] / 1024:.2f} GB"
-                f" | <= 180 s, <= 2 GB |" for name, r in g.items()]
+    port_run = statistics.median(res["slice"]["port_runs_s"] if "slice" in res else res.get("port_runs_s", [0])) or None
+    for key, runs, target in (("grid", 300, ">= 100x the port"), ("grid10", 1000, "<= 60 s, <= 2 GB")):
+        if key not in res:
+            continue
+        out += ["", f"experiment=r2rt_grid, {runs} runs, end to end with aggregation", "",
+                "| how | wall | peak memory (process tree) | port x runs / ours | target |", "|---|---|---|---|---|"]
+        if port_run:
+            out.append(f"| article port, estimated ({runs} x median port run) | {port_run * runs:.0f} s | | | |")
+        for name, r in res[key].items():
+            ratio = f"**{port_run * runs / r['wall_s']:.0f}x**" if port_run else ""
+            out.append(f"| rnn-sweep experiment=r2rt_grid, {name} | {r['wall_s']:.1f} s | "
+                       f"{r['peak_tree_mb'] / 1024:.2f} GB | {ratio} | {target} |")
+    if "styles" in res:
+        st = res["styles"]
+        base = st.get("baseline", {}).get("wall_s")
+        ours = st["ours"]["wall_s"]
+        ratio = f"**{base / ours:.2f}x**" if base else "no baseline"
+        out += ["", "experiment=truncation_styles, end to end", "", "| code | wall | baseline / this | target |",
+                "|---|---|---|---|", f"| this | {ours:.1f} s | {ratio} | >= 2x |"]
+        if base:
+            out.append(f"| baseline | {base:.1f} s | | |")
     if "single" in res:
         p, o = statistics.median(res["single"]["port_s"]), statistics.median(res["single"]["ours_s"])
         out += ["", f"Single run, whole process, 3 epochs at n=5 d=4 (medians of {len(res['single']['port_s'])})", "",
@@ -149,17 +187,22 @@ def tables(res: dict) -> list[str]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["slice", "grid", "single"], action="append",
-                    help="measure only this target (repeatable); default: all three")
+    ap.add_argument("--only", choices=["slice", "grid", "grid10", "styles", "single"], action="append",
+                    help="measure only this target (repeatable); default: all")
     ap.add_argument("--repeats", type=int, default=3, help="repetitions of the single-run measurement")
+    ap.add_argument("--baseline", type=Path, help="a checkout of the code to compare truncation_styles against")
     ap.add_argument("--quick", action="store_true", help="smoke-test the script on tiny data (numbers mean nothing)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    only = args.only or ["slice", "grid", "single"]
+    only = args.only or ["slice", "grid", "grid10", "styles", "single"]
     res: dict = {"machine": machine(), "load_before": load()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if "slice" not in only and ({"grid", "grid10"} & set(only)):
+            res["port_runs_s"] = port_per_run(args.quick)
         for name, fn in [("slice", lambda: bench_slice(work, args.quick)), ("grid", lambda: bench_grid(work, args.quick)),
+                         ("grid10", lambda: bench_grid(work, args.quick, seeds=10)),
+                         ("styles", lambda: bench_styles(work, args.quick, args.baseline)),
                          ("single", lambda: bench_single(work, args.repeats, args.quick))]:
             if name in only:
                 print(f"measuring {name} ...", file=sys.stderr, flush=True)

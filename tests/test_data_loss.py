@@ -317,7 +317,8 @@ def test_a_full_disk_mid_sweep_names_the_file_and_run_and_the_sweep_goes_on(tmp_
 def test_a_full_disk_between_packs_still_tries_the_later_packs(tmp_path):
     prelude = DISK_FULL_FOR_SEED_1.replace('endswith("seed1/losses.csv")', 'endswith("never")')
     proc = popen_cli("-m", "hydra.sweep.dir=sw", "seed=1", "num_steps=2,5", *TINY, NO_AGG,
-                     "hydra.sweep.subdir=n${num_steps}/seed${seed}", cwd=tmp_path, prelude=prelude)
+                     "hydra.sweep.subdir=n${num_steps}/seed${seed}", "hydra.launcher.max_pack_size=1",
+                     cwd=tmp_path, prelude=prelude)  # two packs: the full disk hits the first
     stdout, stderr = proc.communicate(timeout=300)
     sweep = (tmp_path / "sw").resolve()
     assert proc.returncode == 0, stderr[-3000:]  # only a progress record was lost: every run finished

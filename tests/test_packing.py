@@ -38,14 +38,14 @@ def digests(sweep: Path, names) -> dict[str, str]:
 
 # --- grouping (no TensorFlow) ---------------------------------------------------------
 
-def test_pack_key_ignores_exactly_seed_optimizer_constants_and_execution_keys():
+def test_pack_key_ignores_exactly_seed_num_steps_optimizer_constants_and_execution_keys():
     base = packing.pack_key(small_cfg())
-    same = [("seed=7",), ("train.optimizer.lr=0.3",), ("train.optimizer.initial_accumulator=0.2",),
+    same = [("seed=7",), ("num_steps=6",), ("train.optimizer.lr=0.3",), ("train.optimizer.initial_accumulator=0.2",),
             ("train.optimizer.beta1=0.5", "train.optimizer.beta2=0.9", "train.optimizer.epsilon=1e-6"),
             ("train.threads=1", "train.progress=true")]
     for overrides in same:
         assert packing.pack_key(small_cfg(*overrides)) == base, overrides
-    other = [("num_steps=6",), ("state_size=5",), ("model=static",), ("truncation=true_bptt",),
+    other = [("state_size=5",), ("model=static",), ("truncation=true_bptt",),
              ("train.optimizer.name=sgd",), ("train.epochs=2",), ("train.batch_size=100",), ("data.length=90000",),
              ("train.xla=false",), ("data.boundary=wrap",)]
     keys = {packing.pack_key(small_cfg(*o)) for o in other}
@@ -60,8 +60,9 @@ def test_make_packs_groups_in_sweep_order_and_caps_size_and_memory():
     cfgs = [small_cfg("num_steps=2", "seed=0"), small_cfg("num_steps=5", "seed=0"), small_cfg("num_steps=2", "seed=1"),
             small_cfg("model=keras"), small_cfg("num_steps=2", "seed=2"), small_cfg("num_steps=5", "seed=1"),
             small_cfg("num_steps=2", "seed=3")]
-    assert packing.make_packs(cfgs) == [[0, 2, 4, 6], [1, 5], [3]]
-    assert packing.make_packs(cfgs, max_pack_size=3) == [[0, 2, 4], [6], [1, 5], [3]]
+    # every n in one pack, each n's runs together (n = 2 first: it appears first)
+    assert packing.make_packs(cfgs) == [[0, 2, 4, 6, 1, 5], [3]]
+    assert packing.make_packs(cfgs, max_pack_size=3) == [[0, 2, 4], [6, 1, 5], [3]]
     assert packing.make_packs(cfgs, max_pack_size=1) == [[i] for i in (0, 2, 4, 6, 1, 5, 3)]
     # memory: 100 bytes per n=2 run, 250 per n=5 run, budget 300 -> three n=2 runs fit, one n=5 run
     est = {2: 100, 5: 250, 5_000: 0}
@@ -106,8 +107,8 @@ def test_assign_workers_keeps_programs_together_and_balances_by_hand_derived_cas
 
     grid = [RunConfig(num_steps=n, state_size=d, seed=s) for n in (1, 5, 10, 20) for d in (4, 32) for s in (0, 1)]
     slice_packs = [[grid[i] for i in p] for p in packing.make_packs(grid)]
-    assert [[p[0].state_size for p in slice_packs]] == [[4, 32] * 4]
-    assert packing.assign_workers(slice_packs, 2) == [[1, 3, 5, 7], [0, 2, 4, 6]]
+    assert [p[0].state_size for p in slice_packs] == [4, 32]  # one pack per state size, every n in it
+    assert packing.assign_workers(slice_packs, 2) == [[1], [0]]
     # more workers than packs: a pack each; never an empty chunk
     assert packing.assign_workers([[adagrad], [sgd]], 8) == [[0], [1]]
     with pytest.raises(ValueError, match="workers=0 is invalid"):
@@ -341,9 +342,9 @@ def test_submitit_local_runs_one_job_per_pack(tmp_path):
     runs = {p.parent.name: read_json(p) for p in sweep.glob("*/summary.json")}
     assert set(runs) == {f"num_steps={n},seed={s}" for n in (2, 5) for s in (0, 1)}
     assert all(r["status"] == "completed" for r in runs.values())
-    # smoke = num_steps 2,5 x seed 0,1: two packs of two seeds, so two submitit jobs, not four
-    assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
-    assert {read_json(sweep / ".jobs" / name / "pack.json")["pack"] for name in runs} == {"1/2", "2/2"}
+    # smoke = num_steps 2,5 x seed 0,1: one pack of both n and both seeds, so one submitit job, not four
+    assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 1
+    assert {read_json(sweep / ".jobs" / name / "pack.json")["pack"] for name in runs} == {"1/1"}
 
 
 def test_memory_cap_counts_the_runtime_once_per_pack_not_once_per_member():
@@ -363,3 +364,18 @@ def test_memory_cap_counts_the_runtime_once_per_pack_not_once_per_member():
                             tasks_per_node=1, nodes=1, name="x", submitit_folder="x")
     cfgs = [small_cfg(f"seed={s}") for s in range(4)]
     assert packing.make_packs(cfgs, 32, *slurm._memory_cap()) == [[0, 1, 2, 3]]
+
+
+@pytest.mark.slow
+def test_the_launchers_plan_says_why_a_pack_was_split(tmp_path):
+    # smoke: num_steps 2, 5 x seeds 0, 1 = one pack of 4 (every n of one state size); a cap of 3 splits
+    # it, keeping each n's runs together (2 + 2), and the plan says why
+    out = run_cli("experiment=smoke", "hydra.callbacks.aggregate.enabled=false", "hydra.launcher.max_pack_size=3",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "Packing 4 jobs into 2 packs (2 x 2)" in log
+    assert "pack 1 (split by max_pack_size 3): num_steps=2 seed=0 experiment=smoke | num_steps=2 seed=1" in log
+    assert "pack 2 (split by max_pack_size 3): num_steps=5 seed=0" in log
+    whole = run_cli("experiment=smoke", "hydra.callbacks.aggregate.enabled=false", cwd=tmp_path)
+    assert "Packing 4 jobs into 1 pack (1 x 4)" in whole.stdout + whole.stderr and "split" not in whole.stderr

@@ -89,8 +89,9 @@ def test_checkpoints_csv_rows_and_the_untrained_row_against_the_oracle(tmp_path)
     train(cfg, tmp_path / "r")
     rows = _rows(tmp_path / "r" / "checkpoints.csv")
     assert list(rows[0]) == ["epoch", "data_steps", "updates", "heldout_loss", "learned_3", "learned_8"]
-    # the untrained network, then 4 per epoch at 1/4..4/4 of its 50 updates (4 positions each)
-    expect = [(0, 0, 0)] + [(e, e * 4000 + u * 4 * B, e * 50 + u) for e in (0, 1) for u in (12, 25, 38, 50)]
+    # the untrained network, then 4 per epoch at 1/4..4/4 of its 200 positions per row (50, 100,
+    # 150, 200), each after the update that completes that position (4 positions per update)
+    expect = [(0, 0, 0)] + [(e, e * 4000 + u * 4 * B, e * 50 + u) for e in (0, 1) for u in (13, 25, 38, 50)]
     assert [(int(r["epoch"]), int(r["data_steps"]), int(r["updates"])) for r in rows] == expect
     # row 0 by the NumPy oracle: the initial weights' forward pass over the checkpoint data's rows
     x, y, _, _ = D.generate_full(cfg.data, 1000, D.rng_for(0, D.CHECKPOINT_STREAM))

@@ -37,6 +37,7 @@ def slurm(tmp_path_factory):
 def test_smoke_sweep_on_slurm(slurm, tmp_path):
     out = run_cli("experiment=smoke", "hydra/launcher=slurm", "hydra.launcher.partition=test",
                   "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1",
+                  "hydra.launcher.max_pack_size=2",  # one pack per num_steps: an array of two tasks
                   cwd=tmp_path, timeout=400, env=slurm.env())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sweep = tmp_path / "outputs" / "sweeps" / "smoke"
@@ -47,7 +48,7 @@ def test_smoke_sweep_on_slurm(slurm, tmp_path):
         assert runs[name]["status"] == "completed", runs[name]["error"]
         assert (runs[name]["num_steps"], runs[name]["seed"]) == (n, s)
     # The jobs really went through Slurm: submitit kept the sbatch script and one result
-    # per array task -- one task per pack (smoke's two num_steps, two seeds each), not per run.
+    # per array task -- one task per pack (max_pack_size 2 keeps smoke's two num_steps apart), not per run.
     sbatch_scripts = list((sweep / ".submitit").rglob("*_submission.sh"))
     assert sbatch_scripts and "#SBATCH --partition=test" in sbatch_scripts[0].read_text()
     assert "#SBATCH --array=0-1" in sbatch_scripts[0].read_text()

@@ -90,7 +90,8 @@ def run_facts(run_dir: Path) -> dict:
     config lacks it, None when there is no readable summary),
     ``update_every`` (true style: u, the config's null = n; TF: NaN), ``batch_size``, ``train_s``
     and ``pack_size`` (the pack's training seconds, checkpoints included, and its size), ``epoch_s``
-    (the pack's compiled epochs alone, summed), ``stop_reason``, ``epochs``,
+    (the pack's compiled epochs alone, summed), ``group_epoch_s`` and ``group_size`` (those of the
+    run's n-group inside its pack), ``stop_reason``, ``epochs``,
     ``data_length`` (the training budget), ``run_dir``."""
     s = _summary(run_dir)
     cfg = s.get("config") if isinstance(s.get("config"), dict) else {}
@@ -106,6 +107,9 @@ def run_facts(run_dir: Path) -> dict:
             "batch_size": sect["train"].get("batch_size", math.nan),
             "train_s": timings.get("train_s", math.nan), "pack_size": timings.get("pack_size", math.nan),
             "epoch_s": _total(timings.get("epoch_s")),
+            # the compiled epochs of the run's own n-group (a pack holds one group per n) and its size
+            "group_epoch_s": _total(timings.get("group_epoch_s")) if "group_epoch_s" in timings else math.nan,
+            "group_size": timings.get("group_size", math.nan),
             "stop_reason": s.get("stop_reason"), "epochs": sect["train"].get("epochs", math.nan),
             "data_length": (cfg.get("data") or {}).get("length", math.nan) if isinstance(cfg.get("data"), dict)
             else math.nan}
@@ -137,8 +141,8 @@ def run_dirs_of(runs: pd.DataFrame) -> list[Path]:
 def question_runs(runs: pd.DataFrame, run_dirs: list[Path]) -> pd.DataFrame:
     """The runs table with :func:`run_facts` columns added (matched by directory), plus
     ``train_s_run`` (``train_s / pack_size``: a run's share of its pack's training time, an
-    approximation: the members of a pack train as one program), ``epoch_s_run`` (the same share
-    of the compiled epochs alone: no checkpoints, data or logging) and ``cells_per_update``.
+    approximation: the members of a pack train as one program), ``epoch_s_run`` (the run's share
+    of its n-group's compiled epochs alone: no checkpoints, data or logging) and ``cells_per_update``.
     A row whose directory is not among ``run_dirs`` gets NaN facts (``train_recurrent`` True)."""
     facts = {os.path.realpath(d): run_facts(Path(d)) for d in run_dirs}
     blank = run_facts(Path(os.devnull)) | {"run_dir": None}  # every fact unknown
@@ -147,7 +151,10 @@ def question_runs(runs: pd.DataFrame, run_dirs: list[Path]) -> pd.DataFrame:
     out = runs.drop(columns=[c for c in added if c in runs], errors="ignore").join(added)
     pack = pd.to_numeric(out["pack_size"], errors="coerce")
     out["train_s_run"] = pd.to_numeric(out["train_s"], errors="coerce") / pack
-    out["epoch_s_run"] = pd.to_numeric(out["epoch_s"], errors="coerce") / pack
+    # A pack trains one n-group after another: a run's share of the arithmetic is its group's
+    # epochs over the group's size; records without groups (one n per pack) share the pack's.
+    group = pd.to_numeric(out["group_epoch_s"], errors="coerce") / pd.to_numeric(out["group_size"], errors="coerce")
+    out["epoch_s_run"] = group.fillna(pd.to_numeric(out["epoch_s"], errors="coerce") / pack)
     out["cells_per_update"] = [cells_per_update(s, int(n), u) if pd.notna(n) else math.nan
                                for s, n, u in zip(out["style"], out["num_steps"], out["update_every"])]
     return out

@@ -49,7 +49,7 @@ from rnn_sweep.launch.hydra_jobs import PackedJob, for_sweeper, outcome_of, run_
 from rnn_sweep.launch.validate import refuse_sweep, check_job_dirs, compose_jobs
 from rnn_sweep.launch.workers import (PackWatcher, SubmititPack, run_chunk, stderr_into, wait_until_done,
                                      joblib_parallel_args, submitit_executor, submitit_kind)
-from rnn_sweep.run.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describe, make_packs
+from rnn_sweep.run.packing import DEFAULT_MAX_PACK_SIZE, assign_workers, describe, plan_packs
 from rnn_sweep.launch.progress import Progress
 
 log = logging.getLogger("rnn_sweep.launch.launcher")
@@ -127,13 +127,14 @@ class PackingLauncher(Launcher):
     def _launch_round(self, jobs: list[PackedJob], run_packs: Callable) -> list[JobReturn]:
         """Pack ``jobs`` (distinct run directories) and hand the packs to the wrapped launcher."""
         assert self.config is not None
-        packs = make_packs([j.run_cfg for j in jobs], self.max_pack_size, *self._memory_cap())
+        plan = plan_packs([j.run_cfg for j in jobs], self.max_pack_size, *self._memory_cap())
+        packs = [pack for pack, _ in plan]
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Packing %d jobs into %s; sweep output dir: %s", len(jobs), describe(packs),
                  self.config.hydra.sweep.dir)
-        for number, pack in enumerate(packs, 1):
-            log.info("\tpack %d: %s", number, " | ".join(" ".join(filter_overrides(jobs[i].overrides)) or "-"
-                                                         for i in pack))
+        for number, (pack, reason) in enumerate(plan, 1):
+            log.info("\tpack %d%s: %s", number, f" ({reason})" if reason else "",
+                     " | ".join(" ".join(filter_overrides(jobs[i].overrides)) or "-" for i in pack))
         returns = run_packs([[jobs[i] for i in pack] for pack in packs])
         by_index = {i: ret for pack, rets in zip(packs, returns) for i, ret in zip(pack, rets)}
         return [by_index[i] for i in range(len(jobs))]

@@ -35,27 +35,34 @@ def frozen_params(train_recurrent: bool) -> tuple[str, ...]:
 
 
 def update_loop(first, stop, max_updates: int, opt_name: str, hp, params, opt_state, carry, grad_step,
-                frozen: tuple[str, ...] = ()):
+                frozen: tuple[str, ...] = (), *, per_update, capacity: int):
     """Optimizer updates ``first`` .. ``stop - 1`` (``stop`` <= ``max_updates``) as one ``tf.while_loop``.
 
     ``grad_step(k, params, carry) -> (losses [K], step losses [S, K], grads,
-    carry)`` computes update k; returns (params, opt_state, losses [max_updates,
-    K], step losses [max_updates, S, K] (rows outside first..stop-1 are zero), carry).
+    carry)`` computes update k, whose first ``per_update`` step-loss rows are the losses
+    at positions k * per_update ... of the rows. Returns (params, opt_state, losses
+    [max_updates, K], position losses [capacity, K], carry): row p of the position
+    losses is position p's loss for the updates made (others zero) -- only the positions,
+    not an [S, K] block per update, so a segment call hands back C x K numbers.
     ``frozen`` non-empty (:func:`frozen_params`): only the output layer is updated.
     """
     losses = tf.TensorArray(tf.float32, size=max_updates)
-    steps = tf.TensorArray(tf.float32, size=max_updates)
+    k_size = params[next(iter(params))].shape[0]
+    positions = tf.zeros([capacity, k_size])
 
-    def body(k, params, opt_state, carry, losses, steps):
+    def body(k, params, opt_state, carry, losses, positions):
         loss, step_losses, grads, carry = grad_step(k, params, carry)
         if frozen:  # a zero gradient leaves a parameter exactly where it is under adagrad, sgd and adam
             grads = {name: g if name in OUTPUT_PARAMS else tf.zeros_like(g) for name, g in grads.items()}
         params, opt_state = optim.apply(opt_name, params, grads, opt_state, hp)
-        return k + 1, params, opt_state, carry, losses.write(k, loss), steps.write(k, step_losses)
+        # Rows past per_update are zeros that the next updates' rows overwrite (updates go in order).
+        rows = k * per_update + tf.range(step_losses.shape[0])
+        positions = tf.tensor_scatter_nd_update(positions, rows[:, None], step_losses)
+        return k + 1, params, opt_state, carry, losses.write(k, loss), positions
 
-    _, params, opt_state, carry, losses, steps = tf.while_loop(
-        lambda k, *_: k < stop, body, (first, params, opt_state, carry, losses, steps))
-    return params, opt_state, losses.stack(), steps.stack(), carry
+    _, params, opt_state, carry, losses, positions = tf.while_loop(
+        lambda k, *_: k < stop, body, (first, params, opt_state, carry, losses, positions))
+    return params, opt_state, losses.stack(), positions, carry
 
 
 def _key(kind: str, backend, *rest) -> tuple:
@@ -69,8 +76,12 @@ def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int
         def run_epoch(params, opt_state, hp, xs, ys, n, state, first, stop):
             updates, most, grad_step, carry = truncation.grad_steps(backend, style, xs, ys, n, state, static_n,
                                                                     update_every)
-            params, opt_state, losses, steps, carry = update_loop(first, tf.minimum(stop, updates), most, opt_name,
-                                                                  hp, params, opt_state, carry, grad_step, frozen)
+            # positions one update trains, and the most step-loss rows it hands back (the window
+            # buffer in TF style, u in true style)
+            per, rows = (n, static_n) if style == "tf" else (int(update_every or static_n),) * 2
+            params, opt_state, losses, steps, carry = update_loop(
+                first, tf.minimum(stop, updates), most, opt_name, hp, params, opt_state, carry, grad_step, frozen,
+                per_update=per, capacity=int(xs.shape[0]) + rows)
             return params, opt_state, losses, steps, updates, carry[0]
 
         # autograph=False: the loops are explicit tf.while_loops, so autograph's source
@@ -112,8 +123,7 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
         stop = total if stop is None else min(int(stop), total)
         params, opt_state, losses, steps, _, state = program(params, opt_state, hp, xs, ys, n, state,
                                                              tf.constant(int(first)), tf.constant(stop))
-        steps = steps[first:stop, :per_update]  # [U, n or u, K]: a TF-style buffer holds n <= its size
-        return params, opt_state, losses[first:stop], tf.reshape(steps, [-1, steps.shape[-1]]), state
+        return params, opt_state, losses[first:stop], steps[first * per_update:stop * per_update], state
 
     def run(params, opt_state, hp, xs, ys, state):
         params, opt_state, losses, _, state = with_step_losses(params, opt_state, hp, xs, ys, state)
@@ -134,11 +144,11 @@ def predict_fn(backend, xla: bool = False) -> Callable:
     if key not in _CACHE:
         def predict(params, xs, state):
             steps = int(xs.shape[0])
-            x1h = tf.one_hot(tf.cast(xs, tf.int32), 2, dtype=tf.float32)
             out = tf.TensorArray(tf.float32, size=steps)
 
-            def body(t, state, out):
-                logits, state = backend.unroll(params, tf.gather(x1h, t)[:, :, None], state)
+            def body(t, state, out):  # one-hot step by step: no float copy of the whole held-out data
+                x = tf.one_hot(tf.cast(tf.gather(xs, t), tf.int32), 2, dtype=tf.float32)
+                logits, state = backend.unroll(params, x[:, :, None], state)
                 return t + 1, state, out.write(t, tf.nn.softmax(logits[:, :, 0])[..., 1])
 
             _, _, out = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), tuple(state), out))

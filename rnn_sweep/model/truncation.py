@@ -128,24 +128,36 @@ def true_step_losses(backend, params, rows_1h, rows_y, starts, t0, u: int, n: in
 
 
 
-def _cell(backend, params, x1h, t, state):
-    """One cell at position t: (logits [K, B, 2], new state); x1h is one-hot [C, K, B, 2]."""
-    logits, state = backend.unroll(params, tf.gather(x1h, t)[:, :, None], state)
+def _x_at(xs, t):
+    """The one-hot inputs [K, B, 2] at position t of xs: int [C, K, B] steps (one-hot per step, so
+    no float copy of the epoch: 8 bytes per step per replica) or already one-hot [C, K, B, 2]."""
+    x = tf.gather(xs, t)
+    return x if xs.shape.rank == 4 else tf.one_hot(tf.cast(x, tf.int32), 2, dtype=tf.float32)
+
+
+def _y_at(ys, t):
+    """The int32 targets [K, B] at position t of ys [C, K, B]."""
+    return tf.cast(tf.gather(ys, t), tf.int32)
+
+
+def _cell(backend, params, xs, t, state):
+    """One cell at position t: (logits [K, B, 2], new state); xs as :func:`_x_at` takes it."""
+    logits, state = backend.unroll(params, _x_at(xs, t)[:, :, None], state)
     return logits[:, :, 0], state
 
 
-def _window_forward(backend, params, x1h, t0, n, state, buf):
+def _window_forward(backend, params, xs, t0, n, state, buf):
     """Run cells t0..t0+n-1 from ``state``; buf[i] gets the state entering cell t0+i."""
     def body(i, state, buf):
         buf = tuple(tf.tensor_scatter_nd_update(b, [[i]], s[None]) for b, s in zip(buf, state))
-        _, state = _cell(backend, params, x1h, t0 + i, state)
+        _, state = _cell(backend, params, xs, t0 + i, state)
         return i + 1, state, buf
 
     _, state, buf = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), tuple(state), buf))
     return state, buf
 
 
-def _window_backward(backend, params, x1h, y, t0, n, buf):
+def _window_backward(backend, params, xs, ys, t0, n, buf):
     """Gradient of the window's per-replica mean loss, cell by cell in reverse.
 
     Each cell is recomputed from its recorded entering state and differentiated
@@ -162,13 +174,12 @@ def _window_backward(backend, params, x1h, y, t0, n, buf):
         t = n - 1 - j
         s_prev = tuple(tf.gather(b, t) for b in buf)
         if hasattr(backend, "cell_vjp"):  # hand-derived (scratch): the same gradient, a smaller program
-            step, g_params, ds = backend.cell_vjp(params, tf.gather(x1h, t0 + t), tf.gather(y, t0 + t), s_prev,
-                                                  ds, scale)
+            step, g_params, ds = backend.cell_vjp(params, _x_at(xs, t0 + t), _y_at(ys, t0 + t), s_prev, ds, scale)
         else:
             with tf.GradientTape() as tape:
                 tape.watch((params, s_prev))
-                logits, s_new = _cell(backend, params, x1h, t0 + t, s_prev)
-                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(y, t0 + t), logits=logits)
+                logits, s_new = _cell(backend, params, xs, t0 + t, s_prev)
+                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=_y_at(ys, t0 + t), logits=logits)
                 step = tf.reduce_mean(ce, axis=1)  # [K]: each replica's mean over its B rows
                 total = tf.reduce_sum(step) * scale
             g_params, ds = tape.gradient([total, *s_new], (params, s_prev),
@@ -185,16 +196,16 @@ def _window_backward(backend, params, x1h, y, t0, n, buf):
     return loss * scale, cells, grads
 
 
-def tf_style_window(backend, params, x1h, y, t0, n, state, buf) -> tuple:
+def tf_style_window(backend, params, xs, ys, t0, n, state, buf) -> tuple:
     """BPTT(n, n) of the window at t0..t0+n-1 from the (constant) ``state``.
 
-    x1h float32 [C, K, B, 2] one-hot steps, y int32 [C, K, B]; ``buf`` a tuple of
+    xs int [C, K, B] steps (or float32 one-hot [C, K, B, 2]), ys int [C, K, B]; ``buf`` a tuple of
     [max_steps, K, B, d] buffers (reused across windows). Returns (losses [K] =
     each replica's mean loss over the window, per-step losses [max_steps, K] (the
     first n rows: each cell's mean loss over B), grads, (end state, buf)).
     """
-    end, buf = _window_forward(backend, params, x1h, t0, n, state, buf)
-    losses, cells, grads = _window_backward(backend, params, x1h, y, t0, n, buf)
+    end, buf = _window_forward(backend, params, xs, t0, n, state, buf)
+    losses, cells, grads = _window_backward(backend, params, xs, ys, t0, n, buf)
     return losses, cells, grads, (end, buf)
 
 
@@ -209,11 +220,8 @@ def tf_style_grad_steps(backend, xs, ys, n, state, max_steps: int) -> tuple:
     Returns (updates C // n, the largest possible count C, grad_step, carry0);
     ``grad_step`` gives per-step losses [max_steps, K], valid in their first n rows.
     """
-    x1h = tf.one_hot(tf.cast(xs, tf.int32), 2, dtype=tf.float32)  # [C, K, B, 2]
-    y = tf.cast(ys, tf.int32)
-
-    def grad_step(k, params, carry):
-        return tf_style_window(backend, params, x1h, y, k * n, n, *carry)
+    def grad_step(k, params, carry):  # the int8 steps go in as they are: each cell one-hots its own
+        return tf_style_window(backend, params, xs, ys, k * n, n, *carry)
 
     return int(xs.shape[0]) // n, int(xs.shape[0]), grad_step, (tuple(state), state_buffers(state, max_steps))
 

@@ -1,8 +1,10 @@
 """A pack: K compatible runs trained as one compiled program (no files; see train.py for records).
 
 Runs are compatible when they share everything that shapes the compiled program
-and the data: they may differ only in ``seed`` and the optimizer's numeric
-hyper-parameters (plus execution-only settings). Replica k of a pack is exactly
+and the data but the window length: they may differ only in ``seed``, ``num_steps``
+and the optimizer's numeric hyper-parameters (plus execution-only settings). Members
+with the same n train as one group in one engine call; in TF style every group runs
+the same compiled program (n is a runtime number). Replica k of a pack is exactly
 the run ``cfgs[k]`` alone: its weights are ``init_params([seed_k])``, its data
 ``rng_for(seed_k, ...)``, its hyper-parameters slice [k] of [K] tensors, and no
 operation mixes replicas (see :mod:`rnn_sweep.model.truncation` for why the gradients
@@ -38,83 +40,160 @@ def check_packable(cfgs: Sequence[RunConfig]) -> None:
                                  f"({first.get(key)} vs {value}); only {', '.join(PER_REPLICA)} may differ")
 
 
+def positions_per_update(cfg: RunConfig) -> int:
+    """Positions of each row one update trains: n (TF style) or u = update_every or n (true style)."""
+    return cfg.num_steps if cfg.truncation.style == "tf" else (cfg.truncation.update_every or cfg.num_steps)
+
+
+class _Group:
+    """The members of a pack that share one window length n: one engine call trains them all.
+
+    Args:
+        members: their indices in the pack.
+        cfgs: their configurations (equal but for :data:`PER_REPLICA` keys and execution settings).
+        backend: the pack's backend.
+    """
+
+    def __init__(self, members: list[int], cfgs: Sequence[RunConfig], backend):
+        import tensorflow as tf
+
+        from rnn_sweep.model import engine
+        from rnn_sweep.model import optimizers as optim
+
+        cfg = cfgs[0]
+        self.members, self.cfg = members, cfg
+        self.params = {k: tf.constant(v) for k, v in backend.init_params([c.seed for c in cfgs]).items()}
+        self.hp = optim.stacked_hyperparams([c.train.optimizer for c in cfgs])
+        self.opt_state = optim.init_state(cfg.train.optimizer.name, self.params, self.hp)
+        self.per_update = positions_per_update(cfg)
+        if hasattr(backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
+            self.fn = backend.make_epoch_fn(cfg)
+        else:
+            self.fn = engine.epoch_fn(backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
+                                      cfg.num_steps, update_every=cfg.truncation.update_every,
+                                      frozen=engine.frozen_params(cfg.model.train_recurrent))
+
+    def updates_at(self, position: int, total: int) -> int:
+        """Updates that complete data position ``position`` of the rows (at most ``total``, the epoch's)."""
+        return min(-(-int(position) // self.per_update), total)
+
+
 class Pack:
-    """The compiled training state of K runs: stacked parameters, optimizer slots, epoch function.
+    """The compiled training state of K runs: per window length n, stacked parameters, optimizer
+    slots and the epoch function; held-out measurement of all K at once.
+
+    Members that share n form a group (:class:`_Group`) trained by one engine call per
+    segment; in TF style every group whose n fits one window buffer runs the same compiled
+    program (n is a runtime number). Members with different n still share everything else:
+    the data drawn per seed, one held-out prediction pass per checkpoint, one record.
 
     Args:
         cfgs: the members' validated configurations (see :func:`check_packable`).
     """
 
     def __init__(self, cfgs: Sequence[RunConfig]):
-        import tensorflow as tf
-
-        from rnn_sweep.model import engine
-        from rnn_sweep.model import optimizers as optim
         from rnn_sweep.model.backends import build_backend
 
         self.cfgs = list(cfgs)
         cfg = self.cfgs[0]
         self.seeds = [c.seed for c in self.cfgs]
         self.backend = build_backend(cfg.model, cfg.state_size)
-        self.params = {k: tf.constant(v) for k, v in self.backend.init_params(self.seeds).items()}
-        self.hp = optim.stacked_hyperparams([c.train.optimizer for c in self.cfgs])
-        self.opt_state = optim.init_state(cfg.train.optimizer.name, self.params, self.hp)
+        by_n: dict[int, list[int]] = {}
+        for k, c in enumerate(self.cfgs):
+            by_n.setdefault(c.num_steps, []).append(k)
+        self.groups = [_Group(members, [self.cfgs[k] for k in members], self.backend) for members in by_n.values()]
+        order = [k for g in self.groups for k in g.members]
+        self._member_order = np.argsort(order)  # row k of the groups' concatenation is member order[k]
         self._checkpoint_data: list | None = None
         self._checkpoint_refs: list = []  # per replica: heldout_reference of its checkpoint data
         self.stopped: set[int] = set()  # replicas that stopped training (train.stop_patience)
-        if hasattr(self.backend, "make_epoch_fn"):  # model.backend=keras trains with model.fit, same signature
-            self.fn = self.backend.make_epoch_fn(cfg)
-        else:
-            self.fn = engine.epoch_fn(self.backend, cfg.train.optimizer.name, cfg.truncation.style, cfg.train.xla,
-                                      cfg.num_steps, update_every=cfg.truncation.update_every,
-                                      frozen=engine.frozen_params(cfg.model.train_recurrent))
 
     @property
     def size(self) -> int:
         """K, the number of replicas."""
         return len(self.cfgs)
 
+    @property
+    def params(self) -> dict:
+        """Every member's parameters stacked in member order, {name: [K, ...]}."""
+        import tensorflow as tf
+
+        if len(self.groups) == 1:
+            return self.groups[0].params
+        return {name: tf.gather(tf.concat([g.params[name] for g in self.groups], axis=0), self._member_order)
+                for name in self.groups[0].params}
+
     def train_epoch(self, epoch: int, checkpoints: int = 0, limit: int | None = None,
                     on_checkpoint=None) -> "EpochResult":
         """One epoch of every replica, measured on held-out data at ``checkpoints`` points of it.
 
-        The epoch's updates are made in segments ending at :func:`checkpoint_stops` (the
-        first epoch spaced as ``train.checkpoint_spacing`` says, later ones evenly) and, with
-        ``limit``, at most ``limit`` updates (a data budget ending inside the epoch). After
-        each segment every replica's held-out loss and learned fractions are measured on its
-        checkpoint data (:meth:`checkpoint_metrics`) and ``on_checkpoint(updates done,
-        metrics)`` may return replicas that stop there: their learning rate becomes 0, so
-        their parameters never change again (exactly: a zero step under adagrad, sgd and
-        adam), and once every replica has stopped the epoch ends. The segments run one
-        compiled program and equal the epoch made at once.
+        The checkpoints sit on data positions of the rows, the same for every member
+        whatever its n (:func:`checkpoint_stops` over the C positions per row; the first
+        epoch spaced as ``train.checkpoint_spacing`` says, later ones evenly); ``limit``
+        (positions, a data budget ending inside the epoch) ends the epoch early. At each
+        stop p every member has made the updates that complete position p
+        (:meth:`_Group.updates_at`); then every replica's held-out loss and learned
+        fractions are measured in one pass (:meth:`checkpoint_metrics`) and
+        ``on_checkpoint(updates done per member, metrics)`` may return replicas that stop
+        there: their learning rate becomes 0, so their parameters never change again
+        (exactly: a zero step under adagrad, sgd and adam), and once every replica has
+        stopped the epoch ends. The segments run one compiled program per group and equal
+        the epoch made at once.
         """
         cfg = self.cfgs[0]
         t0 = time.perf_counter()
-        xs, ys = data_mod.pack_epoch_steps(cfg.data, cfg.data.length, cfg.train.batch_size, self.seeds, epoch)
-        data_s = time.perf_counter() - t0
-        state = self.backend.zero_state(self.size, cfg.train.batch_size)
-        total = self.fn.updates(int(xs.shape[0]))
-        result = EpochResult(updates=total, data_s=data_s)
-        stops = checkpoint_stops(total, checkpoints, self.cfgs[0].train.checkpoint_spacing if epoch == 0 else "linear")
-        if limit is not None and limit < total:
+        rows = data_mod.epoch_rows(cfg.data, cfg.data.length, cfg.train.batch_size, self.seeds, epoch)
+        columns = cfg.data.length // cfg.train.batch_size
+        result = EpochResult(size=self.size, data_s=time.perf_counter() - t0)
+        stops = checkpoint_stops(columns, checkpoints, cfg.train.checkpoint_spacing if epoch == 0 else "linear")
+        if limit is not None and limit < columns:
             stops = [s for s in stops if s < limit] + [limit]
-        first = 0
+        runs = [self._group_run(g, rows, columns) for g in self.groups]
         for stop in stops:
             t1 = time.perf_counter()
-            self.params, self.opt_state, losses, steps, state = self.fn.with_step_losses(
-                self.params, self.opt_state, self.hp, xs, ys, state, first=first, stop=stop)
-            result.losses.append(np.asarray(losses))
-            result.step_losses.append(np.asarray(steps))
+            done, before = [0] * self.size, [run["first"] for run in runs]
+            for g, run in zip(self.groups, runs):
+                run["first"] = self._segment(g, run, g.updates_at(stop, run["total"]), result)
+                for k in g.members:
+                    done[k] = run["first"]
             result.train_s += time.perf_counter() - t1
-            first = stop
-            if checkpoints:
+            if checkpoints and before != [run["first"] for run in runs]:  # no member moved: nothing new to measure
                 t2 = time.perf_counter()
                 metrics = self.checkpoint_metrics()
-                result.checkpoints.append((stop, metrics))
+                result.checkpoints.append((done, metrics))
                 result.eval_s += time.perf_counter() - t2
-                if on_checkpoint is not None and self.stop(on_checkpoint(stop, metrics)):
+                if on_checkpoint is not None and self.stop(on_checkpoint(done, metrics)):
                     break
         return result
+
+    def _group_run(self, group: "_Group", rows: dict, columns: int) -> dict:
+        """A group's epoch in progress: its time-major data, carried state and updates made."""
+        import tensorflow as tf
+
+        b = self.cfgs[0].train.batch_size
+        # Tensors once per epoch: every segment call would otherwise copy the NumPy arrays in again.
+        xs = tf.constant(data_mod.steps_major([rows[self.seeds[k]][0] for k in group.members]))
+        ys = tf.constant(data_mod.steps_major([rows[self.seeds[k]][1] for k in group.members]))
+        return {"xs": xs, "ys": ys, "state": self.backend.zero_state(len(group.members), b), "first": 0,
+                "total": group.fn.updates(columns)}
+
+    @staticmethod
+    def _segment(group: "_Group", run: dict, stop: int, result: "EpochResult") -> int:
+        """The group's updates run["first"] .. stop - 1; their losses and seconds go to ``result``.
+        Returns ``stop``."""
+        if stop <= run["first"]:
+            return run["first"]
+        t0 = time.perf_counter()
+        group.params, group.opt_state, losses, steps, run["state"] = group.fn.with_step_losses(
+            group.params, group.opt_state, group.hp, run["xs"], run["ys"], run["state"], first=run["first"], stop=stop)
+        losses, steps = np.asarray(losses), np.asarray(steps)
+        seconds = time.perf_counter() - t0
+        for j, k in enumerate(group.members):
+            result.losses[k].append(losses[:, j])
+            result.step_losses[k].append(steps[:, j])
+            result.group_s[k] += seconds
+            result.group_size[k] = len(group.members)
+        return stop
 
     def stop(self, replicas) -> bool:
         """Stop training ``replicas`` (their learning rate becomes 0); True once every replica has stopped."""
@@ -123,15 +202,11 @@ class Pack:
         new = set(replicas) - self.stopped
         if new:
             self.stopped |= new
-            lr = self.hp["lr"].numpy().copy()
-            lr[sorted(new)] = 0.0
-            self.hp = {**self.hp, "lr": tf.constant(lr)}
+            for g in self.groups:
+                lr = g.hp["lr"].numpy().copy()
+                lr[[j for j, k in enumerate(g.members) if k in self.stopped]] = 0.0
+                g.hp = {**g.hp, "lr": tf.constant(lr)}
         return len(self.stopped) == self.size
-
-    def positions_per_update(self) -> int:
-        """Positions of each row one update trains: n (TF style) or u (true style)."""
-        cfg = self.cfgs[0]
-        return cfg.num_steps if cfg.truncation.style == "tf" else (cfg.truncation.update_every or cfg.num_steps)
 
     def checkpoint_metrics(self) -> list[dict | Exception]:
         """Every replica's held-out numbers (:func:`heldout_metrics`) on its checkpoint data; a
@@ -208,11 +283,13 @@ def checkpoint_stops(total: int, checkpoints: int, spacing: str = "linear") -> l
 
 @dataclass
 class EpochResult:
-    """One epoch of a pack: losses per update [U, K] and per trained position [P, K] (segment by
-    segment, see :meth:`Pack.train_epoch`), the checkpoints as (updates done, metrics per replica),
-    and seconds spent drawing data, training and measuring checkpoints."""
+    """One epoch of a pack, member by member (members with different n make different numbers of
+    updates): losses per update and per trained position (segment by segment, see
+    :meth:`Pack.train_epoch`), the checkpoints as (updates done per member, metrics per member),
+    and seconds spent drawing data, training and measuring checkpoints; ``group_s[k]`` the
+    seconds of the engine calls that trained member k's n-group, of ``group_size[k]`` members."""
 
-    updates: int
+    size: int
     losses: list = field(default_factory=list)
     step_losses: list = field(default_factory=list)
     checkpoints: list = field(default_factory=list)
@@ -220,11 +297,19 @@ class EpochResult:
     train_s: float = 0.0
     eval_s: float = 0.0
 
-    def update_losses(self) -> np.ndarray:
-        return np.concatenate(self.losses)
+    def __post_init__(self):
+        self.losses = [[] for _ in range(self.size)]
+        self.step_losses = [[] for _ in range(self.size)]
+        self.group_s = [0.0] * self.size
+        self.group_size = [1] * self.size
 
-    def position_losses(self) -> np.ndarray:
-        return np.concatenate(self.step_losses)
+    def update_losses(self, k: int) -> np.ndarray:
+        """Member k's loss per update [U_k]."""
+        return np.concatenate(self.losses[k]) if self.losses[k] else np.zeros(0, np.float32)
+
+    def position_losses(self, k: int) -> np.ndarray:
+        """Member k's loss per trained position [P_k] (the mean over its B rows)."""
+        return np.concatenate(self.step_losses[k]) if self.step_losses[k] else np.zeros(0, np.float32)
 
 
 def heldout_reference(cfg: RunConfig, full: tuple, columns: int) -> dict:

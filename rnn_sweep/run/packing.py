@@ -6,11 +6,14 @@ used by the sweep launcher (:mod:`rnn_sweep.launch.launcher`).
 A pack is a list of job indices whose configurations differ only in
 :data:`PER_REPLICA` keys (they enter the compiled program as per-replica tensors:
 the seed through the data and initial weights, the optimizer's numeric
-hyper-parameters as [K] tensors) and :data:`EXECUTION_ONLY` keys (they do not
-change what a run computes). That is the precondition of
+hyper-parameters as [K] tensors; ``num_steps`` splits the pack into groups, one
+engine call each, that share data, held-out measurement and -- in TF style, where n
+is a runtime number -- the compiled program) and :data:`EXECUTION_ONLY` keys (they do
+not change what a run computes). That is the precondition of
 ``rnn_sweep.run.train.train_pack``; everything else (backend, cell, style,
-num_steps, state_size, data rule, epochs, batch size, optimizer name...) is the
-pack key. A ``model.backend=keras`` run (model.fit, not packed) and a
+state_size, data rule, epochs, batch size, optimizer name...) is the pack key: a
+sweep over n and seeds makes one pack per state size, cut only by the size and
+memory caps (:func:`plan_packs` says where and why). A ``model.backend=keras`` run (model.fit, not packed) and a
 ``train.replicas`` K > 1 run (already K seeds in one job) always run alone.
 """
 
@@ -24,7 +27,7 @@ from rnn_sweep.task.config import RunConfig
 from rnn_sweep.model.buffers import buffer_steps
 from rnn_sweep.run.records import EXECUTION_KEYS
 
-PER_REPLICA = ("seed", "train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.beta1",
+PER_REPLICA = ("seed", "num_steps", "train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.beta1",
                "train.optimizer.beta2", "train.optimizer.epsilon",
                # each member judges its own checkpoints (rnn_sweep.run.train.MemberLog.judge)
                "train.stop_patience", "train.stop_tolerance")
@@ -67,14 +70,7 @@ def shared_settings(cfg: RunConfig) -> dict:
 def make_packs(cfgs: Sequence[RunConfig], max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
                memory_budget: Optional[int] = None,
                estimate: Optional[Callable[[RunConfig], int]] = None) -> list[list[int]]:
-    """Group run configurations into packs of job indices.
-
-    Runs with equal :func:`pack_key` are grouped in the order they first appear
-    (so packs, and the runs inside them, follow the sweep's order), then cut into
-    chunks of at most ``max_pack_size`` runs and, when ``estimate`` and
-    ``memory_budget`` are given, of at most ``memory_budget`` bytes in total
-    (a run whose estimate alone exceeds the budget still gets a pack of its own:
-    whether it fits at all is the config validation's call, not the packer's).
+    """Group run configurations into packs of job indices (:func:`plan_packs` without the reasons).
 
     Args:
         cfgs: the sweep's validated run configurations, in job order.
@@ -85,42 +81,96 @@ def make_packs(cfgs: Sequence[RunConfig], max_pack_size: int = DEFAULT_MAX_PACK_
     Returns:
         Packs as lists of indices into ``cfgs``; every index appears exactly once.
     """
+    return [pack for pack, _ in plan_packs(cfgs, max_pack_size, memory_budget, estimate)]
+
+
+def plan_packs(cfgs: Sequence[RunConfig], max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
+               memory_budget: Optional[int] = None,
+               estimate: Optional[Callable[[RunConfig], int]] = None) -> list[tuple[list[int], str]]:
+    """Group run configurations into packs, each with why it is not part of a larger one.
+
+    Runs with equal :func:`pack_key` are grouped in the order they first appear (so
+    packs follow the sweep's order); inside a group, runs with the same ``num_steps``
+    stay together (one engine call, one program shape), in the order their n first
+    appears. A group is cut into packs only by the caps: at most ``max_pack_size``
+    runs and, when ``estimate`` and ``memory_budget`` are given, at most
+    ``memory_budget`` bytes in total (a run whose estimate alone exceeds the budget
+    still gets a pack of its own: whether it fits at all is the config validation's
+    call, not the packer's). Members of other n never cost more together than apart
+    (each n trains in its own engine call; they share data, held-out passes and the
+    compiled program), so no speed rule splits a pack.
+
+    Returns:
+        [(job indices, reason)]: reason ``""`` for a whole group, else one line for the
+        launcher's plan: ``"runs alone: ..."`` or ``"split by max_pack_size 32"`` /
+        ``"split by the memory cap (1.2 GB per pack)"``. Every index appears exactly once.
+    """
     if max_pack_size < 1:
         raise ValueError(f"max_pack_size={max_pack_size!r} is invalid: must be a positive integer (>= 1)")
     groups: dict[str, list[int]] = {}
-    order: list[list[int]] = []
+    order: list[tuple[list[int], str]] = []
     for i, cfg in enumerate(cfgs):
         key = pack_key(cfg)
         if key is None:
-            order.append([i])
+            why = "model.backend=keras trains by model.fit" if cfg.model.backend == "keras" else \
+                f"train.replicas={cfg.train.replicas} is a pack of its own"
+            order.append(([i], f"runs alone: {why}"))
             continue
         if key not in groups:
             groups[key] = []
-            order.append(groups[key])
+            order.append((groups[key], ""))
         groups[key].append(i)
     packs = []
-    for group in order:
-        packs.extend(_chunks(group, cfgs, max_pack_size, memory_budget, estimate))
+    for group, reason in order:
+        packs.extend(_chunks(group, cfgs, max_pack_size, memory_budget, estimate) if not reason else [(group, reason)])
     return packs
 
 
+def _by_num_steps(group: list[int], cfgs: Sequence[RunConfig]) -> list[list[int]]:
+    """The group's runs by num_steps, each n's runs in sweep order, the n in order of first appearance."""
+    out: dict[int, list[int]] = {}
+    for i in group:
+        out.setdefault(cfgs[i].num_steps, []).append(i)
+    return list(out.values())
+
+
 def _chunks(group: list[int], cfgs: Sequence[RunConfig], max_size: int, budget: Optional[int],
-            estimate: Optional[Callable[[RunConfig], int]]) -> list[list[int]]:
-    """Cut one group into consecutive chunks within the size and memory caps."""
-    chunks: list[list[int]] = []
+            estimate: Optional[Callable[[RunConfig], int]]) -> list[tuple[list[int], str]]:
+    """Cut one group into chunks within the size and memory caps, keeping each n's runs together
+    where they fit; every chunk but the last says which cap ended it."""
+    def need(i: int) -> int:
+        return int(estimate(cfgs[i])) if estimate is not None and budget is not None else 0
+
+    chunks: list[tuple[list[int], str]] = []
     current: list[int] = []
     used = 0
-    for i in group:
-        need = int(estimate(cfgs[i])) if estimate is not None and budget is not None else 0
-        if current and (len(current) >= max_size or (budget is not None and used + need > budget)):
-            chunks.append(current)
-            current, used = [], 0
-        current.append(i)
-        used += need
+
+    def cut(reason: str) -> None:
+        nonlocal current, used
+        chunks.append((current, reason))
+        current, used = [], 0
+
+    for same_n in _by_num_steps(group, cfgs):
+        total = sum(need(i) for i in same_n)
+        if current and (len(current) + len(same_n) > max_size or (budget is not None and used + total > budget)):
+            cut(_cap_reason(len(current) + len(same_n) > max_size, max_size, budget))
+        for i in same_n:  # an n with more runs than one pack holds is cut inside
+            over_size, over_memory = len(current) >= max_size, budget is not None and used + need(i) > budget
+            if current and (over_size or over_memory):
+                cut(_cap_reason(over_size, max_size, budget))
+            current.append(i)
+            used += need(i)
     if current:
-        chunks.append(current)
+        chunks.append((current, ""))
+    if len(chunks) > 1:  # the last chunk is what the caps left over
+        chunks[-1] = (chunks[-1][0], chunks[-2][1])
     return chunks
 
+
+def _cap_reason(size: bool, max_size: int, budget: Optional[int]) -> str:
+    if size:
+        return f"split by max_pack_size {max_size}"
+    return f"split by the memory cap ({budget / 2**30:.2g} GB per pack)"
 
 
 # --- which worker trains which packs (hydra/launcher=cores) ----------------------------------
@@ -141,9 +191,25 @@ def program_key(cfg: RunConfig, size: int) -> str:
     if not packable(cfg):
         return json.dumps({"alone": dataclasses.asdict(cfg)}, sort_keys=True, default=str)
     shared = shared_settings(cfg)
-    if cfg.truncation.style == "tf":
-        shared["num_steps"] = f"buffer {buffer_steps(cfg.num_steps)}"
+    # TF style: every n up to the buffer shares a program; true BPTT is built per n
+    shared["num_steps"] = f"buffer {buffer_steps(cfg.num_steps)}" if cfg.truncation.style == "tf" else cfg.num_steps
     return json.dumps({**shared, "pack size": size}, sort_keys=True)
+
+
+def pack_programs(pack: Sequence[RunConfig]) -> str:
+    """What decides the compiled programs a pack trains with: its groups' :func:`program_key` s
+    (one group per num_steps), as one canonical string. In TF style a sweep's packs of equal
+    group sizes share it whatever their n (up to the buffer size)."""
+    sizes: dict[int, int] = {}
+    for cfg in pack:
+        sizes[cfg.num_steps] = sizes.get(cfg.num_steps, 0) + 1
+    first = {cfg.num_steps: cfg for cfg in reversed(pack)}
+    return json.dumps(sorted({program_key(first[n], k) for n, k in sizes.items()}))
+
+
+def pack_cost(pack: Sequence[RunConfig]) -> float:
+    """:func:`pack_seconds` of a pack whose members may differ in num_steps: the sum over its runs."""
+    return sum(pack_seconds(cfg, 1) for cfg in pack)
 
 
 def pack_seconds(cfg: RunConfig, size: int) -> float:
@@ -176,8 +242,8 @@ def assign_workers(packs: Sequence[Sequence[RunConfig]], workers: int) -> list[l
     """
     if workers < 1:
         raise ValueError(f"workers={workers!r} is invalid: must be a positive integer (>= 1)")
-    keys = [program_key(p[0], len(p)) for p in packs]
-    cost = [pack_seconds(p[0], len(p)) for p in packs]
+    keys = [pack_programs(p) for p in packs]
+    cost = [pack_cost(p) for p in packs]
     first = {k: i for i, k in reversed(list(enumerate(keys)))}
     heaviest = {k: max(c for c, kk in zip(cost, keys) if kk == k) for k in first}
     # programs with the longest packs first (the short ones even out the last chunks), then sweep order

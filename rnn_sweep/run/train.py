@@ -38,7 +38,7 @@ from rnn_sweep.task.config import RunConfig, updates_per_epoch, validate
 from rnn_sweep.run.records import (
     CHECKPOINTS_FILE, LOSS_HEADER, LOSSES_FILE, SUMMARY_FILE, UPDATES_FILE, UPDATES_HEADER, ResultsWriteError,
     check_writable, write_json_atomic)
-from rnn_sweep.run.pack import check_packable
+from rnn_sweep.run.pack import check_packable, positions_per_update
 
 
 def _finite_or_none(v: float) -> float | None:
@@ -65,11 +65,6 @@ def block_means(losses: np.ndarray, log_every: int) -> list[tuple[int, float]]:
     return out
 
 
-def positions_per_update(cfg: RunConfig) -> int:
-    """Positions of each row one update trains: n (TF style) or u = update_every or n (true style)."""
-    return cfg.num_steps if cfg.truncation.style == "tf" else (cfg.truncation.update_every or cfg.num_steps)
-
-
 class MemberLog:
     """One pack member's records while it trains, kept exactly as a run alone keeps them.
 
@@ -88,6 +83,7 @@ class MemberLog:
         self.status, self.diverged_at, self.diverged_at_data, self.error = "completed", None, None, None
         self.step, self.epochs, self.data_steps, self.epoch_start_step = 0, 0, 0, 0
         self.best, self.wait, self.stopped_at, self.stop_reason = math.inf, 0, None, "budget"
+        self.judged_at = self.logged_at = None  # (epoch, updates) of the last checkpoint judged / written
         self.grid = max(1, cfg.train.log_data_steps // cfg.train.batch_size)  # positions per losses.csv block
         self.per_update = positions_per_update(cfg)
         self.position_losses: list[np.ndarray] = []  # per epoch: each trained position's loss (for final_loss)
@@ -130,8 +126,9 @@ class MemberLog:
         """Whether training stops at this checkpoint (``train.stop_patience``): True after
         ``stop_patience`` checkpoints in a row without a held-out loss ``stop_tolerance`` below the best."""
         loss = metrics.get("heldout_loss")
-        if loss is None or not math.isfinite(loss):
-            return False
+        if loss is None or not math.isfinite(loss) or (epoch, updates_in_epoch) == self.judged_at:
+            return False  # no measurement, or the same parameters as the last checkpoint (a longer n)
+        self.judged_at = (epoch, updates_in_epoch)
         # The best moves only on an improvement (Keras' EarlyStopping rule): a loss that falls by
         # less than the tolerance at every checkpoint still adds up to an improvement.
         improved = loss < self.best - self.cfg.train.stop_tolerance
@@ -193,8 +190,9 @@ class MemberLog:
 
     def log_checkpoint(self, epoch: int, updates_in_epoch: int, metrics: dict) -> None:
         """One row of checkpoints.csv: the held-out numbers after ``updates_in_epoch`` updates of ``epoch``."""
-        if CHECKPOINTS_FILE not in self.files:
-            return
+        if CHECKPOINTS_FILE not in self.files or (epoch, updates_in_epoch) == self.logged_at:
+            return  # a pack checkpoint at which this member made no update since its last row
+        self.logged_at = (epoch, updates_in_epoch)
         data = self._epoch_data(epoch, updates_in_epoch * self.per_update)
         if self.diverged_at_data is not None and data > self.diverged_at_data:
             return
@@ -233,16 +231,21 @@ class MemberLog:
         self.status, self.error = "failed", f"{type(err).__name__}: {err}"
 
 
-def _member_timings(clock: dict, lg: MemberLog, pack_size: int) -> dict:
-    """The pack's timings as seen by one member (its epochs only), plus ``pack_size``.
+def _member_timings(clock: dict, lg: MemberLog, pack_size: int, k: int) -> dict:
+    """The pack's timings as seen by member ``k`` (its epochs only), plus ``pack_size``.
 
     ``setup_s`` is train()'s own setup; ``tf_import_s`` what this process paid to import
     TensorFlow (once per process, wherever it happened); ``process_s`` the whole process
     so far (interpreter, Hydra, imports, earlier runs of a reused worker included).
+    ``group_epoch_s`` / ``group_size``: the compiled-epoch seconds of the member's n-group
+    (the pack's members with its num_steps) and how many members it has; a run's share of
+    the training arithmetic is ``group_epoch_s / group_size`` (``epoch_s / pack_size``
+    spreads the whole pack's, every n alike).
     """
     from rnn_sweep.run.runtime import IMPORT_SECONDS, process_age_s
 
     epochs = clock["epoch_s"][:lg.epochs]
+    group = [float(e[k]) for e in clock["group_epoch_s"][:lg.epochs]]
     return {
         "total_s": time.perf_counter() - clock["start"], "setup_s": clock["import_s"],
         "tf_import_s": IMPORT_SECONDS.get("tensorflow"), "process_s": process_age_s(), "data_s": clock["data_s"],
@@ -251,6 +254,7 @@ def _member_timings(clock: dict, lg: MemberLog, pack_size: int) -> dict:
         "first_epoch_s": epochs[0] if epochs else None,
         "warm_epoch_s": float(np.median(epochs[1:])) if len(epochs) > 1 else None,
         "pack_size": pack_size,
+        "group_epoch_s": group, "group_size": clock.get("group_size", [1] * pack_size)[k],
     }
 
 
@@ -282,9 +286,10 @@ def build_summary(lg: MemberLog, ev: dict | None, timings: dict) -> dict:
     }
 
 
-def _log_checkpoints(logs: list[MemberLog], epoch: int, done: int, metrics: list, isolate: bool) -> None:
-    """One checkpoint row per training member; a member whose measurement raised fails alone."""
-    for lg, m in zip(logs, metrics):
+def _log_checkpoints(logs: list[MemberLog], epoch: int, done: list[int], metrics: list, isolate: bool) -> None:
+    """One checkpoint row per training member (``done[k]``: member k's updates in the epoch so far); a
+    member whose measurement raised fails alone."""
+    for lg, m, updates in zip(logs, metrics, done):
         if not lg.training:
             continue
         if isinstance(m, Exception):
@@ -292,17 +297,18 @@ def _log_checkpoints(logs: list[MemberLog], epoch: int, done: int, metrics: list
                 raise m
             lg.fail(m)
         else:
-            lg.log_checkpoint(epoch, done, m)
+            lg.log_checkpoint(epoch, updates, m)
 
 
 def _judge(logs: list[MemberLog], epoch: int):
     """The pack's ``on_checkpoint``: the replicas that stop at this checkpoint (criterion met, or
-    no longer training at all), so that their updates become no-ops."""
-    def on_checkpoint(done: int, metrics: list) -> list[int]:
+    no longer training at all), so that their updates become no-ops. ``done[k]``: the updates
+    member k has made in this epoch (members with different n make different numbers)."""
+    def on_checkpoint(done: list[int], metrics: list) -> list[int]:
         out = []
         for k, (lg, m) in enumerate(zip(logs, metrics)):
             if lg.active and not isinstance(m, Exception):
-                lg.judge(epoch, done, m)
+                lg.judge(epoch, done[k], m)
             if not lg.active:
                 out.append(k)
         return out
@@ -323,26 +329,40 @@ def epoch_limit(cfg: RunConfig, epoch: int) -> int | None:
     return None if limit >= updates_per_epoch(cfg) else limit
 
 
+def position_limit(cfg: RunConfig, epoch: int) -> int | None:
+    """Positions of each row epoch ``epoch`` may train under ``train.max_data_steps`` (None: all;
+    0: none). Every member of a pack shares the budget, so this is the same for every n; a member
+    makes the updates that reach it (:func:`epoch_limit`)."""
+    budget = cfg.train.max_data_steps
+    if budget is None:
+        return None
+    left = budget - epoch * cfg.data.length
+    if left <= 0:
+        return 0
+    positions = -(-left // cfg.train.batch_size)
+    return None if positions >= cfg.data.length // cfg.train.batch_size else positions
+
+
 def _train_epochs(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> None:
     """Every epoch of the pack until each member has finished, diverged or stopped, with its checkpoints."""
     from tqdm.auto import tqdm
 
     cfg = logs[0].cfg
-    updates = updates_per_epoch(cfg)
-    bar = tqdm(total=cfg.train.epochs * updates, unit="step", leave=False,
+    ns = sorted({lg.cfg.num_steps for lg in logs})
+    bar = tqdm(total=cfg.train.epochs * cfg.data.length, unit="step", unit_scale=True, leave=False,
                disable=None if any(lg.cfg.train.progress for lg in logs) else True,
-               desc=f"{cfg.model.backend} n={cfg.num_steps} d={cfg.state_size} seeds={pack.seeds}")
+               desc=f"{cfg.model.backend} n={','.join(map(str, ns))} d={cfg.state_size} seeds={sorted(set(pack.seeds))}")
     if cfg.train.checkpoints:  # the untrained network: what the random state already carries
         t0 = time.perf_counter()
         metrics = pack.checkpoint_metrics()
-        _log_checkpoints(logs, 0, 0, metrics, isolate)
+        _log_checkpoints(logs, 0, [0] * len(logs), metrics, isolate)
         for lg, m in zip(logs, metrics):
             if lg.training and not isinstance(m, Exception):
                 lg.judge(-1, 0, m)
         clock["checkpoint_s"] += time.perf_counter() - t0
     t_train = time.perf_counter()
     for epoch in range(cfg.train.epochs):
-        limit = epoch_limit(cfg, epoch)
+        limit = position_limit(cfg, epoch)
         if not any(lg.active for lg in logs) or limit == 0:
             break
         e0 = time.perf_counter() - t_train
@@ -351,13 +371,14 @@ def _train_epochs(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> No
         clock["data_s"] += result.data_s
         clock["checkpoint_s"] += result.eval_s
         clock["epoch_s"].append(result.train_s)
-        positions, losses = result.position_losses(), result.update_losses()
+        clock["group_epoch_s"].append(result.group_s)
+        clock["group_size"] = result.group_size
         for k, lg in enumerate(logs):
-            lg.log_epoch(epoch, positions[:, k], losses[:, k], e0, e1)
+            lg.log_epoch(epoch, result.position_losses(k), result.update_losses(k), e0, e1)
         for done, metrics in result.checkpoints:
             _log_checkpoints(logs, epoch, done, metrics, isolate)
-        bar.update(updates)
-        live = [float(np.mean(positions[-lg.grid:, k])) for k, lg in enumerate(logs) if lg.active]
+        bar.update(cfg.data.length)
+        live = [float(np.mean(result.position_losses(k)[-lg.grid:])) for k, lg in enumerate(logs) if lg.active]
         bar.set_postfix(loss=f"{np.mean(live):.4f}" if live else "done")
     bar.close()
     clock["train_s"] = time.perf_counter() - t_train
@@ -394,9 +415,9 @@ def _evaluate(pack, logs: list[MemberLog], clock: dict, isolate: bool) -> list[d
 def _record(logs: list[MemberLog], results: list[dict | None], clock: dict, isolate: bool) -> list[dict]:
     """Write each member's summary.json; a member whose record fails is marked failed, not the pack."""
     summaries = []
-    for lg, ev in zip(logs, results):
+    for k, (lg, ev) in enumerate(zip(logs, results)):
         lg.close()
-        summary = build_summary(lg, ev, _member_timings(clock, lg, len(logs)))
+        summary = build_summary(lg, ev, _member_timings(clock, lg, len(logs), k))
         try:
             write_json_atomic(lg.dir / SUMMARY_FILE, summary)
         except Exception as err:  # noqa: BLE001 -- one member's disk problem is that member's failure
@@ -416,8 +437,8 @@ def _run_pack(cfgs: list[RunConfig], run_dirs: list[Path], overwrite: bool, isol
               threads: int) -> list[dict]:
     """Setup, epochs, evaluation, records: flax's train_and_evaluate for a pack."""
     logs = [MemberLog(cfg, d) for cfg, d in zip(cfgs, run_dirs)]
-    clock = {"start": time.perf_counter(), "data_s": 0.0, "epoch_s": [], "train_s": 0.0, "eval_s": 0.0,
-             "checkpoint_s": 0.0}
+    clock = {"start": time.perf_counter(), "data_s": 0.0, "epoch_s": [], "group_epoch_s": [], "train_s": 0.0,
+             "eval_s": 0.0, "checkpoint_s": 0.0}
     try:
         for lg in logs:
             lg.open(overwrite)

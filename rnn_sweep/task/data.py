@@ -103,6 +103,21 @@ def windows_to_steps(windows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(windows.transpose(0, 3, 1, 2).reshape(w * n, k, b))
 
 
+def epoch_rows(rule: DataConfig, length: int, batch_size: int, seeds: list[int],
+               epoch: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each distinct seed's training rows for ``epoch``: {seed: (x, y)}, each int8 [B, C], C = length // B.
+
+    What a run with that seed alone draws (``to_rows`` of :func:`generate` on
+    ``rng_for(seed, TRAIN_STREAM, epoch)``), drawn once however many members of a pack
+    share the seed (runs that differ in n or learning rate see the same data).
+    """
+    out = {}
+    for s in dict.fromkeys(seeds):
+        x, y, _ = generate(rule, length, rng_for(s, TRAIN_STREAM, epoch))
+        out[s] = (to_rows(x, batch_size), to_rows(y, batch_size))
+    return out
+
+
 def pack_epoch_steps(rule: DataConfig, length: int, batch_size: int, seeds: list[int],
                      epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """A pack's training data for ``epoch``: (x, y), each int8 [C, K, B] time-major, C = length // B.
