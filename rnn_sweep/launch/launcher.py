@@ -127,7 +127,7 @@ class PackingLauncher(Launcher):
     def _launch_round(self, jobs: list[PackedJob], run_packs: Callable) -> list[JobReturn]:
         """Pack ``jobs`` (distinct run directories) and hand the packs to the wrapped launcher."""
         assert self.config is not None
-        plan = plan_packs([j.run_cfg for j in jobs], self.max_pack_size, *self._memory_cap())
+        plan = self._plan([j.run_cfg for j in jobs])
         packs = [pack for pack, _ in plan]
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Packing %d jobs into %s; sweep output dir: %s", len(jobs), describe(packs),
@@ -138,6 +138,25 @@ class PackingLauncher(Launcher):
         returns = run_packs([[jobs[i] for i in pack] for pack in packs])
         by_index = {i: ret for pack, rets in zip(packs, returns) for i, ret in zip(pack, rets)}
         return [by_index[i] for i in range(len(jobs))]
+
+    def _plan(self, cfgs: list[RunConfig]) -> list[tuple[list[int], str]]:
+        """:func:`rnn_sweep.run.packing.plan_packs`, and with joblib workers at least one pack per worker.
+
+        A pack holds every num_steps of a state size, so a small sweep can be one pack,
+        which would leave all but one worker idle; the cap on a pack's size is then
+        lowered until every worker gets a pack (a cap never splits one n's runs when
+        they fit together), and the plan says so.
+        """
+        plan = plan_packs(cfgs, self.max_pack_size, *self._memory_cap())
+        workers = self._parallel_workers()
+        if workers == 1 or len(plan) >= workers or len(cfgs) < workers:
+            return plan
+        cap = min(self.max_pack_size, -(-len(cfgs) // workers))
+        while cap > 1 and len(plan) < workers:
+            plan = plan_packs(cfgs, cap, *self._memory_cap())
+            cap -= 1
+        share = f"split so that each of the {workers} joblib workers gets a pack"
+        return [(pack, share if reason.startswith("split by max_pack_size") else reason) for pack, reason in plan]
 
     # --- how packs reach the wrapped launcher's workers -----------------------------------
 
@@ -177,6 +196,7 @@ class PackingLauncher(Launcher):
 
         cfg = joblib_parallel_args(self.wrapped.joblib)  # type: ignore[attr-defined]
         chunks = assign_workers([[j.run_cfg for j in pack] for pack in packs], self._parallel_workers())
+        cfg["n_jobs"] = len(chunks)  # one task per worker: a worker without one would only sit idle
         log.info("Joblib.Parallel(%s) is launching %d packs as %d tasks (packs sharing a compiled program "
                  "on the same worker)", ",".join(f"{k}={v}" for k, v in cfg.items()), len(packs), len(chunks))
         state = Singleton.get_state()
