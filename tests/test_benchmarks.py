@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow  # runs the article port in its own process
 def test_article_port_runs_and_reports(tmp_path):
     # 150,000 steps = 200 rows of 750 columns = 150 windows of 5: one 100-step loss line per epoch
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "article_port.py"), "--data-size=150000",

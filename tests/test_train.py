@@ -176,6 +176,7 @@ def test_learns_both_dependencies_with_longer_truncation(tmp_path):
     assert s["learned_fraction"]["3"] > 0.9 and s["learned_fraction"]["8"] > 0.6
 
 
+@pytest.mark.slow  # a fresh interpreter importing TensorFlow
 def test_automatic_threads_is_one_intra_op_thread():
     """train.threads=0 (automatic) gives TensorFlow one intra-op thread (rnn_sweep.run.runtime.import_tf);
     an explicit number is kept. A fresh process each: the setting is fixed once TF's runtime starts."""
