@@ -54,14 +54,20 @@ def _interval(ax, x, mean, low, high, color, style, label) -> None:
                 markersize=3.5, linewidth=1.3, capsize=2.5, elinewidth=0.9, label=label)
 
 
-def plot_reservoir_diff(table: pd.DataFrame, lag: int, ax=None):
-    """Trained minus control learned fraction of ``lag`` over n, one line per state size, with t 95% intervals."""
+def _lag_lines(table: pd.DataFrame, lag: int, ax=None) -> tuple:
+    """A reservoir panel's axes, ``lag``'s rows, a colour per state size and its rows per state size
+    (sorted by n): ``(ax, part, colors, [(d, rows)])``."""
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 2.6))
     part = table[table["lag"] == lag]
-    colors = _size_colors(part)
-    for d in _sizes(part):
-        g = part[part["state_size"] == d].sort_values("num_steps")
+    lines = [(d, part[part["state_size"] == d].sort_values("num_steps")) for d in _sizes(part)]
+    return ax, part, _size_colors(part), lines
+
+
+def plot_reservoir_diff(table: pd.DataFrame, lag: int, ax=None):
+    """Trained minus control learned fraction of ``lag`` over n, one line per state size, with t 95% intervals."""
+    ax, part, colors, lines = _lag_lines(table, lag, ax)
+    for d, g in lines:
         _interval(ax, g["num_steps"] + _dodge(part, d), g["diff_mean"], g["diff_low"], g["diff_high"], colors[d],
                   "-", f"d = {d:g}")
     ax.axhline(0.0, **ZERO)
@@ -76,12 +82,8 @@ def plot_reservoir_diff(table: pd.DataFrame, lag: int, ax=None):
 def plot_reservoir_levels(table: pd.DataFrame, lag: int, ax=None):
     """The two arms themselves: trained (solid) and control (dashed, open markers) learned fraction of
     ``lag`` over n, one colour per state size."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(3.6, 2.6))
-    part = table[table["lag"] == lag]
-    colors = _size_colors(part)
-    for d in _sizes(part):
-        g = part[part["state_size"] == d].sort_values("num_steps")
+    ax, part, colors, lines = _lag_lines(table, lag, ax)
+    for d, g in lines:
         ax.plot(g["num_steps"], g["trained_mean"], color=colors[d], linestyle="-", marker="o", markersize=3,
                 label=f"trained, d = {d:g}")
         ax.plot(g["num_steps"], g["control_mean"], color=colors[d], linestyle="--", marker="s", markersize=3,

@@ -318,13 +318,9 @@ def _judge(logs: list[MemberLog], epoch: int):
 def epoch_limit(cfg: RunConfig, epoch: int) -> int | None:
     """Updates epoch ``epoch`` may make under ``train.max_data_steps`` (None: all; 0: none): the
     budget ends at the first update whose positions reach it."""
-    budget = cfg.train.max_data_steps
-    if budget is None:
-        return None
-    left = budget - epoch * cfg.data.length
-    if left <= 0:
-        return 0
-    positions = -(-left // cfg.train.batch_size)
+    positions = position_limit(cfg, epoch)
+    if not positions:  # None (all) or 0 (none)
+        return positions
     limit = -(-positions // positions_per_update(cfg))
     return None if limit >= updates_per_epoch(cfg) else limit
 
