@@ -117,7 +117,9 @@ def lockstep_epoch(d: int, xla: bool = True):
             s_in = tf.where(fwd[:, None, None], state, tf.gather_nd(buf, sidx))
             ds_in = tf.where((fwd | tf.equal(j, n))[:, None, None], tf.zeros_like(ds), ds)
             scale = tf.where(fwd | ~active, 0.0, 1.0 / tf.cast(n, tf.float32))[:, None, None]
-            step, g, (ds_out,) = be.cell_vjp(params, x, y, (s_in,), (ds_in,), scale)
+            step, g, (ds_out,) = be.cell_vjp(params, x[..., 1], y, (tf.transpose(s_in, [0, 2, 1]),),  # the cell's
+                                             (tf.transpose(ds_in, [0, 2, 1]),), scale)  # [K, d, B] layout
+            ds_out = tf.transpose(ds_out, [0, 2, 1])
             s1 = tf.tanh(tf.einsum("kbi,kid->kbd", x, params["W"][:, :2])
                          + tf.einsum("kbi,kid->kbd", s_in, params["W"][:, 2:]) + params["b"][:, None, :])
             state = tf.where((fwd & active)[:, None, None], s1, state)

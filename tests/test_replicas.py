@@ -52,17 +52,18 @@ def test_stacked_gradients_are_each_replicas_own():
     import tensorflow as tf
 
     from rnn_sweep.model.scratch import ScratchBackend
-    from rnn_sweep.model.truncation import state_buffers, tf_style_window
+    from rnn_sweep.model.truncation import cell_state, row_state, state_buffers, tf_style_window
 
     be, seeds = ScratchBackend(3), [4, 9, 11]
     rng = np.random.default_rng(0)
     xs, ys = rng.integers(0, 2, (3, 6, 5)), rng.integers(0, 2, (3, 6, 5))  # [K, B, n]
     s0 = rng.uniform(-1, 1, (3, 6, 3)).astype(np.float32)
     params = {k: tf.constant(v) for k, v in be.init_params(seeds).items()}
-    state = (tf.constant(s0),)
-    losses, _, grads, ((s_new,), _) = tf_style_window(
+    state = cell_state(be, (tf.constant(s0),))
+    losses, _, grads, (end, _) = tf_style_window(
         be, params, tf.one_hot(xs.transpose(2, 0, 1), 2), tf.constant(ys.transpose(2, 0, 1), tf.int32),
         tf.constant(0), tf.constant(5), state, state_buffers(state, 32))
+    (s_new,) = row_state(be, end)
     for k in range(3):
         ref = oracle.window_grads({n: v[k].numpy() for n, v in params.items()}, oracle.onehot(xs[k]), ys[k], s0[k])
         assert losses[k].numpy() == pytest.approx(ref.loss, abs=1e-6)

@@ -216,8 +216,10 @@ def test_tf_style_window_is_autodiff_through_the_window_alone(backend, cell):
     steps_x = tf.one_hot(rows_x.reshape(k, b, 3 * n).transpose(2, 0, 1).astype(np.int32), 2)  # [C, K, B, 2]
     steps_y = tf.constant(rows_y.reshape(k, b, 3 * n).transpose(2, 0, 1).astype(np.int32))
     entering = tuple(tf.random.stateless_uniform(s.shape, [3, 4], -0.5, 0.5) for s in be.zero_state(k, b))
+    inner = truncation.cell_state(be, entering)  # the layout the backend steps cells in
     losses, cells, grads, (end, _) = truncation.tf_style_window(
-        be, params, steps_x, steps_y, tf.constant(t0), tf.constant(n), entering, truncation.state_buffers(entering, 8))
+        be, params, steps_x, steps_y, tf.constant(t0), tf.constant(n), inner, truncation.state_buffers(inner, 8))
+    end = truncation.row_state(be, end)
     with tf.GradientTape() as tape:  # the second implementation: autodiff through the static unroll
         tape.watch(params)
         x = tf.transpose(steps_x[t0:t0 + n], [1, 2, 0, 3])  # [K, B, n, 2]
@@ -238,12 +240,13 @@ def test_tf_style_window_is_autodiff_through_the_window_alone(backend, cell):
         np.testing.assert_allclose(grads[name].numpy(), ref_grads[name].numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-@pytest.mark.parametrize("d", [3, 6, 20])  # every fused / matmul branch of the scratch products
-def test_scratch_cell_gradient_by_hand_is_autodiff(d):
-    """The scratch backend's hand-derived cell gradient (what TF-style windows use for it)
-    against TensorFlow's autodiff through ``unroll`` for one step: the cell's loss, the
-    gradient of every parameter and of the entering state, with a gradient arriving from
-    later cells."""
+@pytest.mark.parametrize("d, given_output", [(3, False), (6, True), (20, False), (20, True)])  # every fused /
+# matmul branch of the scratch products, with the cell's output state recomputed or handed in
+def test_scratch_cell_gradient_by_hand_is_autodiff(d, given_output):
+    """The scratch backend's hand-derived cell gradient (what TF-style windows use for it, in
+    its batch-innermost [K, d, B] layout) against TensorFlow's autodiff through ``unroll``
+    ([K, B, d]) for one step: the cell's loss, the gradient of every parameter and of the
+    entering state, with a gradient arriving from later cells."""
     import tensorflow as tf
 
     from rnn_sweep.model.scratch import ScratchBackend
@@ -256,7 +259,6 @@ def test_scratch_cell_gradient_by_hand_is_autodiff(d):
     y = tf.constant(rng.integers(0, 2, (k, b)), tf.int32)
     s0 = tf.constant(rng.uniform(-0.5, 0.5, (k, b, d)), tf.float32)
     ds = tf.constant(rng.normal(0, 0.3, (k, b, d)), tf.float32)
-    step, grads, (ds0,) = be.cell_vjp(params, x, y, (s0,), (ds,), scale)
     with tf.GradientTape() as tape:
         tape.watch((params, s0))
         logits, (s1,) = be.unroll(params, x[:, :, None], (s0,))
@@ -264,6 +266,13 @@ def test_scratch_cell_gradient_by_hand_is_autodiff(d):
         ref_step = tf.reduce_mean(ce, axis=1)
         total = tf.reduce_sum(ref_step) * scale
     ref_params, ref_ds0 = tape.gradient([total, s1], (params, s0), output_gradients=[tf.ones_like(total), ds])
+
+    def t(a):  # [K, B, d] <-> [K, d, B]
+        return tf.transpose(a, [0, 2, 1])
+
+    s_out = (t(s1),) if given_output else None
+    step, grads, (ds0,) = be.cell_vjp(params, x[..., 1], y, (t(s0),), (t(ds),), scale, s_out=s_out)
+    ds0 = t(ds0)
     np.testing.assert_allclose(step.numpy(), ref_step.numpy(), rtol=1e-6)
     np.testing.assert_allclose(ds0.numpy(), ref_ds0.numpy(), rtol=1e-5, atol=1e-7)
     for name in params:

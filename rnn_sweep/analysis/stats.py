@@ -17,6 +17,7 @@ its level for every true share). Figures draw ranges over seeds, named as such.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -103,6 +104,7 @@ def median_with_censored(onsets: np.ndarray, censored: np.ndarray) -> float:
     return float(np.median(np.where(cen, np.inf, on)))
 
 
+@functools.lru_cache(maxsize=None)  # a sweep's tables ask for the same few (level, df) thousands of times
 def t_quantile(level: float, df: int) -> float:
     """Two-sided Student-t critical value: P(|T_df| <= q) = level (exact for integer df,
     Abramowitz & Stegun 26.7.3-4, solved by bisection)."""

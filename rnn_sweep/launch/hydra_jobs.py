@@ -117,6 +117,9 @@ class _Chain:
         self.problems: dict[int, str] = {}  # members Hydra could not set up (e.g. a full disk): they fail
         self.log_files: list[str] = []
         self.depth = 0  # members whose task has been entered
+        # Each member's run directory, resolved once: resolving it is an OmegaConf interpolation
+        # (~2 ms), and every member's pack record names them all (O(members^2) resolutions before).
+        self.dirs = [job_output_dir(job.config) for job in jobs]
 
     def enter(self, i: int) -> None:
         """Member ``i``'s job through Hydra's ``run_job``, the later members inside its task."""
@@ -130,19 +133,19 @@ class _Chain:
         except Exception as err:  # noqa: BLE001 -- Hydra could not set up this job (its records, its log)
             ret = self._not_set_up(i, err)
         if OUTCOME_ATTR not in vars(ret):  # its task never ran (a callback raised after it, the setup before)
-            setattr(ret, OUTCOME_ATTR, self.outcomes.get(i) or RunOutcome(job_output_dir(job.config), "failed",
+            setattr(ret, OUTCOME_ATTR, self.outcomes.get(i) or RunOutcome(self.dirs[i], "failed",
                                                                              error=self.problems.get(i)))
         self.returns[i] = ret
 
     def _not_set_up(self, i: int, err: Exception) -> JobReturn:
         """A member Hydra could not set up fails alone; the members after it still train."""
         path = getattr(err, "filename", None) or "its job records"
-        self.problems.setdefault(i, f"{job_output_dir(self.jobs[i].config)}: cannot write {path}: "
+        self.problems.setdefault(i, f"{self.dirs[i]}: cannot write {path}: "
                                     f"{getattr(err, 'strerror', None) or err}")
         if self.depth <= i:  # the chain broke before this member's task: go on with the next
             self.depth = i + 1
             self.enter(i + 1)
-        outcome = self.outcomes.get(i) or RunOutcome(job_output_dir(self.jobs[i].config), "failed",
+        outcome = self.outcomes.get(i) or RunOutcome(self.dirs[i], "failed",
                                                      error=self.problems[i])
         ret = JobReturn(overrides=list(self.jobs[i].overrides), status=JobStatus.FAILED,
                         _return_value=RunFailed(outcome))
@@ -156,7 +159,7 @@ class _Chain:
                            if isinstance(h, logging.FileHandler)]
         self.enter(i + 1)
         job = self.jobs[i]
-        outcome = self.outcomes.get(i) or RunOutcome(job_output_dir(job.config), "failed",
+        outcome = self.outcomes.get(i) or RunOutcome(self.dirs[i], "failed",
                                                      error=self.problems.get(i, "its pack did not finish"))
         try:  # the later members' run_job configured their own job logs: this member's again
             configure_log(job.config.hydra.job_logging, job.config.hydra.verbose)
@@ -164,7 +167,7 @@ class _Chain:
             pass  # its job log cannot be opened (a full disk): the console and the failure list still say it
         with _console_quiet():
             log.info("%s", result_line(outcome), extra=DETAIL)
-        self._pack_record(job, outcome)
+        self._pack_record(i, outcome)
         _flush_logs()
         setattr(self.returns[i], OUTCOME_ATTR, outcome)
         if outcome.error is not None:
@@ -182,22 +185,22 @@ class _Chain:
 
         ready = [i for i in range(len(self.jobs)) if i not in self.problems]
         for i in self.problems:
-            self.outcomes[i] = RunOutcome(job_output_dir(self.jobs[i].config), "failed", error=self.problems[i])
+            self.outcomes[i] = RunOutcome(self.dirs[i], "failed", error=self.problems[i])
         if not ready:
             return
         first = self.jobs[ready[0]]
         threads = job_threads(first.run_cfg.train.threads)
         # +force=true: a sweep option, not one of the run's
-        jobs = [Job(self.jobs[i].run_cfg, Path(job_output_dir(self.jobs[i].config)),
+        jobs = [Job(self.jobs[i].run_cfg, Path(self.dirs[i]),
                     parse_bool("force", self.jobs[i].config.get("force", False))) for i in ready]
         with _log_to(self.log_files), _console_quiet():
             self.outcomes.update(zip(ready, execute_pack(jobs, threads, label=self.label)))
 
-    def _pack_record(self, job: PackedJob, outcome: RunOutcome) -> None:
-        records_dir = job_records_dir(job.config)
+    def _pack_record(self, i: int, outcome: RunOutcome) -> None:
+        records_dir = job_records_dir(self.jobs[i].config, self.dirs[i])
         if records_dir is None:
             return
-        names = [Path(job_output_dir(j.config)).name for j in self.jobs]
+        names = [Path(d).name for d in self.dirs]
         trained = [Path(o.run_dir).name for o in self.outcomes.values() if o.trained]
         record = {"pack": self.label, "size": len(names), "members": names, "trained": trained}
         if self.launch is not None:
@@ -232,10 +235,11 @@ def job_output_dir(config: DictConfig) -> str:
                                         str(OmegaConf.select(config, "hydra.sweep.subdir"))))
 
 
-def job_records_dir(config: DictConfig) -> Optional[Path]:
-    """Where a sweep job's Hydra records and pack record go (None: ``hydra.output_subdir=null``)."""
+def job_records_dir(config: DictConfig, output_dir: Optional[str] = None) -> Optional[Path]:
+    """Where a sweep job's Hydra records and pack record go (None: ``hydra.output_subdir=null``);
+    ``output_dir``: its :func:`job_output_dir` when already known."""
     subdir = OmegaConf.select(config, "hydra.output_subdir")
-    return None if subdir is None else Path(job_output_dir(config)) / str(subdir)
+    return None if subdir is None else Path(output_dir or job_output_dir(config)) / str(subdir)
 
 
 def for_sweeper(ret: JobReturn) -> JobReturn:

@@ -14,10 +14,14 @@ whatever the truncation style. A backend provides
 * ``unroll(params, x, state)`` with x float32 [K, B, T, 2] (one-hot inputs) ->
   (logits float32 [K, B, T, 2], final state tuple). Differentiable in params
   and x; slice k of every output depends on slice k of the inputs only.
-* optionally ``cell_vjp(params, x, y, s_prev, ds, scale)``: one cell's losses and
-  exact gradient derived by hand, which TF-style truncation then uses instead of
-  autodiff through ``unroll`` (a smaller program: faster to trace, compile and,
-  at d=32, to run). Only ``scratch`` has one; it is tested against autodiff.
+* optionally a cell-by-cell path: ``cell_step(params, x, state)`` (x float [K, B], the
+  input bits -> (logits [K, B, 2], state)), ``cell_vjp(params, x, y, s_prev, ds, scale,
+  s_out=None)`` (one cell's losses and exact gradient derived by hand) and
+  ``cell_state``/``row_state``, which convert the state between the row layout above
+  and the layout the cells step in. TF-style truncation and prediction then step cells
+  with these instead of ``unroll`` and autodiff (a smaller program: faster to trace,
+  compile and run). Only ``scratch`` has one (batch innermost, [K, d, B]); it is tested
+  against autodiff.
 
 ``scratch`` lives in :mod:`rnn_sweep.model.scratch`; the Keras-cell backends
 ``static`` and ``dynamic`` in :mod:`rnn_sweep.model.keras_cells`; ``keras``, which

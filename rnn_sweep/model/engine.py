@@ -82,7 +82,7 @@ def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int
             params, opt_state, losses, steps, carry = update_loop(
                 first, tf.minimum(stop, updates), most, opt_name, hp, params, opt_state, carry, grad_step, frozen,
                 per_update=per, capacity=int(xs.shape[0]) + rows)
-            return params, opt_state, losses, steps, updates, carry[0]
+            return params, opt_state, losses, steps, updates, truncation.final_state(backend, style, carry)
 
         # autograph=False: the loops are explicit tf.while_loops, so autograph's source
         # conversion would only add tracing time (true style, n=10: first epoch 10.7 s
@@ -146,12 +146,12 @@ def predict_fn(backend, xla: bool = False) -> Callable:
             steps = int(xs.shape[0])
             out = tf.TensorArray(tf.float32, size=steps)
 
-            def body(t, state, out):  # one-hot step by step: no float copy of the whole held-out data
-                x = tf.one_hot(tf.cast(tf.gather(xs, t), tf.int32), 2, dtype=tf.float32)
-                logits, state = backend.unroll(params, x[:, :, None], state)
-                return t + 1, state, out.write(t, tf.nn.softmax(logits[:, :, 0])[..., 1])
+            def body(t, state, out):  # one cell per step from the int8 data: no float copy of the held-out data
+                logits, state = truncation.cell(backend, params, xs, t, state)
+                return t + 1, state, out.write(t, tf.nn.softmax(logits)[..., 1])
 
-            _, _, out = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), tuple(state), out))
+            state = truncation.cell_state(backend, state)
+            _, _, out = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), state, out))
             return out.stack()
 
         _CACHE[key] = tf.function(predict, jit_compile=xla, autograph=False)  # explicit loop, see epoch_fn

@@ -63,39 +63,90 @@ class ScratchBackend:
         logits = tf.reshape(_project(h, U) + c[:, None, :], [k, batch, steps, NUM_CLASSES])
         return logits, (s,)
 
-    def cell_vjp(self, params: dict, x, y, s_prev: tuple, ds: tuple, scale):
-        """One cell's loss and its exact gradient, derived by hand (no autodiff).
+    # -- one cell at a time, batch innermost ------------------------------------------------
+    # TF-style windows and prediction step one cell at a time. There the state is kept as
+    # [K, d, B] (the batch, 200 wide, innermost) instead of [K, B, d]: with d = 2..8 innermost,
+    # every elementwise kernel and product works on vectors 2..8 long; with the batch
+    # innermost they are 200 long (a warm TF-style epoch 1.6-2.9x faster at d <= 8,
+    # benchmarks/bench_mixed.py). ``cell_state``/``row_state`` convert at a loop's ends.
 
-        x [K, B, 2] one-hot, y int [K, B] targets, s_prev ([K, B, d],) the state entering
-        the cell, ds ([K, B, d],) the gradient arriving at its output state from later
-        cells; the cell's loss is ``scale`` x the mean over B of its cross-entropy, summed
-        over replicas. Returns (per-replica mean cross-entropy [K], {W, b, U, c}
-        gradients, (gradient w.r.t. s_prev,)). Equal to TensorFlow's autodiff through
-        :meth:`unroll` (tests/test_truncation.py).
+    @staticmethod
+    def cell_state(state: tuple) -> tuple:
+        """Row layout ([K, B, d],) -> the cells' layout ([K, d, B],)."""
+        import tensorflow as tf
+
+        return tuple(tf.transpose(s, [0, 2, 1]) for s in state)
+
+    row_state = cell_state  # the same transpose back: ([K, d, B],) -> ([K, B, d],)
+
+    def cell_step(self, params: dict, x, state: tuple):
+        """One cell: x float [K, B] (the input bit), state ([K, d, B],) -> (logits [K, B, 2], (S_t [K, d, B],))."""
+        s1 = self._cell_forward(params, x, state[0])
+        return self._logits(params, s1), (s1,)
+
+    def _cell_forward(self, params, x, s0):
+        import tensorflow as tf
+
+        W = params["W"]
+        w_in = tf.transpose(W[:, :NUM_CLASSES], [0, 2, 1])  # [K, d, 2]: column j = the weights of input j
+        # one-hot [1-x, x] times W[:2], as a select between its two rows
+        a = w_in[:, :, :1] + (w_in[:, :, 1:] - w_in[:, :, :1]) * x[:, None, :]
+        return tf.tanh(a + _project_t(tf.transpose(W[:, NUM_CLASSES:], [0, 2, 1]), s0) + params["b"][:, :, None])
+
+    @staticmethod
+    def _logits(params, s1):
+        """S_t [K, d, B] -> logits [K, B, 2]."""
+        import tensorflow as tf
+
+        z = _project_t(tf.transpose(params["U"], [0, 2, 1]), s1) + params["c"][:, :, None]  # [K, 2, B]
+        return tf.transpose(z, [0, 2, 1])
+
+    def cell_vjp(self, params: dict, x, y, s_prev: tuple, ds: tuple, scale, s_out: tuple | None = None):
+        """One cell's loss and its exact gradient, derived by hand (no autodiff), in the cells' layout.
+
+        x float [K, B] the input bits, y int [K, B] targets, s_prev ([K, d, B],) the state
+        entering the cell, ds ([K, d, B],) the gradient arriving at its output state from
+        later cells; the cell's loss is ``scale`` x the mean over B of its cross-entropy,
+        summed over replicas. Returns (per-replica mean cross-entropy [K], {W, b, U, c}
+        gradients, (gradient w.r.t. s_prev [K, d, B],)). Equal to TensorFlow's autodiff
+        through :meth:`unroll` (tests/test_truncation.py). ``s_out``: the cell's output state
+        when the caller has it (a TF-style window records it), saving the forward product.
         """
         import tensorflow as tf
 
-        W, b, U, c = params["W"], params["b"], params["U"], params["c"]
+        W, U = params["W"], params["U"]
         (s0,), (g,) = s_prev, ds
-        w_s = W[:, NUM_CLASSES:]
-        s1 = tf.tanh(_project(x, W[:, :NUM_CLASSES]) + _project(s0, w_s) + b[:, None, :])
-        logp = tf.nn.log_softmax(_project(s1, U) + c[:, None, :])
-        target = tf.one_hot(y, NUM_CLASSES, dtype=logp.dtype)
-        dlogits = (tf.exp(logp) - target) * (scale / float(x.shape[1]))
-        da = (g + _project(dlogits, tf.transpose(U, [0, 2, 1]))) * (1.0 - tf.square(s1))
-        grads = {"W": tf.concat([_batch_outer(x, da), _batch_outer(s0, da)], axis=1), "b": tf.reduce_sum(da, axis=1),
-                 "U": _batch_outer(s1, dlogits), "c": tf.reduce_sum(dlogits, axis=1)}
-        step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=-1), axis=1)
-        return step, grads, (_project(da, tf.transpose(w_s, [0, 2, 1])),)
+        s1 = self._cell_forward(params, x, s0) if s_out is None else s_out[0]
+        z = _project_t(tf.transpose(U, [0, 2, 1]), s1) + params["c"][:, :, None]  # [K, 2, B]
+        logp = tf.nn.log_softmax(z, axis=1)
+        target = tf.one_hot(y, NUM_CLASSES, axis=1, dtype=logp.dtype)  # [K, 2, B]
+        dz = (tf.exp(logp) - target) * (scale / float(x.shape[1]))
+        da = (g + _project_t(U, dz)) * (1.0 - tf.square(s1))  # [K, d, B]
+        x1h = tf.stack([1.0 - x, x], axis=1)  # [K, 2, B]
+        grads = {"W": tf.concat([_outer_t(x1h, da), _outer_t(s0, da)], axis=1), "b": tf.reduce_sum(da, axis=2),
+                 "U": _outer_t(s1, dz), "c": tf.reduce_sum(dz, axis=2)}
+        step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=1), axis=1)
+        return step, grads, (_project_t(W[:, NUM_CLASSES:], da),)
 
 
-def _batch_outer(a, b):
-    """Sum over the batch of outer products: a [K, B, i], b [K, B, o] -> [K, i, o] (a^T b)."""
+def _project_t(w, a):
+    """Batched w [K, o, i] @ a [K, i, B] -> [K, o, B] (the batch innermost). With a small
+    inner size i, a broadcast multiply + sum that XLA fuses into the elementwise kernels
+    around it; from i ~ 16 on a dot (see FUSED_MATMUL_MAX_D)."""
     import tensorflow as tf
 
-    if a.shape[-1] * b.shape[-1] <= FUSED_MATMUL_MAX_D * NUM_CLASSES:
-        return tf.reduce_sum(a[:, :, :, None] * b[:, :, None, :], axis=1)
-    return tf.matmul(a, b, transpose_a=True)
+    if w.shape[2] <= FUSED_MATMUL_MAX_D:
+        return tf.reduce_sum(w[:, :, :, None] * a[:, None], axis=2)
+    return tf.matmul(w, a)
+
+
+def _outer_t(a, b):
+    """Sum over the batch of outer products: a [K, i, B], b [K, o, B] -> [K, i, o] (a b^T)."""
+    import tensorflow as tf
+
+    if a.shape[1] * b.shape[1] <= FUSED_MATMUL_MAX_D * NUM_CLASSES:
+        return tf.reduce_sum(a[:, :, None, :] * b[:, None, :, :], axis=3)
+    return tf.matmul(a, b, transpose_b=True)
 
 
 def _project(a, w):

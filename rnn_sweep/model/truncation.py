@@ -135,26 +135,49 @@ def _x_at(xs, t):
     return x if xs.shape.rank == 4 else tf.one_hot(tf.cast(x, tf.int32), 2, dtype=tf.float32)
 
 
+def _bits_at(xs, t):
+    """The input bits, float [K, B], at position t of xs (as :func:`_x_at` takes it)."""
+    x = tf.gather(xs, t)
+    return x[..., 1] if xs.shape.rank == 4 else tf.cast(x, tf.float32)
+
+
 def _y_at(ys, t):
     """The int32 targets [K, B] at position t of ys [C, K, B]."""
     return tf.cast(tf.gather(ys, t), tf.int32)
 
 
-def _cell(backend, params, xs, t, state):
-    """One cell at position t: (logits [K, B, 2], new state); xs as :func:`_x_at` takes it."""
+def cell_state(backend, state) -> tuple:
+    """The row-layout state tuple ([K, B, d], ...) in the layout the backend steps cells in.
+
+    A backend with a cell-by-cell path (``cell_step``; the scratch cell keeps the batch
+    innermost, [K, d, B]) converts here; every other backend steps in the row layout."""
+    return tuple(backend.cell_state(tuple(state))) if hasattr(backend, "cell_step") else tuple(state)
+
+
+def row_state(backend, state) -> tuple:
+    """The inverse of :func:`cell_state`."""
+    return tuple(backend.row_state(tuple(state))) if hasattr(backend, "cell_step") else tuple(state)
+
+
+def cell(backend, params, xs, t, state):
+    """One cell at position t: (logits [K, B, 2], new state), the state in :func:`cell_state`'s
+    layout; xs as :func:`_x_at` takes it."""
+    if hasattr(backend, "cell_step"):
+        return backend.cell_step(params, _bits_at(xs, t), state)
     logits, state = backend.unroll(params, _x_at(xs, t)[:, :, None], state)
     return logits[:, :, 0], state
 
 
 def _window_forward(backend, params, xs, t0, n, state, buf):
-    """Run cells t0..t0+n-1 from ``state``; buf[i] gets the state entering cell t0+i."""
+    """Run cells t0..t0+n-1 from ``state``; buf[i] gets the state entering cell t0+i, and
+    buf[n] the state the window ends with (so buf[i + 1] is cell t0+i's output)."""
     def body(i, state, buf):
         buf = tuple(tf.tensor_scatter_nd_update(b, [[i]], s[None]) for b, s in zip(buf, state))
-        _, state = _cell(backend, params, xs, t0 + i, state)
+        _, state = cell(backend, params, xs, t0 + i, state)
         return i + 1, state, buf
 
     _, state, buf = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), tuple(state), buf))
-    return state, buf
+    return state, tuple(tf.tensor_scatter_nd_update(b, [[n]], s[None]) for b, s in zip(buf, state))
 
 
 def _window_backward(backend, params, xs, ys, t0, n, buf):
@@ -173,12 +196,14 @@ def _window_backward(backend, params, xs, ys, t0, n, buf):
     def body(j, ds, grads, loss, cells):
         t = n - 1 - j
         s_prev = tuple(tf.gather(b, t) for b in buf)
-        if hasattr(backend, "cell_vjp"):  # hand-derived (scratch): the same gradient, a smaller program
-            step, g_params, ds = backend.cell_vjp(params, _x_at(xs, t0 + t), _y_at(ys, t0 + t), s_prev, ds, scale)
+        if hasattr(backend, "cell_vjp"):  # hand-derived (scratch): the same gradient, a smaller program,
+            # and the cell's output is read from the buffer instead of computed again
+            step, g_params, ds = backend.cell_vjp(params, _bits_at(xs, t0 + t), _y_at(ys, t0 + t), s_prev, ds, scale,
+                                                  s_out=tuple(tf.gather(b, t + 1) for b in buf))
         else:
             with tf.GradientTape() as tape:
                 tape.watch((params, s_prev))
-                logits, s_new = _cell(backend, params, xs, t0 + t, s_prev)
+                logits, s_new = cell(backend, params, xs, t0 + t, s_prev)
                 ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=_y_at(ys, t0 + t), logits=logits)
                 step = tf.reduce_mean(ce, axis=1)  # [K]: each replica's mean over its B rows
                 total = tf.reduce_sum(step) * scale
@@ -190,7 +215,7 @@ def _window_backward(backend, params, xs, ys, t0, n, buf):
 
     ds0 = tuple(tf.zeros_like(b[0]) for b in buf)
     grads0 = {name: tf.zeros_like(v) for name, v in params.items()}
-    cells0 = tf.zeros([buf[0].shape[0], k])
+    cells0 = tf.zeros([buf[0].shape[0] - 1, k])
     _, _, grads, loss, cells = tf.while_loop(lambda j, *_: j < n, body,
                                              (tf.constant(0), ds0, grads0, tf.zeros([k]), cells0))
     return loss * scale, cells, grads
@@ -199,10 +224,11 @@ def _window_backward(backend, params, xs, ys, t0, n, buf):
 def tf_style_window(backend, params, xs, ys, t0, n, state, buf) -> tuple:
     """BPTT(n, n) of the window at t0..t0+n-1 from the (constant) ``state``.
 
-    xs int [C, K, B] steps (or float32 one-hot [C, K, B, 2]), ys int [C, K, B]; ``buf`` a tuple of
-    [max_steps, K, B, d] buffers (reused across windows). Returns (losses [K] =
-    each replica's mean loss over the window, per-step losses [max_steps, K] (the
-    first n rows: each cell's mean loss over B), grads, (end state, buf)).
+    xs int [C, K, B] steps (or float32 one-hot [C, K, B, 2]), ys int [C, K, B]; ``state`` in
+    the backend's cell layout (:func:`cell_state`); ``buf`` a tuple of [max_steps + 1, *state
+    shape] buffers (:func:`state_buffers`, reused across windows). Returns (losses [K] = each replica's mean loss
+    over the window, per-step losses [max_steps, K] (the first n rows: each cell's mean
+    loss over B), grads, (end state, buf)).
     """
     end, buf = _window_forward(backend, params, xs, t0, n, state, buf)
     losses, cells, grads = _window_backward(backend, params, xs, ys, t0, n, buf)
@@ -210,20 +236,23 @@ def tf_style_window(backend, params, xs, ys, t0, n, state, buf) -> tuple:
 
 
 def state_buffers(state, max_steps: int) -> tuple:
-    """Zero buffers [max_steps, K, B, d] for the states entering a window's cells."""
-    return tuple(tf.zeros([max_steps, *s.shape.as_list()], s.dtype) for s in state)
+    """Zero buffers [max_steps + 1, *shape] for the states (in the cells' layout) entering a window's
+    cells and the state it ends with."""
+    return tuple(tf.zeros([max_steps + 1, *s.shape.as_list()], s.dtype) for s in state)
 
 
 def tf_style_grad_steps(backend, xs, ys, n, state, max_steps: int) -> tuple:
     """TF style over time-major steps xs, ys int8 [C, K, B], n an int32 tensor <= ``max_steps``.
 
     Returns (updates C // n, the largest possible count C, grad_step, carry0);
-    ``grad_step`` gives per-step losses [max_steps, K], valid in their first n rows.
+    ``grad_step`` gives per-step losses [max_steps, K], valid in their first n rows. The
+    carried state is in the backend's cell layout (:func:`final_state` turns it back).
     """
     def grad_step(k, params, carry):  # the int8 steps go in as they are: each cell one-hots its own
         return tf_style_window(backend, params, xs, ys, k * n, n, *carry)
 
-    return int(xs.shape[0]) // n, int(xs.shape[0]), grad_step, (tuple(state), state_buffers(state, max_steps))
+    state = cell_state(backend, state)
+    return int(xs.shape[0]) // n, int(xs.shape[0]), grad_step, (state, state_buffers(state, max_steps))
 
 
 def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = None) -> tuple:
@@ -251,6 +280,11 @@ def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = N
 
     updates = int(rows_y.shape[2]) // u
     return updates, updates, grad_step, (tuple(state), ())
+
+
+def final_state(backend, style: str, carry) -> tuple:
+    """The row-layout state ([K, B, d], ...) a style's carry ends an epoch (or segment) with."""
+    return row_state(backend, carry[0]) if style == "tf" else tuple(carry[0])
 
 
 def grad_steps(backend, style: str, xs, ys, n, state, static_n: int, update_every: int | None = None) -> tuple:
