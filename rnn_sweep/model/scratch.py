@@ -117,16 +117,54 @@ class ScratchBackend:
         W, U = params["W"], params["U"]
         (s0,), (g,) = s_prev, ds
         s1 = self._cell_forward(params, x, s0) if s_out is None else s_out[0]
-        z = _project_t(tf.transpose(U, [0, 2, 1]), s1) + params["c"][:, :, None]  # [K, 2, B]
+        step, dz = self._output_grad(params, s1, y, scale)
+        da = (g + _project_t(U, dz)) * (1.0 - tf.square(s1))  # [K, d, B]
+        return step, self._param_grads(x, s0, s1, da, dz), (_project_t(W[:, NUM_CLASSES:], da),)
+
+    @staticmethod
+    def _output_grad(params, s1, y, scale):
+        """The cell's loss from S_t [K, d, B]: (mean cross-entropy over B [K], the gradient of
+        ``scale`` x that mean w.r.t. the logits [K, 2, B])."""
+        import tensorflow as tf
+
+        z = _project_t(tf.transpose(params["U"], [0, 2, 1]), s1) + params["c"][:, :, None]  # [K, 2, B]
         logp = tf.nn.log_softmax(z, axis=1)
         target = tf.one_hot(y, NUM_CLASSES, axis=1, dtype=logp.dtype)  # [K, 2, B]
-        dz = (tf.exp(logp) - target) * (scale / float(x.shape[1]))
-        da = (g + _project_t(U, dz)) * (1.0 - tf.square(s1))  # [K, d, B]
-        x1h = tf.stack([1.0 - x, x], axis=1)  # [K, 2, B]
-        grads = {"W": tf.concat([_outer_t(x1h, da), _outer_t(s0, da)], axis=1), "b": tf.reduce_sum(da, axis=2),
-                 "U": _outer_t(s1, dz), "c": tf.reduce_sum(dz, axis=2)}
         step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=1), axis=1)
-        return step, grads, (_project_t(W[:, NUM_CLASSES:], da),)
+        return step, (tf.exp(logp) - target) * (scale / float(s1.shape[2]))
+
+    @staticmethod
+    def _param_grads(x, s0, s1, da, dz) -> dict:
+        """{W, b, U, c} gradients of one cell from its pre-activation gradient da [K, d, B] and
+        logit gradient dz [K, 2, B]; x [K, B] the input bits, s0/s1 the states entering/leaving."""
+        import tensorflow as tf
+
+        x1h = tf.stack([1.0 - x, x], axis=1)  # [K, 2, B]: the one-hot input
+        return {"W": tf.concat([_outer_t(x1h, da), _outer_t(s0, da)], axis=1), "b": tf.reduce_sum(da, axis=2),
+                "U": _outer_t(s1, dz), "c": tf.reduce_sum(dz, axis=2)}
+
+    def chains_vjp(self, params: dict, x, y, own, s_prev: tuple, s_out: tuple, chains, scale):
+        """Cell p of true BPTT(n, 1), backward, for every loss whose chain passes through it.
+
+        ``chains`` [K, d, m, B]: slot i holds the gradient that loss p+i sends to this cell's
+        output state S_p (slot 0 is empty: this cell's own loss goes there when ``own``, a
+        bool scalar, says loss p belongs to the update); x float [K, B] input bits, y int [K, B]
+        targets, s_prev ([K, d, B],) = S_{p-1}, s_out ([K, d, B],) = S_p; each loss counts
+        ``scale`` x its mean over B. The cell's parameter gradient is the same linear map of
+        every slot, so it is taken once, of their sum. Returns (cell p's mean cross-entropy
+        [K], {W, b, U, c} gradients, the slots' gradients at S_{p-1} [K, d, m, B]: slot i is
+        loss p+i's, which the caller shifts to slot i+1 for cell p-1).
+        """
+        import tensorflow as tf
+
+        W, U = params["W"], params["U"]
+        (s0,), (s1,) = s_prev, s_out
+        k, d, m, b = chains.shape
+        step, dz = self._output_grad(params, s1, y, tf.cast(own, tf.float32) * scale)
+        chains = tf.concat([_project_t(U, dz)[:, :, None], chains[:, :, 1:]], axis=2)
+        da = chains * (1.0 - tf.square(s1))[:, :, None, :]  # [K, d, m, B]
+        back = _project_t(W[:, NUM_CLASSES:], tf.reshape(da, [k, d, m * b]))
+        return step, self._param_grads(x, s0, s1, tf.reduce_sum(da, axis=2), dz), tf.reshape(back, [k, d, m, b])
 
 
 def _project_t(w, a):

@@ -39,6 +39,12 @@ construction):
    of sub-sequence t is taken at its last step.
 
 Its program is built for one n (the sub-sequences are unrolled as [K, u*B, n]).
+That is how the Keras cells are trained. The scratch cell takes a cheaper route to the
+same gradient (:func:`true_chain_grad_steps`): the u sub-sequences of an update all lie on
+one trajectory, so it runs that trajectory forward once and backward once, each loss's
+gradient in its own slot until it has gone back n cells (per position ~1 forward and ~2
+backward cells, where the unroll takes n of each; tests/test_truncation.py checks the two
+against each other and against a NumPy BPTT written per loss).
 
 Row start (the first n-1 positions of each row of an epoch): there is no history
 before position 0, so a loss at t < n-1 gets gradient through the t+1 cells
@@ -282,9 +288,69 @@ def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = N
     return updates, updates, grad_step, (tuple(state), ())
 
 
+def true_chain_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = None) -> tuple:
+    """True BPTT(n, 1) cell by cell, for a backend with ``chains_vjp`` (the scratch cell).
+
+    The same gradient as :func:`true_grad_steps` (same start states, same losses, each
+    through exactly its n cells), computed without unrolling every loss's sub-sequence:
+    all sub-sequences of one update lie on ONE trajectory, the forward pass from the
+    carried state S_{t0-n-1} over positions t0-n .. t0+u-1 with the update's parameters
+    (the u sub-sequences start at its states S_{t-n}, constants). One backward pass over
+    that trajectory, from cell t0+u-1 down to t0-n+1, carries every loss's gradient in its
+    own slot of ``chains`` [K, d, n, B] (slot i at cell p: loss p+i); a slot that has gone
+    back n cells drops out. The cell's parameter gradient is linear in the slots, so it is
+    taken once per cell, of their sum: per position ~1 forward cell and ~(u+n-1)/u backward
+    cells, each one product for all n slots, where unrolling takes n forward and n backward
+    cells. Returns (U, U, grad_step, carry0), the carry in the backend's cell layout.
+    """
+    u = int(update_every or n)
+    used = (int(xs.shape[0]) // n) * n
+    updates = used // u
+    state = cell_state(backend, state)
+    buffers = tuple(tf.zeros([u + n + 1, *s.shape.as_list()], s.dtype) for s in state)
+
+    def grad_step(k, params, carry):
+        state, buf = carry
+        t0 = k * u
+
+        def forward(j, state, buf):  # buf[j] = the state entering position t0-n+j
+            buf = tuple(tf.tensor_scatter_nd_update(b, [[j]], s[None]) for b, s in zip(buf, state))
+            p = t0 - n + j
+            _, new = cell(backend, params, xs, tf.maximum(p, 0), state)
+            state = tuple(tf.where(p >= 0, s_new, s_old) for s_new, s_old in zip(new, state))
+            return j + 1, state, buf
+
+        _, end, buf = tf.while_loop(lambda j, *_: j < u + n, forward, (tf.constant(0), tuple(state), buf))
+        buf = tuple(tf.tensor_scatter_nd_update(b, [[u + n]], s[None]) for b, s in zip(buf, end))
+        carry_out = tuple(b[u] for b in buf)  # the state after position t0-n+u-1, lagging n behind
+
+        def backward(i, chains, grads, cells):
+            p = t0 + u - 1 - i
+            j = p - t0 + n  # buf[j] = S_{p-1}, buf[j + 1] = S_p
+            own = p >= t0
+            step, g, back = backend.chains_vjp(params, _bits_at(xs, p), _y_at(ys, p), own,
+                                               tuple(b[j] for b in buf), tuple(b[j + 1] for b in buf),
+                                               chains, 1.0 / u)
+            cells = tf.tensor_scatter_nd_update(cells, [[tf.maximum(p - t0, 0)]],
+                                                tf.where(own, step, tf.gather(cells, tf.maximum(p - t0, 0)))[None])
+            chains = tf.concat([tf.zeros_like(back[:, :, :1]), back[:, :, :-1]], axis=2)  # one cell further back
+            return i + 1, chains, {name: grads[name] + g[name] for name in grads}, cells
+
+        k_size = params[next(iter(params))].shape[0]
+        s0 = state[0]
+        chains0 = tf.zeros([s0.shape[0], s0.shape[1], n, s0.shape[2]])
+        grads0 = {name: tf.zeros_like(v) for name, v in params.items()}
+        last = tf.minimum(u + n - 1, t0 + u)  # cells t0+u-1 .. max(t0-n+1, 0): none before the row start
+        _, _, grads, cells = tf.while_loop(lambda i, *_: i < last, backward,
+                                           (tf.constant(0), chains0, grads0, tf.zeros([u, k_size])))
+        return tf.reduce_mean(cells, axis=0), cells, grads, (carry_out, buf)
+
+    return updates, updates, grad_step, (state, buffers)
+
+
 def final_state(backend, style: str, carry) -> tuple:
     """The row-layout state ([K, B, d], ...) a style's carry ends an epoch (or segment) with."""
-    return row_state(backend, carry[0]) if style == "tf" else tuple(carry[0])
+    return row_state(backend, carry[0]) if style == "tf" or hasattr(backend, "chains_vjp") else tuple(carry[0])
 
 
 def grad_steps(backend, style: str, xs, ys, n, state, static_n: int, update_every: int | None = None) -> tuple:
@@ -294,7 +360,8 @@ def grad_steps(backend, style: str, xs, ys, n, state, static_n: int, update_ever
     build-time number: the buffer size for TF style, n itself for true style.
     """
     if style == "true":
-        return true_grad_steps(backend, xs, ys, static_n, state, update_every)
+        steps = true_chain_grad_steps if hasattr(backend, "chains_vjp") else true_grad_steps
+        return steps(backend, xs, ys, static_n, state, update_every)
     if style == "tf":
         return tf_style_grad_steps(backend, xs, ys, n, state, static_n)
     raise ValueError(f"truncation.style={style!r}: allowed values are tf, true")
