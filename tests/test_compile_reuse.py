@@ -60,7 +60,8 @@ def test_a_pack_traces_each_program_once_and_the_next_pack_reuses_them(tmp_path)
 def test_other_num_steps_reuse_the_tf_style_program(tmp_path):
     """TF style: n enters the compiled epoch as a number, so runs with other num_steps (up to the
     program's buffer of 32 cells) and the same state size trace and compile nothing new; true
-    style builds its program per n."""
+    style on the scratch cell shares one program between the n of its loss slots (3 and 4:
+    4 slots; 5 needs 8), on a Keras cell builds its program per n."""
     from rnn_sweep.model import engine
     from rnn_sweep.run.train import train
 
@@ -75,9 +76,12 @@ def test_other_num_steps_reuse_the_tf_style_program(tmp_path):
         assert s["status"] == "completed" and s["num_steps"] == n
     assert _traces(fns) == traced
     assert engine.epoch_fn(*_args(small_cfg(*shapes, "num_steps=33"))).program is not fns[0]  # next buffer size
-    true2, true3 = (engine.epoch_fn(*_args(small_cfg(*shapes, "truncation=true_bptt", f"num_steps={n}"))).program
-                    for n in (2, 3))
-    assert true2 is not true3
+    true3, true4, true5 = (engine.epoch_fn(*_args(small_cfg(*shapes, "truncation=true_bptt", f"num_steps={n}"))).program
+                           for n in (3, 4, 5))
+    assert true3 is true4 and true4 is not true5
+    keras2, keras3 = (engine.epoch_fn(*_args(small_cfg(*shapes, "truncation=true_bptt", "model=static",
+                                                       f"num_steps={n}"))).program for n in (2, 3))
+    assert keras2 is not keras3
 
 
 def _args(cfg):

@@ -167,14 +167,15 @@ def test_true_style_epoch_matches_numpy_per_loss_bptt(n, windows, update_every, 
         np.testing.assert_allclose(new[k], ref[k], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("n, u, d", [(4, 4, 3), (5, 2, 20), (2, 5, 12), (9, 9, 20)])
-def test_true_style_by_chains_is_the_unrolled_sub_sequences(n, u, d):
+@pytest.mark.parametrize("n, update_every, slots, d", [
+    (4, None, 4, 3), (5, 2, 8, 20), (2, 5, 2, 12), (9, None, 16, 20), (3, None, 16, 3), (1, None, 1, 3)])
+def test_true_style_by_chains_is_the_unrolled_sub_sequences(n, update_every, slots, d):
     """The scratch cell's true BPTT (one trajectory, every loss's gradient in its own slot,
-    :func:`truncation.true_chain_grad_steps`) against the unrolled sub-sequences with
-    autodiff (:func:`truncation.true_grad_steps`, what the Keras cells use) for a pack of
-    two: every update's losses, per-step losses and gradients, and the carried state, from
-    the row start (t < n-1) on; d = 12 and 20 take the matmul branches the NumPy epoch
-    test (d = 3) does not."""
+    :func:`truncation.true_chain_grad_steps`, n a runtime number below its slots) against
+    the unrolled sub-sequences with autodiff (:func:`truncation.true_grad_steps`, what the
+    Keras cells use, built for that n) for a pack of two: every update's losses, per-step
+    losses and gradients, and the carried state, from the row start (t < n-1) on; d = 12
+    and 20 take the matmul branches the NumPy epoch test (d = 3) does not."""
     import tensorflow as tf
 
     from rnn_sweep.model import truncation
@@ -182,17 +183,19 @@ def test_true_style_by_chains_is_the_unrolled_sub_sequences(n, u, d):
     k, b = 2, 3
     be = _backend("scratch", d)
     params = {name: tf.constant(v) for name, v in be.init_params([0, 1]).items()}
-    rows_x, rows_y = _data(k * b, 4 * max(n, u) + 3)
+    rows_x, rows_y = _data(k * b, 4 * max(n, update_every or n) + 3)
     xs, ys = (tf.constant(r.reshape(k, b, -1).transpose(2, 0, 1)) for r in (rows_x, rows_y))  # [C, K, B] int8
     state = tuple(tf.random.stateless_uniform(s.shape, [5, 6], -0.5, 0.5) for s in be.zero_state(k, b))
-    ref_updates, _, ref_step, ref_carry = truncation.true_grad_steps(be, xs, ys, n, state, u)
-    updates, _, step, carry = truncation.true_chain_grad_steps(be, xs, ys, n, state, u)
-    assert updates == ref_updates >= 3
-    for i in range(updates):
+    u = update_every or n
+    ref_updates, _, ref_step, ref_carry = truncation.true_grad_steps(be, xs, ys, n, state, update_every)
+    updates, _, step, carry = truncation.true_chain_grad_steps(be, xs, ys, tf.constant(n), state, slots, update_every)
+    assert int(updates) == ref_updates >= 3
+    for i in range(ref_updates):
         ref_losses, ref_cells, ref_grads, ref_carry = ref_step(tf.constant(i), params, ref_carry)
         losses, cells, grads, carry = step(tf.constant(i), params, carry)
         np.testing.assert_allclose(losses.numpy(), ref_losses.numpy(), rtol=1e-5)
-        np.testing.assert_allclose(cells.numpy(), ref_cells.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(cells.numpy()[:u], ref_cells.numpy(), rtol=1e-5)
+        assert not np.any(cells.numpy()[u:])  # rows past u (slots > n) stay zero
         for name in params:
             assert np.any(np.abs(ref_grads[name].numpy()) > 1e-4), name  # teeth
             np.testing.assert_allclose(grads[name].numpy(), ref_grads[name].numpy(), rtol=1e-4, atol=1e-6,

@@ -1,4 +1,4 @@
-"""How long a TF-style program's window buffer is: its shape, decided without TensorFlow.
+"""How large a program's per-n buffers are: their shapes, decided without TensorFlow.
 
 The launcher groups runs by compiled program before TensorFlow loads, so this rule
 lives apart from :mod:`rnn_sweep.model.truncation`, which builds the program.
@@ -15,3 +15,14 @@ def buffer_steps(num_steps: int) -> int:
     """
     return max(32, 1 << (int(num_steps) - 1).bit_length())
 
+
+
+def chain_slots(num_steps: int) -> int:
+    """Loss slots of a true-BPTT program for the scratch cell: the next power of two from n.
+
+    Every n up to this size shares one compiled program (n is a runtime number; slots from
+    n on stay empty, see :func:`rnn_sweep.model.truncation.true_chain_grad_steps`): the
+    n = 2..16 of a sweep compile 4 programs instead of 7, at the price of up to ~2x slot
+    work for an n just past a power of two.
+    """
+    return 1 << (int(num_steps) - 1).bit_length()

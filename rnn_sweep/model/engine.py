@@ -6,11 +6,12 @@ carried RNN state; the truncation style (:mod:`rnn_sweep.model.truncation`) supp
 each update's losses and gradients. Data enter time-major, int8 [C, K, B], and
 the window length n as a tensor, so compiled functions are cached by their
 static structure only (backend, cell, state size, optimizer, style, XLA, and
-for TF style the buffer size that bounds n; true style is built per n).
+for TF style the buffer size that bounds n, for true style the scratch cell's loss
+slots that bound n; true style on a Keras cell is built per n).
 Hyper-parameters enter as [K] tensors, so a pack of any seeds and learning
-rates, the next pack of the same shapes in this process, and -- in TF style --
-every other num_steps, reuse the compiled program instead of tracing and
-compiling again (tests/test_compile_reuse.py).
+rates, the next pack of the same shapes in this process, and -- in TF style, and
+true style on the scratch cell -- every other num_steps up to the bound, reuse the
+compiled program instead of tracing and compiling again (tests/test_compile_reuse.py).
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int
                                                                     update_every)
             # positions one update trains, and the most step-loss rows it hands back (the window
             # buffer in TF style, u in true style)
-            per, rows = (n, static_n) if style == "tf" else (int(update_every or static_n),) * 2
+            if style == "tf" or (hasattr(backend, "chains_vjp") and not update_every):
+                per, rows = n, static_n  # n is a runtime number: static_n rows, the first n valid
+            else:
+                per, rows = (int(update_every or static_n),) * 2
             params, opt_state, losses, steps, carry = update_loop(
                 first, tf.minimum(stop, updates), most, opt_name, hp, params, opt_state, carry, grad_step, frozen,
                 per_update=per, capacity=int(xs.shape[0]) + rows)
@@ -110,7 +114,10 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     TF style by every n up to :func:`rnn_sweep.model.truncation.buffer_steps` (n). ``frozen``
     (:func:`frozen_params`): the reservoir control, which trains the output layer only.
     """
-    static_n = truncation.buffer_steps(num_steps) if style == "tf" else int(num_steps)
+    if style == "tf":
+        static_n = truncation.buffer_steps(num_steps)
+    else:
+        static_n = truncation.chain_slots(num_steps) if hasattr(backend, "chains_vjp") else int(num_steps)
     program = _compiled_epoch(backend, opt_name, style, xla, static_n, update_every, tuple(frozen))
     n = tf.constant(int(num_steps), tf.int32)
     per_update = int(num_steps) if style == "tf" else int(update_every or num_steps)

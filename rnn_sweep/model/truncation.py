@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rnn_sweep.model.buffers import buffer_steps  # noqa: F401 -- the buffer size is part of a program's identity
+from rnn_sweep.model.buffers import buffer_steps, chain_slots  # noqa: F401 -- buffer sizes are part of a program's identity
 
 
 def steps_to_rows(xs, n: int):
@@ -288,7 +288,7 @@ def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = N
     return updates, updates, grad_step, (tuple(state), ())
 
 
-def true_chain_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = None) -> tuple:
+def true_chain_grad_steps(backend, xs, ys, n, state, slots: int, update_every: int | None = None) -> tuple:
     """True BPTT(n, 1) cell by cell, for a backend with ``chains_vjp`` (the scratch cell).
 
     The same gradient as :func:`true_grad_steps` (same start states, same losses, each
@@ -297,17 +297,27 @@ def true_chain_grad_steps(backend, xs, ys, n: int, state, update_every: int | No
     carried state S_{t0-n-1} over positions t0-n .. t0+u-1 with the update's parameters
     (the u sub-sequences start at its states S_{t-n}, constants). One backward pass over
     that trajectory, from cell t0+u-1 down to t0-n+1, carries every loss's gradient in its
-    own slot of ``chains`` [K, d, n, B] (slot i at cell p: loss p+i); a slot that has gone
-    back n cells drops out. The cell's parameter gradient is linear in the slots, so it is
-    taken once per cell, of their sum: per position ~1 forward cell and ~(u+n-1)/u backward
-    cells, each one product for all n slots, where unrolling takes n forward and n backward
-    cells. Returns (U, U, grad_step, carry0), the carry in the backend's cell layout.
+    own slot of ``chains`` [K, d, slots, B] (slot i at cell p: loss p+i); a slot that has
+    gone back n cells drops out. The cell's parameter gradient is linear in the slots, so
+    it is taken once per cell, of their sum: per position ~1 forward cell and ~(u+n-1)/u
+    backward cells, each one product for all slots, where unrolling takes n forward and n
+    backward cells.
+
+    ``n`` is a runtime number <= ``slots`` (:func:`rnn_sweep.model.buffers.chain_slots`), so
+    one program serves every n up to its slots. Returns (updates, the most updates,
+    grad_step, carry0), the carry in the backend's cell layout; grad_step's per-step losses
+    have ``slots`` rows (u = n) or u rows (``update_every``), valid in their first u.
     """
-    u = int(update_every or n)
-    used = (int(xs.shape[0]) // n) * n
-    updates = used // u
+    n = tf.convert_to_tensor(n, tf.int32)
+    columns = int(xs.shape[0])
+    if update_every:
+        u, rows, most = tf.constant(int(update_every)), int(update_every), columns // int(update_every)
+    else:
+        u, rows, most = n, slots, columns
+    updates = (columns // n) * n // u
     state = cell_state(backend, state)
-    buffers = tuple(tf.zeros([u + n + 1, *s.shape.as_list()], s.dtype) for s in state)
+    buffers = tuple(tf.zeros([rows + slots + 1, *s.shape.as_list()], s.dtype) for s in state)
+    live = tf.cast(tf.range(slots) < n, tf.float32)[None, None, :, None]  # slots n.. stay empty
 
     def grad_step(k, params, carry):
         state, buf = carry
@@ -322,30 +332,31 @@ def true_chain_grad_steps(backend, xs, ys, n: int, state, update_every: int | No
 
         _, end, buf = tf.while_loop(lambda j, *_: j < u + n, forward, (tf.constant(0), tuple(state), buf))
         buf = tuple(tf.tensor_scatter_nd_update(b, [[u + n]], s[None]) for b, s in zip(buf, end))
-        carry_out = tuple(b[u] for b in buf)  # the state after position t0-n+u-1, lagging n behind
+        carry_out = tuple(tf.gather(b, u) for b in buf)  # the state after position t0-n+u-1, lagging n behind
 
         def backward(i, chains, grads, cells):
             p = t0 + u - 1 - i
             j = p - t0 + n  # buf[j] = S_{p-1}, buf[j + 1] = S_p
             own = p >= t0
             step, g, back = backend.chains_vjp(params, _bits_at(xs, p), _y_at(ys, p), own,
-                                               tuple(b[j] for b in buf), tuple(b[j + 1] for b in buf),
-                                               chains, 1.0 / u)
-            cells = tf.tensor_scatter_nd_update(cells, [[tf.maximum(p - t0, 0)]],
-                                                tf.where(own, step, tf.gather(cells, tf.maximum(p - t0, 0)))[None])
-            chains = tf.concat([tf.zeros_like(back[:, :, :1]), back[:, :, :-1]], axis=2)  # one cell further back
+                                               tuple(tf.gather(b, j) for b in buf),
+                                               tuple(tf.gather(b, j + 1) for b in buf), chains,
+                                               1.0 / tf.cast(u, tf.float32))
+            row = tf.maximum(p - t0, 0)
+            cells = tf.tensor_scatter_nd_update(cells, [[row]], tf.where(own, step, tf.gather(cells, row))[None])
+            chains = tf.concat([tf.zeros_like(back[:, :, :1]), back[:, :, :-1]], axis=2) * live  # one cell back
             return i + 1, chains, {name: grads[name] + g[name] for name in grads}, cells
 
         k_size = params[next(iter(params))].shape[0]
         s0 = state[0]
-        chains0 = tf.zeros([s0.shape[0], s0.shape[1], n, s0.shape[2]])
+        chains0 = tf.zeros([s0.shape[0], s0.shape[1], slots, s0.shape[2]])
         grads0 = {name: tf.zeros_like(v) for name, v in params.items()}
         last = tf.minimum(u + n - 1, t0 + u)  # cells t0+u-1 .. max(t0-n+1, 0): none before the row start
         _, _, grads, cells = tf.while_loop(lambda i, *_: i < last, backward,
-                                           (tf.constant(0), chains0, grads0, tf.zeros([u, k_size])))
-        return tf.reduce_mean(cells, axis=0), cells, grads, (carry_out, buf)
+                                           (tf.constant(0), chains0, grads0, tf.zeros([rows, k_size])))
+        return tf.reduce_sum(cells, axis=0) / tf.cast(u, tf.float32), cells, grads, (carry_out, buf)
 
-    return updates, updates, grad_step, (state, buffers)
+    return updates, most, grad_step, (state, buffers)
 
 
 def final_state(backend, style: str, carry) -> tuple:
@@ -356,12 +367,15 @@ def final_state(backend, style: str, carry) -> tuple:
 def grad_steps(backend, style: str, xs, ys, n, state, static_n: int, update_every: int | None = None) -> tuple:
     """The style's (updates, most updates, grad_step, carry0) for one epoch of steps xs, ys [C, K, B].
 
-    ``n`` is the runtime window length (TF style); ``static_n`` is the program's
-    build-time number: the buffer size for TF style, n itself for true style.
+    ``n`` is the runtime window length (TF style, and true style on a backend with
+    ``chains_vjp``); ``static_n`` is the program's build-time number: the buffer size for
+    TF style, the loss slots (:func:`rnn_sweep.model.buffers.chain_slots`) for true style by
+    chains, n itself for true style by unrolling.
     """
     if style == "true":
-        steps = true_chain_grad_steps if hasattr(backend, "chains_vjp") else true_grad_steps
-        return steps(backend, xs, ys, static_n, state, update_every)
+        if hasattr(backend, "chains_vjp"):
+            return true_chain_grad_steps(backend, xs, ys, n, state, static_n, update_every)
+        return true_grad_steps(backend, xs, ys, static_n, state, update_every)
     if style == "tf":
         return tf_style_grad_steps(backend, xs, ys, n, state, static_n)
     raise ValueError(f"truncation.style={style!r}: allowed values are tf, true")
