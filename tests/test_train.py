@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -190,3 +191,19 @@ def test_automatic_threads_is_one_intra_op_thread():
                              timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize("before, after", [
+    (None, "--xla_backend_optimization_level=1"),
+    ("--xla_cpu_enable_fast_math=false", "--xla_cpu_enable_fast_math=false --xla_backend_optimization_level=1"),
+    ("--xla_backend_optimization_level=3", "--xla_backend_optimization_level=3"),  # the user's level wins
+])
+def test_xla_optimisation_level_is_added_unless_the_user_set_one(monkeypatch, before, after):
+    from rnn_sweep.run import runtime
+
+    if before is None:
+        monkeypatch.delenv("XLA_FLAGS", raising=False)
+    else:
+        monkeypatch.setenv("XLA_FLAGS", before)
+    runtime._xla_flags()
+    assert os.environ["XLA_FLAGS"] == after

@@ -169,9 +169,9 @@ def test_true_style_epoch_matches_numpy_per_loss_bptt(n, windows, update_every, 
 
 @pytest.mark.parametrize("n, update_every, slots, d", [
     (4, None, 4, 3), (5, 2, 8, 20), (2, 5, 2, 12), (9, None, 16, 20), (3, None, 16, 3), (1, None, 1, 3)])
-def test_true_style_by_chains_is_the_unrolled_sub_sequences(n, update_every, slots, d):
+def test_true_style_by_blocks_is_the_unrolled_sub_sequences(n, update_every, slots, d):
     """The scratch cell's true BPTT (one trajectory, every loss's gradient in its own slot,
-    :func:`truncation.true_chain_grad_steps`, n a runtime number below its slots) against
+    :func:`truncation.true_block_grad_steps`, n a runtime number below its slots) against
     the unrolled sub-sequences with autodiff (:func:`truncation.true_grad_steps`, what the
     Keras cells use, built for that n) for a pack of two: every update's losses, per-step
     losses and gradients, and the carried state, from the row start (t < n-1) on; d = 12
@@ -188,7 +188,7 @@ def test_true_style_by_chains_is_the_unrolled_sub_sequences(n, update_every, slo
     state = tuple(tf.random.stateless_uniform(s.shape, [5, 6], -0.5, 0.5) for s in be.zero_state(k, b))
     u = update_every or n
     ref_updates, _, ref_step, ref_carry = truncation.true_grad_steps(be, xs, ys, n, state, update_every)
-    updates, _, step, carry = truncation.true_chain_grad_steps(be, xs, ys, tf.constant(n), state, slots, update_every)
+    updates, _, step, carry = truncation.true_block_grad_steps(be, xs, ys, tf.constant(n), state, slots, update_every)
     assert int(updates) == ref_updates >= 3
     for i in range(ref_updates):
         ref_losses, ref_cells, ref_grads, ref_carry = ref_step(tf.constant(i), params, ref_carry)

@@ -79,7 +79,7 @@ def _compiled_epoch(backend, opt_name: str, style: str, xla: bool, static_n: int
                                                                     update_every)
             # positions one update trains, and the most step-loss rows it hands back (the window
             # buffer in TF style, u in true style)
-            if style == "tf" or (hasattr(backend, "chains_vjp") and not update_every):
+            if style == "tf" or (hasattr(backend, "block_back") and not update_every):
                 per, rows = n, static_n  # n is a runtime number: static_n rows, the first n valid
             else:
                 per, rows = (int(update_every or static_n),) * 2
@@ -117,7 +117,7 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     if style == "tf":
         static_n = truncation.buffer_steps(num_steps)
     else:
-        static_n = truncation.chain_slots(num_steps) if hasattr(backend, "chains_vjp") else int(num_steps)
+        static_n = truncation.chain_slots(num_steps) if hasattr(backend, "block_back") else int(num_steps)
     program = _compiled_epoch(backend, opt_name, style, xla, static_n, update_every, tuple(frozen))
     n = tf.constant(int(num_steps), tf.int32)
     per_update = int(num_steps) if style == "tf" else int(update_every or num_steps)

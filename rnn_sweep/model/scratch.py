@@ -64,11 +64,12 @@ class ScratchBackend:
         return logits, (s,)
 
     # -- one cell at a time, batch innermost ------------------------------------------------
-    # TF-style windows and prediction step one cell at a time. There the state is kept as
-    # [K, d, B] (the batch, 200 wide, innermost) instead of [K, B, d]: with d = 2..8 innermost,
-    # every elementwise kernel and product works on vectors 2..8 long; with the batch
-    # innermost they are 200 long (a warm TF-style epoch 1.6-2.9x faster at d <= 8,
-    # benchmarks/bench_mixed.py). ``cell_state``/``row_state`` convert at a loop's ends.
+    # TF-style windows, true BPTT's trajectories and prediction step one cell at a time.
+    # There the state is kept as [K, d, B] (the batch, 200 wide, innermost) instead of
+    # [K, B, d]: with d innermost, the elementwise kernels work on vectors d long. Measured
+    # on a warm TF-style epoch (K = 60, n = 5, the same process): 2.1-2.8x faster at d = 2,
+    # ~1.1x at d = 8, unchanged at d = 4 and d >= 16 (where the products dominate).
+    # ``cell_state``/``row_state`` convert at a loop's ends.
 
     @staticmethod
     def cell_state(state: tuple) -> tuple:
@@ -143,28 +144,54 @@ class ScratchBackend:
         return {"W": tf.concat([_outer_t(x1h, da), _outer_t(s0, da)], axis=1), "b": tf.reduce_sum(da, axis=2),
                 "U": _outer_t(s1, dz), "c": tf.reduce_sum(dz, axis=2)}
 
-    def chains_vjp(self, params: dict, x, y, own, s_prev: tuple, s_out: tuple, chains, scale):
-        """Cell p of true BPTT(n, 1), backward, for every loss whose chain passes through it.
+    # -- true BPTT on blocks of sub-sequences (:func:`rnn_sweep.model.truncation.true_block_grad_steps`)
+    # A block holds one cell of each of the u sub-sequences of an update: [u, K, d, B].
 
-        ``chains`` [K, d, m, B]: slot i holds the gradient that loss p+i sends to this cell's
-        output state S_p (slot 0 is empty: this cell's own loss goes there when ``own``, a
-        bool scalar, says loss p belongs to the update); x float [K, B] input bits, y int [K, B]
-        targets, s_prev ([K, d, B],) = S_{p-1}, s_out ([K, d, B],) = S_p; each loss counts
-        ``scale`` x its mean over B. The cell's parameter gradient is the same linear map of
-        every slot, so it is taken once, of their sum. Returns (cell p's mean cross-entropy
-        [K], {W, b, U, c} gradients, the slots' gradients at S_{p-1} [K, d, m, B]: slot i is
-        loss p+i's, which the caller shifts to slot i+1 for cell p-1).
-        """
+    def block_loss(self, params: dict, s_out, y, scale):
+        """The sub-sequences' own losses, each at its last cell: s_out [u, K, d, B] = S_t,
+        y int [u, K, B], ``scale`` [u, 1, 1, 1] (each loss's weight: 1/u, 0 for padding rows).
+        Returns (mean cross-entropy over B [u, K], the gradient arriving at S_t [u, K, d, B],
+        {U, c} gradients)."""
         import tensorflow as tf
 
-        W, U = params["W"], params["U"]
-        (s0,), (s1,) = s_prev, s_out
-        k, d, m, b = chains.shape
-        step, dz = self._output_grad(params, s1, y, tf.cast(own, tf.float32) * scale)
-        chains = tf.concat([_project_t(U, dz)[:, :, None], chains[:, :, 1:]], axis=2)
-        da = chains * (1.0 - tf.square(s1))[:, :, None, :]  # [K, d, m, B]
-        back = _project_t(W[:, NUM_CLASSES:], tf.reshape(da, [k, d, m * b]))
-        return step, self._param_grads(x, s0, s1, tf.reduce_sum(da, axis=2), dz), tf.reshape(back, [k, d, m, b])
+        U = params["U"]
+        z = _project_b(tf.transpose(U, [0, 2, 1]), s_out) + params["c"][None, :, :, None]  # [u, K, 2, B]
+        logp = tf.nn.log_softmax(z, axis=2)
+        target = tf.one_hot(y, NUM_CLASSES, axis=2, dtype=logp.dtype)
+        dz = (tf.exp(logp) - target) * (scale / float(s_out.shape[3]))
+        step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=2), axis=2)
+        return step, _project_b(U, dz), {"U": _outer_b(s_out, dz), "c": tf.reduce_sum(dz, axis=[0, 3])}
+
+    def block_back(self, params: dict, ds, s_out):
+        """One cell back for every sub-sequence: ds [u, K, d, B] the gradient at S_p, s_out
+        [u, K, d, B] = S_p. Returns (the pre-activation gradient da, the gradient at S_{p-1})."""
+        da = ds * (1.0 - s_out * s_out)
+        return da, _project_b(params["W"][:, NUM_CLASSES:], da)
+
+    @staticmethod
+    def block_weight_grads(x, s_prev, da) -> dict:
+        """{W, b} gradients summed over cells: x [c, K, B] input bits, s_prev [c, K, d, B] the
+        states entering them, da [c, K, d, B] their summed pre-activation gradients."""
+        import tensorflow as tf
+
+        x1h = tf.stack([1.0 - x, x], axis=2)  # [c, K, 2, B]
+        return {"W": tf.concat([_outer_b(x1h, da), _outer_b(s_prev, da)], axis=1), "b": tf.reduce_sum(da, axis=[0, 3])}
+
+
+def _project_b(w, a):
+    """w [K, o, i] @ a [u, K, i, B] -> [u, K, o, B], for every row of the block (see :func:`_project_t`)."""
+    import tensorflow as tf
+
+    if w.shape[2] <= FUSED_MATMUL_MAX_D:
+        return tf.reduce_sum(w[None, :, :, :, None] * a[:, :, None, :, :], axis=3)
+    return tf.einsum("koi,ukib->ukob", w, a)
+
+
+def _outer_b(a, b):
+    """Sum over the block's rows and the batch of outer products: a [u, K, i, B], b [u, K, o, B] -> [K, i, o]."""
+    import tensorflow as tf
+
+    return tf.einsum("ukib,ukob->kio", a, b)
 
 
 def _project_t(w, a):

@@ -40,7 +40,7 @@ construction):
 
 Its program is built for one n (the sub-sequences are unrolled as [K, u*B, n]).
 That is how the Keras cells are trained. The scratch cell takes a cheaper route to the
-same gradient (:func:`true_chain_grad_steps`): the u sub-sequences of an update all lie on
+same gradient (:func:`true_block_grad_steps`): the u sub-sequences of an update all lie on
 one trajectory, so it runs that trajectory forward once and backward once, each loss's
 gradient in its own slot until it has gone back n cells (per position ~1 forward and ~2
 backward cells, where the unroll takes n of each; tests/test_truncation.py checks the two
@@ -288,25 +288,26 @@ def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = N
     return updates, updates, grad_step, (tuple(state), ())
 
 
-def true_chain_grad_steps(backend, xs, ys, n, state, slots: int, update_every: int | None = None) -> tuple:
-    """True BPTT(n, 1) cell by cell, for a backend with ``chains_vjp`` (the scratch cell).
+def true_block_grad_steps(backend, xs, ys, n, state, slots: int, update_every: int | None = None) -> tuple:
+    """True BPTT(n, 1) for a backend with block methods (the scratch cell), without unrolling.
 
     The same gradient as :func:`true_grad_steps` (same start states, same losses, each
-    through exactly its n cells), computed without unrolling every loss's sub-sequence:
-    all sub-sequences of one update lie on ONE trajectory, the forward pass from the
-    carried state S_{t0-n-1} over positions t0-n .. t0+u-1 with the update's parameters
-    (the u sub-sequences start at its states S_{t-n}, constants). One backward pass over
-    that trajectory, from cell t0+u-1 down to t0-n+1, carries every loss's gradient in its
-    own slot of ``chains`` [K, d, slots, B] (slot i at cell p: loss p+i); a slot that has
-    gone back n cells drops out. The cell's parameter gradient is linear in the slots, so
-    it is taken once per cell, of their sum: per position ~1 forward cell and ~(u+n-1)/u
-    backward cells, each one product for all slots, where unrolling takes n forward and n
-    backward cells.
+    through exactly its n cells). The u sub-sequences of one update all lie on ONE
+    trajectory: the forward pass from the carried state S_{t0-n-1} over positions
+    t0-n .. t0+u-1 with the update's parameters (the sub-sequences start at its states
+    S_{t-n}, constants). So the update runs that trajectory forward once (u + n cells,
+    recording every state), then goes back n steps with all u sub-sequences as one block:
+    at step j sub-sequence i is at cell t0+i-j, whose states are read from the recording.
+    The parameters' gradient is linear in each cell's pre-activation gradient, so those are
+    summed per trajectory cell while going back and multiplied out once at the end. Per
+    position: ~2 forward cells and 1 block step, against n forward and n backward cells
+    unrolled.
 
     ``n`` is a runtime number <= ``slots`` (:func:`rnn_sweep.model.buffers.chain_slots`), so
-    one program serves every n up to its slots. Returns (updates, the most updates,
-    grad_step, carry0), the carry in the backend's cell layout; grad_step's per-step losses
-    have ``slots`` rows (u = n) or u rows (``update_every``), valid in their first u.
+    one program serves every n up to its slots; blocks have ``slots`` rows (u = n, rows
+    from u on are padding) or u rows (``update_every``). Returns (updates, the most
+    updates, grad_step, carry0), the carry in the backend's cell layout; grad_step's
+    per-step losses have that many rows, valid in their first u.
     """
     n = tf.convert_to_tensor(n, tf.int32)
     columns = int(xs.shape[0])
@@ -316,65 +317,65 @@ def true_chain_grad_steps(backend, xs, ys, n, state, slots: int, update_every: i
         u, rows, most = n, slots, columns
     updates = (columns // n) * n // u
     state = cell_state(backend, state)
-    buffers = tuple(tf.zeros([rows + slots + 1, *s.shape.as_list()], s.dtype) for s in state)
-    live = tf.cast(tf.range(slots) < n, tf.float32)[None, None, :, None]  # slots n.. stay empty
+    cells = rows + slots  # recorded states: buf[j] enters position t0-n+j, j = 0 .. u+n
+    buffers = tuple(tf.zeros([cells + 1, *s.shape.as_list()], s.dtype) for s in state)
+    row = tf.range(rows)
+    real = row < u  # padding rows (u < rows) carry no loss
+    wpad = cells - 1  # trajectory cells with a gradient: positions t0-n+1 .. t0+u-1, padded
 
     def grad_step(k, params, carry):
-        state, buf = carry
+        (state,), buf = carry[0], carry[1][0]
         t0 = k * u
 
-        def forward(j, state, buf):  # buf[j] = the state entering position t0-n+j
-            buf = tuple(tf.tensor_scatter_nd_update(b, [[j]], s[None]) for b, s in zip(buf, state))
+        def forward(j, state, buf):
+            buf = tf.tensor_scatter_nd_update(buf, [[j]], state[None])
             p = t0 - n + j
-            _, new = cell(backend, params, xs, tf.maximum(p, 0), state)
-            state = tuple(tf.where(p >= 0, s_new, s_old) for s_new, s_old in zip(new, state))
-            return j + 1, state, buf
+            _, (new,) = cell(backend, params, xs, tf.maximum(p, 0), (state,))
+            return j + 1, tf.where(p >= 0, new, state), buf
 
-        _, end, buf = tf.while_loop(lambda j, *_: j < u + n, forward, (tf.constant(0), tuple(state), buf))
-        buf = tuple(tf.tensor_scatter_nd_update(b, [[u + n]], s[None]) for b, s in zip(buf, end))
-        carry_out = tuple(tf.gather(b, u) for b in buf)  # the state after position t0-n+u-1, lagging n behind
+        _, end, buf = tf.while_loop(lambda j, *_: j < u + n, forward, (tf.constant(0), state, buf))
+        buf = tf.tensor_scatter_nd_update(buf, [[u + n]], end[None])
+        carry_out = tf.gather(buf, u)  # the state after position t0-n+u-1, lagging n behind the losses
 
-        def backward(i, chains, grads, cells):
-            p = t0 + u - 1 - i
-            j = p - t0 + n  # buf[j] = S_{p-1}, buf[j + 1] = S_p
-            own = p >= t0
-            step, g, back = backend.chains_vjp(params, _bits_at(xs, p), _y_at(ys, p), own,
-                                               tuple(tf.gather(b, j) for b in buf),
-                                               tuple(tf.gather(b, j + 1) for b in buf), chains,
-                                               1.0 / tf.cast(u, tf.float32))
-            row = tf.maximum(p - t0, 0)
-            cells = tf.tensor_scatter_nd_update(cells, [[row]], tf.where(own, step, tf.gather(cells, row))[None])
-            chains = tf.concat([tf.zeros_like(back[:, :, :1]), back[:, :, :-1]], axis=2) * live  # one cell back
-            return i + 1, chains, {name: grads[name] + g[name] for name in grads}, cells
+        # each sub-sequence's own loss, at its last cell t0+i (state S_t = buf[n+1+i])
+        at = lambda idx: tf.gather(buf, tf.minimum(idx, cells))  # noqa: E731 -- padding rows read any state
+        weight = tf.where(real, 1.0 / tf.cast(u, tf.float32), 0.0)[:, None, None, None]
+        y = tf.cast(tf.gather(ys, tf.minimum(t0 + row, columns - 1)), tf.int32)
+        step, ds, grads = backend.block_loss(params, at(n + 1 + row), y, weight)
 
-        k_size = params[next(iter(params))].shape[0]
-        s0 = state[0]
-        chains0 = tf.zeros([s0.shape[0], s0.shape[1], slots, s0.shape[2]])
-        grads0 = {name: tf.zeros_like(v) for name, v in params.items()}
-        last = tf.minimum(u + n - 1, t0 + u)  # cells t0+u-1 .. max(t0-n+1, 0): none before the row start
-        _, _, grads, cells = tf.while_loop(lambda i, *_: i < last, backward,
-                                           (tf.constant(0), chains0, grads0, tf.zeros([rows, k_size])))
-        return tf.reduce_sum(cells, axis=0) / tf.cast(u, tf.float32), cells, grads, (carry_out, buf)
+        def back(j, ds, acc):  # sub-sequence i at cell p = t0+i-j: S_p = buf[n+1+i-j], trajectory cell n-1+i-j
+            live = tf.cast(real & (t0 + row - j >= 0), tf.float32)[:, None, None, None]  # no cell before the row start
+            da, ds = backend.block_back(params, ds, at(n + 1 + row - j))
+            return j + 1, ds, tf.tensor_scatter_nd_add(acc, (n - 1 + row - j)[:, None], da * live)
+
+        acc0 = tf.zeros([wpad, *state.shape.as_list()])
+        _, _, acc = tf.while_loop(lambda j, *_: j < n, back, (tf.constant(0), ds, acc0))
+        # trajectory cell c is position t0-n+1+c, entered with buf[c+1]
+        x = tf.cast(tf.gather(xs, tf.clip_by_value(t0 - n + 1 + tf.range(wpad), 0, columns - 1)), tf.float32)
+        x = x[..., 1] if xs.shape.rank == 4 else x
+        grads.update(backend.block_weight_grads(x, buf[1:wpad + 1], acc))
+        steps = step * tf.cast(real, tf.float32)[:, None]
+        return tf.reduce_sum(steps, axis=0) / tf.cast(u, tf.float32), steps, grads, ((carry_out,), (buf,))
 
     return updates, most, grad_step, (state, buffers)
 
 
 def final_state(backend, style: str, carry) -> tuple:
     """The row-layout state ([K, B, d], ...) a style's carry ends an epoch (or segment) with."""
-    return row_state(backend, carry[0]) if style == "tf" or hasattr(backend, "chains_vjp") else tuple(carry[0])
+    return row_state(backend, carry[0]) if style == "tf" or hasattr(backend, "block_back") else tuple(carry[0])
 
 
 def grad_steps(backend, style: str, xs, ys, n, state, static_n: int, update_every: int | None = None) -> tuple:
     """The style's (updates, most updates, grad_step, carry0) for one epoch of steps xs, ys [C, K, B].
 
     ``n`` is the runtime window length (TF style, and true style on a backend with
-    ``chains_vjp``); ``static_n`` is the program's build-time number: the buffer size for
+    ``block_back``); ``static_n`` is the program's build-time number: the buffer size for
     TF style, the loss slots (:func:`rnn_sweep.model.buffers.chain_slots`) for true style by
     chains, n itself for true style by unrolling.
     """
     if style == "true":
-        if hasattr(backend, "chains_vjp"):
-            return true_chain_grad_steps(backend, xs, ys, n, state, static_n, update_every)
+        if hasattr(backend, "block_back"):
+            return true_block_grad_steps(backend, xs, ys, n, state, static_n, update_every)
         return true_grad_steps(backend, xs, ys, static_n, state, update_every)
     if style == "tf":
         return tf_style_grad_steps(backend, xs, ys, n, state, static_n)
