@@ -60,8 +60,8 @@ def test_a_pack_traces_each_program_once_and_the_next_pack_reuses_them(tmp_path)
 def test_other_num_steps_reuse_the_tf_style_program(tmp_path):
     """TF style: n enters the compiled epoch as a number, so runs with other num_steps (up to the
     program's buffer of 32 cells) and the same state size trace and compile nothing new; true
-    style on the scratch cell shares one program between the n of its loss slots (3 and 4:
-    4 slots; 5 needs 8), on a Keras cell builds its program per n."""
+    style on the scratch cell shares one program between the n of its block size (3 and 4:
+    4 rows; 5 needs 8), on a Keras cell builds its program per n."""
     from rnn_sweep.model import engine
     from rnn_sweep.run.train import train
 

@@ -87,7 +87,7 @@ def test_program_key_is_shared_by_every_tf_style_n_up_to_the_buffer():
     assert packing.program_key(small_cfg("num_steps=5", "state_size=5"), 2) != key
     true5, true8, true9 = (packing.program_key(small_cfg("truncation=true_bptt", f"num_steps={n}"), 2)
                            for n in (5, 8, 9))
-    assert true5 == true8 != true9  # true BPTT on the scratch cell: 8 loss slots hold n = 5..8, 9 needs 16
+    assert true5 == true8 != true9  # true BPTT on the scratch cell: blocks of 8 hold n = 5..8, 9 needs 16
     keras5, keras6 = (packing.program_key(small_cfg("truncation=true_bptt", "model=static", f"num_steps={n}"), 2)
                       for n in (5, 6))
     assert keras5 != keras6  # true BPTT on a Keras cell is built per n

@@ -167,11 +167,11 @@ def test_true_style_epoch_matches_numpy_per_loss_bptt(n, windows, update_every, 
         np.testing.assert_allclose(new[k], ref[k], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("n, update_every, slots, d", [
+@pytest.mark.parametrize("n, update_every, block, d", [
     (4, None, 4, 3), (5, 2, 8, 20), (2, 5, 2, 12), (9, None, 16, 20), (3, None, 16, 3), (1, None, 1, 3)])
-def test_true_style_by_blocks_is_the_unrolled_sub_sequences(n, update_every, slots, d):
-    """The scratch cell's true BPTT (one trajectory, every loss's gradient in its own slot,
-    :func:`truncation.true_block_grad_steps`, n a runtime number below its slots) against
+def test_true_style_by_blocks_is_the_unrolled_sub_sequences(n, update_every, block, d):
+    """The scratch cell's true BPTT (one trajectory, the update's sub-sequences as one block,
+    :func:`truncation.true_block_grad_steps`, n a runtime number up to the block size) against
     the unrolled sub-sequences with autodiff (:func:`truncation.true_grad_steps`, what the
     Keras cells use, built for that n) for a pack of two: every update's losses, per-step
     losses and gradients, and the carried state, from the row start (t < n-1) on; d = 12
@@ -188,14 +188,14 @@ def test_true_style_by_blocks_is_the_unrolled_sub_sequences(n, update_every, slo
     state = tuple(tf.random.stateless_uniform(s.shape, [5, 6], -0.5, 0.5) for s in be.zero_state(k, b))
     u = update_every or n
     ref_updates, _, ref_step, ref_carry = truncation.true_grad_steps(be, xs, ys, n, state, update_every)
-    updates, _, step, carry = truncation.true_block_grad_steps(be, xs, ys, tf.constant(n), state, slots, update_every)
+    updates, _, step, carry = truncation.true_block_grad_steps(be, xs, ys, tf.constant(n), state, block, update_every)
     assert int(updates) == ref_updates >= 3
     for i in range(ref_updates):
         ref_losses, ref_cells, ref_grads, ref_carry = ref_step(tf.constant(i), params, ref_carry)
         losses, cells, grads, carry = step(tf.constant(i), params, carry)
         np.testing.assert_allclose(losses.numpy(), ref_losses.numpy(), rtol=1e-5)
         np.testing.assert_allclose(cells.numpy()[:u], ref_cells.numpy(), rtol=1e-5)
-        assert not np.any(cells.numpy()[u:])  # rows past u (slots > n) stay zero
+        assert not np.any(cells.numpy()[u:])  # rows past u (block > n) stay zero
         for name in params:
             assert np.any(np.abs(ref_grads[name].numpy()) > 1e-4), name  # teeth
             np.testing.assert_allclose(grads[name].numpy(), ref_grads[name].numpy(), rtol=1e-4, atol=1e-6,

@@ -26,8 +26,8 @@ Per position of data that is 2 against 2n + 1: with the same data, true BPTT at 
 (2n + 1)/2 times the cell evaluations of TF style at 2n. This counts BPTT(n, 1) as defined
 (and as the Keras cells compute it). The scratch cell gets the same gradient from one
 trajectory per update (:func:`rnn_sweep.model.truncation.true_block_grad_steps`: u + n
-forward cells, u + n - 1 backward cells whose state gradient is one product per loss slot),
-so for it "equal time" is the comparison that reflects what the code spent.
+forward cells and n backward steps of the u sub-sequences as one block, reading the recorded
+states), so for it "equal time" is the comparison that reflects what the code spent.
 
 Every interval is Student-t, 95%, with k - 1 degrees of freedom over the k paired
 differences; with fewer than 2 pairs it is NaN and the row's ``note`` says so. Runs without

@@ -17,12 +17,12 @@ def buffer_steps(num_steps: int) -> int:
 
 
 
-def chain_slots(num_steps: int) -> int:
-    """Loss slots of a true-BPTT program for the scratch cell: the next power of two from n.
+def block_rows(num_steps: int) -> int:
+    """Block rows of a true-BPTT program for the scratch cell: the next power of two from n.
 
-    Every n up to this size shares one compiled program (n is a runtime number; slots from
-    n on stay empty, see :func:`rnn_sweep.model.truncation.true_block_grad_steps`): the
-    n = 2..16 of a sweep compile 4 programs instead of 7, at the price of up to ~2x slot
+    Every n up to this size shares one compiled program (n is a runtime number; rows from
+    n on are padding, see :func:`rnn_sweep.model.truncation.true_block_grad_steps`): the
+    n = 2..16 of a sweep compile 4 programs instead of 7, at the price of up to ~2x block
     work for an n just past a power of two.
     """
     return 1 << (int(num_steps) - 1).bit_length()

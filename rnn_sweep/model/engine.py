@@ -7,7 +7,7 @@ each update's losses and gradients. Data enter time-major, int8 [C, K, B], and
 the window length n as a tensor, so compiled functions are cached by their
 static structure only (backend, cell, state size, optimizer, style, XLA, and
 for TF style the buffer size that bounds n, for true style the scratch cell's loss
-slots that bound n; true style on a Keras cell is built per n).
+block rows that bound n; true style on a Keras cell is built per n).
 Hyper-parameters enter as [K] tensors, so a pack of any seeds and learning
 rates, the next pack of the same shapes in this process, and -- in TF style, and
 true style on the scratch cell -- every other num_steps up to the bound, reuse the
@@ -117,7 +117,7 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     if style == "tf":
         static_n = truncation.buffer_steps(num_steps)
     else:
-        static_n = truncation.chain_slots(num_steps) if hasattr(backend, "block_back") else int(num_steps)
+        static_n = truncation.block_rows(num_steps) if hasattr(backend, "block_back") else int(num_steps)
     program = _compiled_epoch(backend, opt_name, style, xla, static_n, update_every, tuple(frozen))
     n = tf.constant(int(num_steps), tf.int32)
     per_update = int(num_steps) if style == "tf" else int(update_every or num_steps)

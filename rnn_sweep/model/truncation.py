@@ -41,10 +41,10 @@ construction):
 Its program is built for one n (the sub-sequences are unrolled as [K, u*B, n]).
 That is how the Keras cells are trained. The scratch cell takes a cheaper route to the
 same gradient (:func:`true_block_grad_steps`): the u sub-sequences of an update all lie on
-one trajectory, so it runs that trajectory forward once and backward once, each loss's
-gradient in its own slot until it has gone back n cells (per position ~1 forward and ~2
-backward cells, where the unroll takes n of each; tests/test_truncation.py checks the two
-against each other and against a NumPy BPTT written per loss).
+one trajectory, so it runs that trajectory forward once, recording its states, and goes
+back n steps with the u sub-sequences as one block (per position ~2 forward cells and one
+block step, where the unroll takes n forward and n backward cells; tests/test_truncation.py
+checks the two against each other and against a NumPy BPTT written per loss).
 
 Row start (the first n-1 positions of each row of an epoch): there is no history
 before position 0, so a loss at t < n-1 gets gradient through the t+1 cells
@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rnn_sweep.model.buffers import buffer_steps, chain_slots  # noqa: F401 -- buffer sizes are part of a program's identity
+from rnn_sweep.model.buffers import buffer_steps, block_rows  # noqa: F401 -- buffer sizes are part of a program's identity
 
 
 def steps_to_rows(xs, n: int):
@@ -288,7 +288,7 @@ def true_grad_steps(backend, xs, ys, n: int, state, update_every: int | None = N
     return updates, updates, grad_step, (tuple(state), ())
 
 
-def true_block_grad_steps(backend, xs, ys, n, state, slots: int, update_every: int | None = None) -> tuple:
+def true_block_grad_steps(backend, xs, ys, n, state, block: int, update_every: int | None = None) -> tuple:
     """True BPTT(n, 1) for a backend with block methods (the scratch cell), without unrolling.
 
     The same gradient as :func:`true_grad_steps` (same start states, same losses, each
@@ -303,8 +303,8 @@ def true_block_grad_steps(backend, xs, ys, n, state, slots: int, update_every: i
     position: ~2 forward cells and 1 block step, against n forward and n backward cells
     unrolled.
 
-    ``n`` is a runtime number <= ``slots`` (:func:`rnn_sweep.model.buffers.chain_slots`), so
-    one program serves every n up to its slots; blocks have ``slots`` rows (u = n, rows
+    ``n`` is a runtime number <= ``block`` (:func:`rnn_sweep.model.buffers.block_rows`), so
+    one program serves every n up to ``block``; blocks have ``block`` rows (u = n, rows
     from u on are padding) or u rows (``update_every``). Returns (updates, the most
     updates, grad_step, carry0), the carry in the backend's cell layout; grad_step's
     per-step losses have that many rows, valid in their first u.
@@ -314,10 +314,10 @@ def true_block_grad_steps(backend, xs, ys, n, state, slots: int, update_every: i
     if update_every:
         u, rows, most = tf.constant(int(update_every)), int(update_every), columns // int(update_every)
     else:
-        u, rows, most = n, slots, columns
+        u, rows, most = n, block, columns
     updates = (columns // n) * n // u
     state = cell_state(backend, state)
-    cells = rows + slots  # recorded states: buf[j] enters position t0-n+j, j = 0 .. u+n
+    cells = rows + block  # recorded states: buf[j] enters position t0-n+j, j = 0 .. u+n
     buffers = tuple(tf.zeros([cells + 1, *s.shape.as_list()], s.dtype) for s in state)
     row = tf.range(rows)
     real = row < u  # padding rows (u < rows) carry no loss
@@ -370,8 +370,8 @@ def grad_steps(backend, style: str, xs, ys, n, state, static_n: int, update_ever
 
     ``n`` is the runtime window length (TF style, and true style on a backend with
     ``block_back``); ``static_n`` is the program's build-time number: the buffer size for
-    TF style, the loss slots (:func:`rnn_sweep.model.buffers.chain_slots`) for true style by
-    chains, n itself for true style by unrolling.
+    TF style, the block rows (:func:`rnn_sweep.model.buffers.block_rows`) for true style by
+    blocks, n itself for true style by unrolling.
     """
     if style == "true":
         if hasattr(backend, "block_back"):

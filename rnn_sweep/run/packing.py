@@ -24,7 +24,7 @@ import json
 from typing import Callable, Optional, Sequence
 
 from rnn_sweep.task.config import RunConfig
-from rnn_sweep.model.buffers import buffer_steps, chain_slots
+from rnn_sweep.model.buffers import buffer_steps, block_rows
 from rnn_sweep.run.records import EXECUTION_KEYS
 
 PER_REPLICA = ("seed", "num_steps", "train.optimizer.lr", "train.optimizer.initial_accumulator", "train.optimizer.beta1",
@@ -186,8 +186,8 @@ def program_key(cfg: RunConfig, size: int) -> str:
 
     The pack key (:func:`shared_settings`) and the pack size, with num_steps replaced
     by the TF-style buffer size (:func:`buffer_steps`: in TF style every n up to it
-    shares one program) or, for true BPTT on the scratch cell, its loss slots
-    (:func:`chain_slots`); true BPTT on a Keras cell is built per n. Runs that are never
+    shares one program) or, for true BPTT on the scratch cell, its block rows
+    (:func:`block_rows`); true BPTT on a Keras cell is built per n. Runs that are never
     packed get a key of their own.
     """
     if not packable(cfg):
@@ -196,7 +196,7 @@ def program_key(cfg: RunConfig, size: int) -> str:
     if cfg.truncation.style == "tf":
         shared["num_steps"] = f"buffer {buffer_steps(cfg.num_steps)}"
     elif cfg.model.backend == "scratch":
-        shared["num_steps"] = f"slots {chain_slots(cfg.num_steps)}"
+        shared["num_steps"] = f"block {block_rows(cfg.num_steps)}"
     else:
         shared["num_steps"] = cfg.num_steps
     return json.dumps({**shared, "pack size": size}, sort_keys=True)
