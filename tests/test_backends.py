@@ -259,3 +259,28 @@ def test_learning_levels_of_the_article_settings(tmp_path, name):
     tail = pd.read_csv(tmp_path / "long" / "losses.csv")["loss"].tail(3).mean()
     assert tail < 0.48 and s["heldout_loss"] < 0.49
     assert s["learned_fraction"]["3"] > 0.9 and s["learned_fraction"]["8"] > 0.6
+
+
+@pytest.mark.parametrize("backend", ["scratch", "static"])
+@pytest.mark.parametrize("columns", [37, 250])  # under one chunk; two whole chunks and a padded third
+def test_held_out_predictions_are_the_numpy_forward_pass_at_any_length(backend, columns):
+    """The compiled prediction (chunks of engine.PREDICT_CHUNK columns, the state handed on, the
+    last chunk padded) equals the oracle's forward pass along whole rows, for a pack of two
+    replicas with their own weights, from a non-zero entering state."""
+    import tensorflow as tf
+
+    from rnn_sweep.model import engine
+
+    k, b, d = 2, 3, 4
+    be = build_backend(ModelConfig(backend=backend, cell="rnn"), d)
+    weights = [_params(seed, d) for seed in (1, 2)]
+    params = {name: tf.constant(np.stack([w[name] for w in weights])) for name in weights[0]}
+    rng = np.random.default_rng(columns)
+    xs = rng.integers(0, 2, (columns, k, b)).astype(np.int8)  # [C, K, B]
+    s0 = rng.uniform(-0.5, 0.5, (k, b, d)).astype(np.float32)
+    p = np.asarray(engine.predict_fn(be, xla=True)(params, xs, (tf.constant(s0),)))
+    assert p.shape == (columns, k, b)
+    for r in range(k):
+        logits, _ = oracle.forward(weights[r], oracle.onehot(xs[:, r].T), s0[r])  # [B, C, 2]
+        ref = np.exp(logits[..., 1]) / np.exp(logits).sum(-1)
+        np.testing.assert_allclose(p[:, r].T, ref, atol=2e-5, err_msg=f"replica {r}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from rnn_sweep.model import optimizers as optim
@@ -140,26 +141,47 @@ def epoch_fn(backend, opt_name: str, style: str, xla: bool, num_steps: int,
     return run
 
 
+PREDICT_CHUNK = 100  # held-out columns per compiled call (the default checkpoint data: 20k steps / batch 200)
+
+
 def predict_fn(backend, xla: bool = False) -> Callable:
     """Compiled forward pass along the rows with carried state (no gradients), for a pack.
 
     Returns f(params [K,...], xs [C,K,B] int8, state) -> P(Y=1) float32 [C, K, B].
     The state is carried across every step (as across windows: prediction does
-    not depend on n), so one program serves every n.
+    not depend on n), so one program serves every n. The program takes
+    :data:`PREDICT_CHUNK` columns at a time and hands the state on, so one program also
+    serves every held-out length (the checkpoints' and the final evaluation's; the last
+    chunk is padded and its padding discarded): one XLA compile per state size and pack
+    size instead of one per length. ``f.program`` is the compiled chunk.
     """
     key = _key("predict", backend, xla)
     if key not in _CACHE:
-        def predict(params, xs, state):
-            steps = int(xs.shape[0])
-            out = tf.TensorArray(tf.float32, size=steps)
+        def chunk(params, xs, state):
+            out = tf.TensorArray(tf.float32, size=PREDICT_CHUNK)
 
             def body(t, state, out):  # one cell per step from the int8 data: no float copy of the held-out data
                 logits, state = truncation.cell(backend, params, xs, t, state)
                 return t + 1, state, out.write(t, tf.nn.softmax(logits)[..., 1])
 
             state = truncation.cell_state(backend, state)
-            _, _, out = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), state, out))
-            return out.stack()
+            _, state, out = tf.while_loop(lambda t, *_: t < PREDICT_CHUNK, body, (tf.constant(0), state, out))
+            return out.stack(), truncation.row_state(backend, state)
 
-        _CACHE[key] = tf.function(predict, jit_compile=xla, autograph=False)  # explicit loop, see epoch_fn
-    return _CACHE[key]
+        _CACHE[key] = tf.function(chunk, jit_compile=xla, autograph=False)  # explicit loop, see epoch_fn
+    program = _CACHE[key]
+
+    def predict(params, xs, state):
+        xs = np.asarray(xs)
+        columns, out = xs.shape[0], []
+        for start in range(0, columns, PREDICT_CHUNK):
+            block = xs[start:start + PREDICT_CHUNK]
+            used = block.shape[0]
+            if used < PREDICT_CHUNK:
+                block = np.concatenate([block, np.zeros((PREDICT_CHUNK - used, *block.shape[1:]), block.dtype)])
+            p, state = program(params, block, tuple(state))
+            out.append(p.numpy()[:used])
+        return np.concatenate(out) if out else np.zeros((0, *xs.shape[1:]), np.float32)
+
+    predict.program = program
+    return predict
