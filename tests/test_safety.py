@@ -222,6 +222,15 @@ def test_probe_statistics_equal_the_textbook_formulas_on_model_sized_data():
     diff, error = probe._effect_and_error(p, x)
     assert error == pytest.approx(np.sqrt(on.var() / len(on) + off.var() / len(off)), rel=1e-9)
     assert np.isnan(probe.effect(p, np.ones_like(x)))  # one empty group
+    # the precomputed masks a run's checkpoints are scored with: the same effects
+    y = rng.integers(0, 2, 200_000).astype(np.int8)
+    masks = probe.lag_masks([x, y, np.ones_like(x)])
+    fast = probe.effects(p, masks)
+    assert fast[0] == pytest.approx(on.mean() - off.mean(), rel=1e-9)
+    assert fast[1] == pytest.approx(p[y == 1].astype(np.float64).mean() - p[y == 0].astype(np.float64).mean(),
+                                    rel=1e-6, abs=1e-12)
+    assert np.isnan(fast[2])
+    assert probe.cross_entropy(p, y == 1) == probe.cross_entropy(p, y)
 
 
 @pytest.mark.parametrize("body,problem", [

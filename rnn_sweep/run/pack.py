@@ -327,9 +327,10 @@ def heldout_reference(cfg: RunConfig, full: tuple, columns: int) -> dict:
     truth, inputs, lags = rows(p_true), [rows(xl) for xl in lagged], [d.lag for d in cfg.data.dependencies]
     undefined = probe.undefined_fractions(truth, inputs, lags)
     targets = rows(y)
-    return {"used": used, "targets": targets, "truth": truth, "inputs": inputs, "lags": lags,
+    masks = probe.lag_masks(inputs)
+    return {"used": used, "targets": targets == 1, "truth": truth, "masks": masks, "lags": lags,
             "undefined": undefined, "optimal": probe.cross_entropy(truth, targets),
-            "true_effects": [probe.effect(truth, xl) for xl in inputs]}
+            "true_effects": probe.effects(truth, masks)}
 
 
 def heldout_metrics(cfg: RunConfig, p_rows: np.ndarray, full: tuple, ref: dict | None = None) -> dict:
@@ -344,8 +345,8 @@ def heldout_metrics(cfg: RunConfig, p_rows: np.ndarray, full: tuple, ref: dict |
     """
     ref = ref or heldout_reference(cfg, full, p_rows.shape[1])
     p_model = p_rows[:, :ref["used"]].reshape(-1)
-    fractions = {str(lag): None if str(lag) in ref["undefined"] else probe.effect(p_model, xl) / true
-                 for lag, xl, true in zip(ref["lags"], ref["inputs"], ref["true_effects"])}
+    fractions = {str(lag): None if str(lag) in ref["undefined"] else model / true
+                 for lag, model, true in zip(ref["lags"], probe.effects(p_model, ref["masks"]), ref["true_effects"])}
     return {
         "heldout_loss": probe.cross_entropy(p_model, ref["targets"]),
         "heldout_optimal_loss": ref["optimal"],

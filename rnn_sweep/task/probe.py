@@ -53,6 +53,32 @@ def effect(p: np.ndarray, lagged: np.ndarray) -> float:
     return _effect_and_error(p, lagged)[0]
 
 
+def lag_masks(lagged: list[np.ndarray]) -> list[tuple[np.ndarray, int, int]]:
+    """Per dependency, what :func:`effects` needs of its lagged inputs, computed once for data
+    scored many times (a run's checkpoint data): (float64 weights, 1 where X_{t-L}=1; how many
+    ones; how many zeros)."""
+    out = []
+    for xl in lagged:
+        on = np.asarray(xl) == 1
+        n_on = int(np.count_nonzero(on))
+        out.append((on.astype(np.float64), n_on, int(np.count_nonzero(np.asarray(xl) == 0))))
+    return out
+
+
+def effects(p: np.ndarray, masks: list[tuple[np.ndarray, int, int]]) -> list[float]:
+    """:func:`effect` of ``p`` for every dependency of :func:`lag_masks`: one product-sum per
+    dependency (the X=0 group's sum is the total minus the X=1 group's)."""
+    p = np.asarray(p, dtype=np.float64)
+    total, out = float(np.sum(p)), []
+    for weights, n_on, n_off in masks:
+        if n_on == 0 or n_off == 0:
+            out.append(float("nan"))
+            continue
+        on = float(np.sum(p * weights))
+        out.append(on / n_on - (total - on) / n_off)
+    return out
+
+
 def learned_fractions(p_model: np.ndarray, p_true: np.ndarray, lagged: list[np.ndarray],
                       lags: list[int], undefined: dict[str, str] | None = None) -> dict[str, float | None]:
     """Captured fraction of each dependency's effect, keyed by str(lag); None where it is undefined.
@@ -82,6 +108,8 @@ def undefined_fractions(p_true: np.ndarray, lagged: list[np.ndarray], lags: list
 
 
 def cross_entropy(p_model: np.ndarray, y: np.ndarray) -> float:
-    """Mean binary cross-entropy in nats of P(Y=1)=p_model against targets y."""
+    """Mean binary cross-entropy in nats of P(Y=1)=p_model against targets y (or the boolean
+    ``y == 1`` when the caller keeps it)."""
     p = np.clip(p_model.astype(np.float64), 1e-12, 1 - 1e-12)
-    return float(-np.mean(np.log(np.where(y == 1, p, 1.0 - p))))  # one log per position, not two
+    ones = y if y.dtype == np.bool_ else y == 1
+    return float(-np.mean(np.log(np.where(ones, p, 1.0 - p))))  # one log per position, not two
