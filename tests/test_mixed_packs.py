@@ -199,3 +199,32 @@ def test_a_segment_call_hands_back_positions_and_never_one_hots_the_epoch():
     assert tuple(out[3].shape) == (C + 32, 2)  # one row per position (+ one window buffer), per replica
     graph = fn.program.get_concrete_function(*args).graph
     assert not [op for op in graph.get_operations() if op.type == "OneHot"]  # only inside the loop's body
+
+
+@pytest.mark.parametrize("style", ["tf", "true"])
+def test_no_group_is_charged_for_compiling_the_program_it_shares(monkeypatch, style):
+    """Groups of other n share one compiled program (TF style: every n; true BPTT: n = 3 and 4
+    have one block size); the epoch compiles it for its shapes before any group's seconds are
+    counted, so no timed segment traces, and the warm-up makes no update: the losses are those
+    of an epoch without it (a pack of one n-group per member, compared with each trained alone)."""
+    from rnn_sweep.run.pack import Pack
+
+    cfgs = [_cfg("scratch", "rnn", "adagrad", n, 7, 0.1, style=style, xla=True) for n in (3, 4)]
+    traced_at_segments = []
+    real_segment = Pack._segment
+
+    def segment(group, run, stop, result):
+        traced_at_segments.append(group.fn.program.experimental_get_tracing_count())
+        return real_segment(group, run, stop, result)
+
+    monkeypatch.setattr(Pack, "_segment", staticmethod(segment))
+    pack = Pack(cfgs)
+    assert pack.groups[0].fn.program is pack.groups[1].fn.program
+    before = pack.groups[0].fn.program.experimental_get_tracing_count()
+    result = pack.train_epoch(0)
+    assert traced_at_segments and set(traced_at_segments) == {before + 1}  # traced once, before the first segment
+    for k, cfg in enumerate(cfgs):
+        alone = Pack([cfg])
+        monkeypatch.setattr(Pack, "_warm_up", staticmethod(lambda group, run: None))  # no warm-up at all
+        ref = alone.train_epoch(0)
+        np.testing.assert_allclose(np.concatenate(result.losses[k]), np.concatenate(ref.losses[0]), rtol=1e-6)

@@ -149,6 +149,10 @@ class Pack:
         if limit is not None and limit < columns:
             stops = [s for s in stops if s < limit] + [limit]
         runs = [self._group_run(g, rows, columns) for g in self.groups]
+        t1 = time.perf_counter()
+        for g, run in zip(self.groups, runs):
+            self._warm_up(g, run)
+        result.train_s += time.perf_counter() - t1
         for stop in stops:
             t1 = time.perf_counter()
             done, before = [0] * self.size, [run["first"] for run in runs]
@@ -176,6 +180,18 @@ class Pack:
         ys = tf.constant(data_mod.steps_major([rows[self.seeds[k]][1] for k in group.members]))
         return {"xs": xs, "ys": ys, "state": self.backend.zero_state(len(group.members), b), "first": 0,
                 "total": group.fn.updates(columns)}
+
+    @staticmethod
+    def _warm_up(group: "_Group", run: dict) -> None:
+        """Compile the group's program for this epoch's shapes with a call that makes no update
+        (and discard what it returns), so that the seconds a group is charged for
+        (``EpochResult.group_s``) are training, not compiling: groups of other n share the
+        program, and the first to call it would otherwise carry its compile. ~1 ms once compiled.
+        Not for ``model.fit`` (``model.backend=keras``), which compiles nothing ahead."""
+        if not hasattr(group.fn, "program"):
+            return
+        group.fn.with_step_losses(group.params, group.opt_state, group.hp, run["xs"], run["ys"], run["state"],
+                                  first=0, stop=0)
 
     @staticmethod
     def _segment(group: "_Group", run: dict, stop: int, result: "EpochResult") -> int:
