@@ -129,10 +129,7 @@ class ScratchBackend:
         import tensorflow as tf
 
         z = _project_t(tf.transpose(params["U"], [0, 2, 1]), s1) + params["c"][:, :, None]  # [K, 2, B]
-        logp = tf.nn.log_softmax(z, axis=1)
-        target = tf.one_hot(y, NUM_CLASSES, axis=1, dtype=logp.dtype)  # [K, 2, B]
-        step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=1), axis=1)
-        return step, (tf.exp(logp) - target) * (scale / float(s1.shape[2]))
+        return _cross_entropy_grad(z, y, scale, axis=1)
 
     @staticmethod
     def _param_grads(x, s0, s1, da, dz) -> dict:
@@ -156,10 +153,7 @@ class ScratchBackend:
 
         U = params["U"]
         z = _project_b(tf.transpose(U, [0, 2, 1]), s_out) + params["c"][None, :, :, None]  # [u, K, 2, B]
-        logp = tf.nn.log_softmax(z, axis=2)
-        target = tf.one_hot(y, NUM_CLASSES, axis=2, dtype=logp.dtype)
-        dz = (tf.exp(logp) - target) * (scale / float(s_out.shape[3]))
-        step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=2), axis=2)
+        step, dz = _cross_entropy_grad(z, y, scale, axis=2)
         return step, _project_b(U, dz), {"U": _outer_b(s_out, dz), "c": tf.reduce_sum(dz, axis=[0, 3])}
 
     def block_back(self, params: dict, ds, s_out):
@@ -176,6 +170,17 @@ class ScratchBackend:
 
         x1h = tf.stack([1.0 - x, x], axis=2)  # [c, K, 2, B]
         return {"W": tf.concat([_outer_b(x1h, da), _outer_b(s_prev, da)], axis=1), "b": tf.reduce_sum(da, axis=[0, 3])}
+
+
+def _cross_entropy_grad(z, y, scale, axis: int):
+    """Logits z (classes on ``axis``, the batch last) and int targets y (z without that axis) ->
+    (mean cross-entropy over the batch, the gradient of ``scale`` x that mean w.r.t. z)."""
+    import tensorflow as tf
+
+    logp = tf.nn.log_softmax(z, axis=axis)
+    target = tf.one_hot(y, NUM_CLASSES, axis=axis, dtype=logp.dtype)
+    step = -tf.reduce_mean(tf.reduce_sum(target * logp, axis=axis), axis=-1)
+    return step, (tf.exp(logp) - target) * (scale / float(z.shape[-1]))
 
 
 def _project_b(w, a):
